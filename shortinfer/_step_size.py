@@ -1,0 +1,106 @@
+r"""Step sizes in their three shapes, and the canonical ``(K|1, N|1)`` table behind them.
+
+A user gives one of:
+
+- a scalar :math:`s` (the paper);
+- one value per step, shape ``(K,)`` (the paper leaves this to future work);
+- one value per latent block, a dict ``{name: s}`` (or ``{name: (K,) tensor}`` for both).
+
+Internally this is a table of shape ``(K or 1, N or 1)`` for N latent blocks, expanded to
+``(K, D)`` (or ``(K, 1)``) for the rollout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Union
+
+import torch
+from torch import Tensor
+
+from shortinfer._latents import LatentLayout
+
+__all__ = ["StepSize", "canonical_step_size", "expand_step_size", "public_step_size"]
+
+StepSize = Union[float, Sequence[float], Tensor, Mapping[str, Union[float, Tensor]]]
+
+_EXPECTED = (
+    "a positive float, a tensor of shape (num_steps,) with one value per step, or (for dict "
+    "latents) a dict mapping each latent block to a float or a (num_steps,) tensor"
+)
+
+
+def _as_column(value: object, num_steps: int, *, name: str) -> Tensor:
+    try:
+        tensor = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"{name} must be {_EXPECTED}; received {value!r}.") from err
+    if tensor.dim() == 0:
+        tensor = tensor.reshape(1)
+    elif tensor.dim() != 1 or tensor.shape[0] != num_steps:
+        raise ValueError(
+            f"{name} has shape {tuple(tensor.shape)}; expected () or ({num_steps},) for "
+            f"num_steps={num_steps}. Give {_EXPECTED}."
+        )
+    if not bool(torch.isfinite(tensor).all()) or bool((tensor <= 0).any()):
+        raise ValueError(
+            f"{name} must be finite and > 0; received {tensor.tolist()}. The paper's grid is "
+            "0.01 to 0.15; try step_size=0.05."
+        )
+    return tensor
+
+
+def canonical_step_size(step_size: StepSize, num_steps: int, layout: LatentLayout) -> Tensor:
+    r"""Validate a user step size and return its table, float64 on CPU.
+
+    Arguments:
+        step_size: See the module docstring.
+        num_steps: K.
+        layout: The latent layout, for block names.
+
+    Returns:
+        A tensor with shape ``(K or 1, N or 1)``.
+    """
+    if isinstance(step_size, Mapping):
+        if not layout.is_dict:
+            raise TypeError(
+                f"step_size is a dict with keys {sorted(step_size)}, but the latent is a single "
+                f"tensor of shape {layout.describe()}. Per-block step sizes need a dict "
+                "latent_shape; otherwise give " + _EXPECTED + "."
+            )
+        if set(step_size) != set(layout.names):
+            raise ValueError(
+                f"step_size has keys {sorted(step_size)}; expected exactly the latent blocks "
+                f"{layout.names}."
+            )
+        columns = [
+            _as_column(step_size[name], num_steps, name=f"step_size[{name!r}]")
+            for name in layout.names
+        ]
+        length = max(c.shape[0] for c in columns)
+        return torch.stack([c.expand(length) for c in columns], dim=1)
+    if isinstance(step_size, (bool, str)) or not isinstance(
+        step_size, (int, float, Tensor, Sequence)
+    ):
+        raise TypeError(f"step_size must be {_EXPECTED}; received {step_size!r}.")
+    return _as_column(step_size, num_steps, name="step_size").unsqueeze(1)
+
+
+def expand_step_size(table: Tensor, num_steps: int, layout: LatentLayout) -> Tensor:
+    r"""Expand a ``(K|1, N|1)`` table to the rollout's per-coordinate ``(K, D)`` or ``(K, 1)``."""
+    table = table.expand(num_steps, table.shape[1])
+    if table.shape[1] == 1:
+        return table
+    return table[:, layout.block_index(table.device)]
+
+
+def public_step_size(table: Tensor, layout: LatentLayout) -> float | Tensor | dict[str, object]:
+    """The user-facing form of a table: float, ``(K,)`` tensor, or dict per block."""
+    table = table.detach()
+    if table.shape[1] == 1:
+        column = table[:, 0]
+        return float(column[0]) if column.shape[0] == 1 else column.clone()
+    return {
+        name: (float(table[0, i]) if table.shape[0] == 1 else table[:, i].clone())
+        for i, name in enumerate(layout.names)
+    }

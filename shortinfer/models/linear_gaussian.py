@@ -1,0 +1,173 @@
+r"""The linear-Gaussian model: a latent-variable model whose short-run posterior is closed-form.
+
+.. math::
+    z \sim \mathcal{N}(0, I_D), \qquad x \mid z \sim \mathcal{N}(Wz + b, \sigma^2 I_P).
+
+The exact posterior is :math:`\mathcal{N}(A^{-1} c, A^{-1})` with
+:math:`A = I + W^\top W / \sigma^2` and :math:`c = W^\top (x - b) / \sigma^2`. Short-run
+Langevin is affine, :math:`z_{k+1} = M_k z_k + s_k c + \sqrt{2 s_k}\,\epsilon_k` with
+:math:`M_k = I - s_k A`, so its output is Gaussian with
+
+.. math::
+    m_{k+1} = M_k m_k + s_k c, \qquad C_{k+1} = M_k C_k M_k^\top + 2 s_k I,
+    \qquad m_0 = 0,\ C_0 = I,
+
+and :math:`\partial z_K / \partial z_0 = \prod_k M_k`. This makes it the oracle for every test of
+sampling, log-determinants, entropies, ELBOs and step-size objectives.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from shortinfer.likelihoods import gaussian_log_likelihood, standard_normal_log_prob
+
+__all__ = ["LinearGaussian"]
+
+
+class LinearGaussian(nn.Module):
+    r"""The linear-Gaussian latent-variable model, with its closed forms.
+
+    Arguments:
+        weight: :math:`W`, with shape ``(P, D)``.
+        bias: :math:`b`, with shape ``(P,)``.
+        sigma: Observation noise standard deviation :math:`\sigma > 0`.
+
+    Example:
+        >>> model = LinearGaussian(torch.randn(5, 2, dtype=torch.float64),
+        ...                        torch.zeros(5, dtype=torch.float64), sigma=0.5)
+        >>> x = model.sample_observations(3, generator=torch.Generator().manual_seed(0))
+        >>> mean, cov = model.posterior(x)
+        >>> mean.shape, cov.shape
+        (torch.Size([3, 2]), torch.Size([2, 2]))
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor, sigma: float) -> None:
+        super().__init__()
+        if weight.dim() != 2 or bias.shape != weight.shape[:1]:
+            raise ValueError(
+                f"weight must have shape (P, D) and bias (P,); received {tuple(weight.shape)} "
+                f"and {tuple(bias.shape)}."
+            )
+        if not sigma > 0:
+            raise ValueError(f"sigma must be positive; received {sigma!r}.")
+        self.weight = nn.Parameter(weight.clone())
+        self.bias = nn.Parameter(bias.clone())
+        self.sigma = float(sigma)
+
+    @property
+    def latent_dim(self) -> int:
+        """D."""
+        return self.weight.shape[1]
+
+    def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
+        r""":math:`\log \mathcal{N}(z; 0, I) + \log \mathcal{N}(x; Wz + b, \sigma^2 I)`.
+
+        Arguments:
+            x: Observations, with shape ``(B, P)``.
+            z: Latents, with shape ``(B, D)``.
+
+        Returns:
+            The log joint density, with shape ``(B,)``.
+        """
+        mean = z @ self.weight.T + self.bias
+        return standard_normal_log_prob(z) + gaussian_log_likelihood(x, mean, self.sigma)
+
+    def sample_observations(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` observations from the model, with shape ``(n, P)``."""
+        kw = {"dtype": self.weight.dtype, "device": self.weight.device, "generator": generator}
+        z = torch.randn(n, self.latent_dim, **kw)
+        noise = torch.randn(n, self.weight.shape[0], **kw)
+        return (z @ self.weight.T + self.bias + self.sigma * noise).detach()
+
+    def precision(self) -> Tensor:
+        r"""The posterior precision :math:`A = I + W^\top W / \sigma^2`, shape ``(D, D)``."""
+        eye = torch.eye(self.latent_dim, dtype=self.weight.dtype, device=self.weight.device)
+        return eye + self.weight.T @ self.weight / self.sigma**2
+
+    def _shift(self, x: Tensor) -> Tensor:
+        return (x - self.bias) @ self.weight / self.sigma**2  # c, with shape (B, D)
+
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r"""The exact posterior :math:`\mathcal{N}(A^{-1}c, A^{-1})`: mean ``(B, D)``, cov ``(D, D)``."""
+        cov = torch.linalg.inv(self.precision())
+        return self._shift(x) @ cov, cov
+
+    def log_evidence(self, x: Tensor) -> Tensor:
+        r""":math:`\log p(x) = \log \mathcal{N}(x; b, WW^\top + \sigma^2 I)`, shape ``(B,)``."""
+        cov = self.weight @ self.weight.T + self.sigma**2 * torch.eye(
+            self.weight.shape[0], dtype=self.weight.dtype, device=self.weight.device
+        )
+        dist = torch.distributions.MultivariateNormal(self.bias, covariance_matrix=cov)
+        return dist.log_prob(x)
+
+    def _steps(self, step_size: float | Tensor, num_steps: int) -> Tensor:
+        steps = torch.as_tensor(step_size, dtype=self.weight.dtype, device=self.weight.device)
+        return steps.expand(num_steps) if steps.dim() == 0 else steps
+
+    def short_run_jacobian(self, step_size: float | Tensor, num_steps: int) -> Tensor:
+        r""":math:`\partial z_K/\partial z_0 = \prod_{k} (I - s_k A)`, shape ``(D, D)``.
+
+        ``step_size`` is a float or a ``(K,)`` tensor (per step).
+        """
+        a = self.precision()
+        jac = torch.eye(self.latent_dim, dtype=a.dtype, device=a.device)
+        for s in self._steps(step_size, num_steps):
+            jac = (torch.eye(self.latent_dim, dtype=a.dtype, device=a.device) - s * a) @ jac
+        return jac
+
+    def short_run_moments(
+        self, x: Tensor, step_size: float | Tensor, num_steps: int
+    ) -> tuple[Tensor, Tensor]:
+        r"""Mean ``(B, D)`` and covariance ``(D, D)`` of :math:`z_K` (the marginal :math:`q_s`)."""
+        a = self.precision()
+        eye = torch.eye(self.latent_dim, dtype=a.dtype, device=a.device)
+        c = self._shift(x)
+        mean = torch.zeros_like(c)
+        cov = eye.clone()
+        for s in self._steps(step_size, num_steps):
+            m = eye - s * a
+            mean = mean @ m.T + s * c
+            cov = m @ cov @ m.T + 2 * s * eye
+        return mean, cov
+
+    def expected_log_joint(self, x: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
+        r""":math:`\mathbb{E}_{\mathcal{N}(m, C)}[\log p(x, z)]` in closed form, shape ``(B,)``."""
+        d, p = self.latent_dim, self.weight.shape[0]
+        prior = -0.5 * (torch.trace(cov) + mean.square().sum(-1)) - 0.5 * d * math.log(2 * math.pi)
+        resid = x - mean @ self.weight.T - self.bias
+        spread = torch.trace(self.weight @ cov @ self.weight.T)
+        lik = -(resid.square().sum(-1) + spread) / (2 * self.sigma**2) - 0.5 * p * math.log(
+            2 * math.pi * self.sigma**2
+        )
+        return prior + lik
+
+    def conditional_elbo(self, x: Tensor, step_size: float | Tensor, num_steps: int) -> Tensor:
+        r"""The exact expectation of the paper's ELBO, shape ``(B,)``.
+
+        .. math::
+            \mathbb{E}_q[\log p(x, z_K)] + \tfrac{D}{2}(1 + \log 2\pi)
+            + \log\lvert\det \textstyle\prod_k (I - s_k A)\rvert
+        """
+        mean, cov = self.short_run_moments(x, step_size, num_steps)
+        log_det = torch.linalg.slogdet(self.short_run_jacobian(step_size, num_steps)).logabsdet
+        entropy = 0.5 * self.latent_dim * (1 + math.log(2 * math.pi)) + log_det
+        return self.expected_log_joint(x, mean, cov) + entropy
+
+    def kl_to_posterior(self, x: Tensor, step_size: float | Tensor, num_steps: int) -> Tensor:
+        r"""The exact :math:`\mathrm{KL}(q_s \,\|\, p(z \mid x))` per example, shape ``(B,)``."""
+        mean_q, cov_q = self.short_run_moments(x, step_size, num_steps)
+        mean_p, cov_p = self.posterior(x)
+        prec_p = self.precision()
+        diff = mean_p - mean_q
+        d = self.latent_dim
+        return 0.5 * (
+            torch.trace(prec_p @ cov_q)
+            + ((diff @ prec_p) * diff).sum(-1)
+            - d
+            - torch.linalg.slogdet(cov_q).logabsdet
+            + torch.linalg.slogdet(cov_p).logabsdet
+        )

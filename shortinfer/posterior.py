@@ -1,0 +1,672 @@
+r"""The short-run posterior :math:`q_s(z \mid x)`: the thin object users hold.
+
+:func:`short_run` binds a user's ``log_joint(x, z)``, the observations ``x`` and the chain's
+hyperparameters; the algorithms are the pure functions of :mod:`shortinfer.langevin`,
+:mod:`shortinfer.entropy` and :mod:`shortinfer.tuning`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple, Union
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+from shortinfer._checks import (
+    ChainDivergenceError,
+    check_finite_observations,
+    check_num_steps,
+    find_divergence,
+    probe_log_joint,
+)
+from shortinfer._latents import Latent, LatentLayout, ShapeLike
+from shortinfer._step_size import (
+    StepSize,
+    canonical_step_size,
+    expand_step_size,
+    public_step_size,
+)
+from shortinfer.entropy import JacobianMode, log_abs_det_jacobian
+from shortinfer.langevin import autograd_score, langevin_step, rollout
+from shortinfer.likelihoods import standard_normal_log_prob
+from shortinfer.tuning import PAPER_GRID, gradient_search, grid_search
+
+__all__ = ["ChainNoise", "Observations", "ShortRunPosterior", "TuningTrace", "short_run"]
+
+Observations = Union[Tensor, Sequence[Tensor], Mapping[str, Tensor]]
+"""``x``: a tensor, or a tuple/list/dict of tensors that share the leading batch dimension."""
+
+LogJoint = Callable[[Any, Any], Tensor]
+Prior = Union[Distribution, Mapping[str, Distribution], None]
+
+
+class ChainNoise(NamedTuple):
+    r"""All the randomness of a batch of short-run chains, drawn before the rollout.
+
+    Attributes:
+        z0: Initial flat latents :math:`z_0 \sim p(z)`, with shape ``(S·B, D)``.
+        noise: Injected noise :math:`\epsilon`, with shape ``(K, S·B, D)``.
+    """
+
+    z0: Tensor
+    noise: Tensor
+
+
+class TuningTrace(NamedTuple):
+    """The search behind a tuned step size, kept for plotting.
+
+    Attributes:
+        method: ``"grid"`` or ``"gradient"``.
+        step_sizes: The step size at each grid point or iteration, with shape ``(G, *shape)``
+            where ``shape`` is ``()`` for a scalar, ``(K,)`` per step, ``(N,)`` per block
+            and ``(K, N)`` for both.
+        objectives: The objective :math:`J(s)` there, with shape ``(G,)`` (a gradient trace
+            has one fewer objective than step sizes: the last step size is not evaluated).
+    """
+
+    method: str
+    step_sizes: Tensor
+    objectives: Tensor
+
+
+def _leaves(x: Observations) -> list[Tensor]:
+    if isinstance(x, Tensor):
+        return [x]
+    values = list(x.values()) if isinstance(x, Mapping) else list(x)
+    if not values or not all(isinstance(v, Tensor) for v in values):
+        raise TypeError(
+            f"x must be a tensor or a non-empty tuple/list/dict of tensors; received "
+            f"{type(x).__name__}. Pack extra inputs such as masks as x=(images, mask)."
+        )
+    return values
+
+
+def _repeat(x: Observations, times: int) -> Observations:
+    """Repeat every leaf ``times`` times along a new leading axis, folded into the batch."""
+    if times == 1:
+        return x
+
+    def rep(leaf: Tensor) -> Tensor:
+        return leaf.unsqueeze(0).expand(times, *leaf.shape).reshape(-1, *leaf.shape[1:])
+
+    if isinstance(x, Tensor):
+        return rep(x)
+    if isinstance(x, Mapping):
+        return {k: rep(v) for k, v in x.items()}
+    return type(x)(rep(v) for v in x)  # type: ignore[call-arg]
+
+
+class ShortRunPosterior:
+    r"""The distribution of the short-run chain's output :math:`z_K`, given ``x``.
+
+    .. math::
+        z_0 \sim p(z), \quad
+        z_{k+1} = z_k + s_k \nabla_z \log p(x, z_k) + \sqrt{2 s_k}\,\epsilon_k, \quad
+        q_s(z \mid x) = \text{law of } z_K.
+
+    Build it with :func:`short_run`. It speaks the ``torch.distributions`` vocabulary:
+    :meth:`sample` and :meth:`rsample` take a ``sample_shape``; :meth:`entropy` returns one value
+    per example. It is immutable: :meth:`tune_step_size` and :meth:`with_step_size` return new
+    posteriors.
+
+    Arguments:
+        log_joint: ``log_joint(x, z) -> (B,)``, see :func:`short_run`.
+        x: Observations, batch first (``B`` examples).
+        latent_shape: Per-example latent shape, or a dict of block name to shape.
+        num_steps: K.
+        step_size: s (scalar, per step, or per block).
+        prior: The initial distribution :math:`p(z)` (default standard normal).
+        generator: A ``torch.Generator`` for reproducible draws.
+        validate: Probe ``log_joint`` once at construction.
+    """
+
+    def __init__(
+        self,
+        log_joint: LogJoint,
+        x: Observations,
+        *,
+        latent_shape: ShapeLike | Mapping[str, ShapeLike],
+        num_steps: int = 25,
+        step_size: StepSize = 0.05,
+        prior: Prior = None,
+        generator: torch.Generator | None = None,
+        validate: bool = True,
+    ) -> None:
+        if not callable(log_joint):
+            raise TypeError(
+                f"log_joint must be callable as log_joint(x, z); received "
+                f"{type(log_joint).__name__}."
+            )
+        leaves = _leaves(x)
+        self.log_joint = log_joint
+        self.x = x
+        self.layout = LatentLayout(latent_shape)
+        self.num_steps = check_num_steps(num_steps)
+        self._table = canonical_step_size(step_size, self.num_steps, self.layout)
+        self.prior = self._check_prior(prior)
+        self.generator = generator
+        self.trace: TuningTrace | None = None
+        self.batch_size = leaves[0].shape[0] if leaves[0].dim() > 0 else 0
+        if self.batch_size < 1 or any(
+            leaf.dim() == 0 or leaf.shape[0] != self.batch_size for leaf in leaves
+        ):
+            shapes = [tuple(leaf.shape) for leaf in leaves]
+            raise ValueError(
+                f"x must have a leading batch dimension of size >= 1 shared by all its tensors; "
+                f"received shapes {shapes}. For a single observation use x.unsqueeze(0)."
+            )
+        floating = [leaf for leaf in leaves if leaf.is_floating_point()]
+        self.dtype = floating[0].dtype if floating else torch.get_default_dtype()
+        self.device = leaves[0].device
+        if validate:
+            check_finite_observations(leaves)
+            chain = self.draw_noise()
+            probe_log_joint(self._flat_log_joint(1), chain.z0, self.batch_size)
+
+    # -- construction helpers -------------------------------------------------------------
+
+    def _check_prior(self, prior: Prior) -> Prior:
+        if prior is None:
+            return None
+        if self.layout.is_dict:
+            if not isinstance(prior, Mapping) or set(prior) != set(self.layout.names):
+                raise TypeError(
+                    f"for dict latents, prior must be None or a dict of Distributions with keys "
+                    f"{self.layout.names}; received {prior!r}."
+                )
+            priors = dict(prior)
+        else:
+            if not isinstance(prior, Distribution):
+                raise TypeError(
+                    f"prior must be a torch.distributions.Distribution over the latent of shape "
+                    f"{self.layout.describe()}, or None for N(0, I); received {prior!r}."
+                )
+            priors = {"z": prior}
+        for name, dist in priors.items():
+            if not isinstance(dist, Distribution):
+                raise TypeError(f"prior[{name!r}] must be a Distribution; received {dist!r}.")
+            shape = tuple(dist.batch_shape + dist.event_shape)
+            if shape != tuple(self.layout.shapes[name]):
+                raise ValueError(
+                    f"prior for {name!r} has batch_shape + event_shape {shape}; expected the "
+                    f"per-example latent shape {tuple(self.layout.shapes[name])}. Wrap it in "
+                    "torch.distributions.Independent or expand it."
+                )
+        return prior
+
+    def _replace(self, table: Tensor, trace: TuningTrace | None) -> ShortRunPosterior:
+        new = object.__new__(ShortRunPosterior)
+        new.__dict__.update(self.__dict__)
+        new._table = table.detach().to(torch.float64).cpu()
+        new.trace = trace
+        return new
+
+    def _flat_log_joint(self, num_samples: int) -> Callable[[Tensor], Tensor]:
+        x = _repeat(self.x, num_samples)
+        unflatten = self.layout.unflatten
+        return lambda z: self.log_joint(x, unflatten(z))
+
+    def _step_table(self, table: Tensor | None = None) -> Tensor:
+        table = self._table if table is None else table
+        table = table.to(dtype=self.dtype, device=self.device)
+        return expand_step_size(table, self.num_steps, self.layout)
+
+    # -- public properties ----------------------------------------------------------------
+
+    @property
+    def step_size(self) -> float | Tensor | dict[str, object]:
+        """The step size: a float, a ``(K,)`` tensor per step, or a dict per latent block."""
+        return public_step_size(self._table, self.layout)
+
+    @property
+    def latent_shape(self) -> torch.Size | dict[str, torch.Size]:
+        """Per-example latent shape (a dict of shapes for multi-block latents)."""
+        return dict(self.layout.shapes) if self.layout.is_dict else self.layout.shapes["z"]
+
+    @property
+    def latent_dim(self) -> int:
+        """D, the total number of latent coordinates per example."""
+        return self.layout.dim
+
+    def __repr__(self) -> str:
+        return (
+            f"ShortRunPosterior(batch_size={self.batch_size}, latent_shape="
+            f"{self.layout.describe()}, num_steps={self.num_steps}, "
+            f"step_size={self.step_size!r})"
+        )
+
+    # -- randomness -----------------------------------------------------------------------
+
+    def _randn(self, *shape: int) -> Tensor:
+        generator = self.generator
+        device = generator.device if generator is not None else self.device
+        out = torch.randn(*shape, generator=generator, device=device, dtype=self.dtype)
+        return out.to(self.device)
+
+    def _prior_sample(self, count: int) -> Tensor:
+        if self.prior is None:
+            return self._randn(count, self.layout.dim)
+        priors = self.prior if isinstance(self.prior, Mapping) else {"z": self.prior}
+        seed = None
+        if self.generator is not None:
+            # torch.distributions cannot take a generator: derive a seed from it instead.
+            draw = torch.randint(2**62, (1,), generator=self.generator,
+                                 device=self.generator.device)
+            seed = int(draw)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            blocks = {name: priors[name].sample((count,)) for name in self.layout.names}
+        z = blocks if self.layout.is_dict else blocks["z"]
+        return self.layout.flatten(z).to(dtype=self.dtype, device=self.device)
+
+    def prior_log_prob(self, z0: Tensor) -> Tensor:
+        r"""Log density of the initial distribution :math:`\log p(z_0)`.
+
+        Arguments:
+            z0: Flat initial latents, with shape ``(N, D)``.
+
+        Returns:
+            :math:`\log p(z_0)` with shape ``(N,)``.
+        """
+        if self.prior is None:
+            return standard_normal_log_prob(z0)
+        priors = self.prior if isinstance(self.prior, Mapping) else {"z": self.prior}
+        blocks = self.layout.unflatten(z0)
+        blocks = blocks if isinstance(blocks, dict) else {"z": blocks}
+        return sum(
+            (priors[name].log_prob(blocks[name]).reshape(z0.shape[0], -1).sum(-1)
+             for name in self.layout.names),
+            torch.zeros(z0.shape[0], dtype=z0.dtype, device=z0.device),
+        )
+
+    def draw_noise(self, num_samples: int = 1) -> ChainNoise:
+        r"""Draw :math:`z_0 \sim p(z)` and :math:`\epsilon` for ``num_samples`` chains per example.
+
+        Arguments:
+            num_samples: S, chains per example.
+
+        Returns:
+            A :class:`ChainNoise` with ``z0`` of shape ``(S·B, D)`` and ``noise`` of shape
+            ``(K, S·B, D)``; chain ``i`` belongs to example ``i % B``.
+
+        Example:
+            >>> post = short_run(lambda x, z: -0.5 * (z - x).square().sum(-1),
+            ...                  torch.zeros(3, 2), latent_shape=(2,), num_steps=4)
+            >>> chain = post.draw_noise(num_samples=5)
+            >>> chain.z0.shape, chain.noise.shape
+            (torch.Size([15, 2]), torch.Size([4, 15, 2]))
+        """
+        count = num_samples * self.batch_size
+        z0 = self._prior_sample(count)
+        return ChainNoise(z0, self._randn(self.num_steps, count, self.layout.dim))
+
+    # -- sampling -------------------------------------------------------------------------
+
+    def run_chain(
+        self, chain: ChainNoise, *, differentiable: bool = False, table: Tensor | None = None
+    ) -> Tensor:
+        r"""Run the K-step map :math:`z_K = F(z_0, \epsilon)` on given noise.
+
+        Arguments:
+            chain: The noise, from :meth:`draw_noise` (or built by hand with the same shapes).
+            differentiable: Keep the graph, so that :math:`z_K` can be differentiated with
+                respect to model parameters and the step size.
+            table: An alternative step-size table (internal use by tuning).
+
+        Returns:
+            Flat :math:`z_K` with shape ``(S·B, D)``.
+
+        Raises:
+            ChainDivergenceError: If some :math:`z_k` is non-finite; the message names the
+                first such step.
+        """
+        num_samples = chain.z0.shape[0] // self.batch_size
+        log_joint = self._flat_log_joint(num_samples)
+        step_sizes = self._step_table(table)
+        score = autograd_score(log_joint, create_graph=differentiable)
+        z_k = rollout(score, chain.z0, chain.noise, step_sizes)
+        if not bool(torch.isfinite(z_k).all()):
+            self._raise_divergence(score, chain, step_sizes)
+        return z_k
+
+    def _raise_divergence(self, score: Callable, chain: ChainNoise, step_sizes: Tensor) -> None:
+        def step(k: int, z: Tensor) -> Tensor:
+            return langevin_step(score, z.detach(), chain.noise[k], step_sizes[k]).detach()
+
+        first, count = find_divergence(step, chain.z0, self.num_steps)
+        raise ChainDivergenceError(
+            f"the short-run chain diverged: z became non-finite at step {first} of "
+            f"{self.num_steps} in {count} of {chain.z0.shape[0]} chains, with step_size="
+            f"{self.step_size if step_sizes is None else step_sizes.max().item():.4g} (largest). "
+            "Use a smaller step size (the paper tunes s in 0.01..0.15), or call "
+            "tune_step_size(), or check that log_joint's gradient is bounded."
+        )
+
+    def _structured(self, z_flat: Tensor, sample_shape: torch.Size) -> Latent:
+        z = z_flat.reshape(*sample_shape, self.batch_size, self.layout.dim)
+        return self.layout.unflatten(z)
+
+    def sample(self, sample_shape: Sequence[int] = torch.Size()) -> Latent:
+        r"""Draw :math:`z_K \sim q_s(z \mid x)`, without gradients.
+
+        Arguments:
+            sample_shape: Leading shape S of independent draws per example.
+
+        Returns:
+            :math:`z_K` with shape ``(*sample_shape, B, *latent_shape)``, or a dict of such
+            tensors for dict latents.
+
+        Example:
+            >>> post = short_run(lambda x, z: -0.5 * (z - x).square().sum(-1),
+            ...                  torch.zeros(3, 2), latent_shape=(2,), num_steps=10,
+            ...                  generator=torch.Generator().manual_seed(0))
+            >>> post.sample().shape, post.sample((4,)).shape
+            (torch.Size([3, 2]), torch.Size([4, 3, 2]))
+        """
+        sample_shape = torch.Size(sample_shape)
+        chain = self.draw_noise(max(math.prod(sample_shape), 1))
+        return self._structured(self.run_chain(chain).detach(), sample_shape)
+
+    def rsample(self, sample_shape: Sequence[int] = torch.Size()) -> Latent:
+        r"""Draw :math:`z_K` with the graph kept (reparameterised through the K steps).
+
+        Gradients flow to model parameters inside ``log_joint`` and through every step. This
+        costs a second-order graph; use :meth:`sample` inside training steps (Algorithm 1
+        detaches :math:`z_K`).
+
+        Arguments:
+            sample_shape: Leading shape S of independent draws per example.
+
+        Returns:
+            Same as :meth:`sample`, differentiable.
+
+        Example:
+            >>> mu = torch.zeros(2, requires_grad=True)
+            >>> post = short_run(lambda x, z: -0.5 * (z - mu).square().sum(-1),
+            ...                  torch.zeros(1, 2), latent_shape=(2,), num_steps=3)
+            >>> post.rsample().sum().backward()
+            >>> mu.grad.shape
+            torch.Size([2])
+        """
+        sample_shape = torch.Size(sample_shape)
+        chain = self.draw_noise(max(math.prod(sample_shape), 1))
+        return self._structured(self.run_chain(chain, differentiable=True), sample_shape)
+
+    # -- entropy, ELBO --------------------------------------------------------------------
+
+    def _terms(
+        self,
+        chain: ChainNoise,
+        table: Tensor | None,
+        *,
+        mode: JacobianMode,
+        chunk_size: int | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Per-chain ``(log p(x, z_K), entropy estimate)``, each with shape ``(S·B,)``."""
+        num_samples = chain.z0.shape[0] // self.batch_size
+        log_joint = self._flat_log_joint(num_samples)
+        z_k, log_det = log_abs_det_jacobian(
+            log_joint, chain.z0, chain.noise, self._step_table(table),
+            mode=mode, chunk_size=chunk_size,
+        )
+        if not bool(torch.isfinite(z_k).all()):
+            self._raise_divergence(
+                autograd_score(log_joint), chain, self._step_table(table).detach()
+            )
+        entropy = log_det - self.prior_log_prob(chain.z0)
+        if not bool(torch.isfinite(entropy).all()):
+            raise ChainDivergenceError(
+                "the log-determinant of the short-run map is not finite: the map is singular "
+                "at this step size (s·curvature hit 1). Use a smaller step size."
+            )
+        return log_joint(z_k), entropy
+
+    def _per_example(self, values: Tensor) -> Tensor:
+        return values.reshape(-1, self.batch_size).mean(0)
+
+    def entropy(
+        self,
+        *,
+        num_samples: int = 1,
+        mode: JacobianMode = "reverse",
+        chunk_size: int | None = None,
+    ) -> Tensor:
+        r"""Per-example estimate of the entropy of :math:`z_K` given the injected noise.
+
+        .. math::
+            \hat H_b = \frac1S \sum_{i=1}^S \Big[-\log p(z_0^{(i)})
+                + \log\Big|\det \frac{\partial F}{\partial z_0}(z_0^{(i)}, \epsilon^{(i)})\Big|\Big]
+
+        an unbiased estimate of :math:`H(z_K \mid \epsilon) \le H(z_K)`, with the exact
+        Jacobian from ``torch.func`` (see :mod:`shortinfer.entropy`).
+
+        Arguments:
+            num_samples: S, chains per example.
+            mode: ``"reverse"`` (vjp rows) or ``"forward"`` (jvp columns).
+            chunk_size: How many Jacobian rows/columns to push at once (``None``: all D).
+
+        Returns:
+            The estimate, with shape ``(B,)``.
+
+        Example:
+            >>> post = short_run(lambda x, z: -0.5 * z.square().sum(-1) - 0.5 * (x - z).square().sum(-1),
+            ...                  torch.zeros(2, 3), latent_shape=(3,), num_steps=5, step_size=0.1)
+            >>> post.entropy().shape
+            torch.Size([2])
+        """
+        chain = self.draw_noise(num_samples)
+        return self._per_example(self._terms(chain, None, mode=mode, chunk_size=chunk_size)[1])
+
+    def elbo(
+        self,
+        *,
+        num_samples: int = 1,
+        mode: JacobianMode = "reverse",
+        chunk_size: int | None = None,
+    ) -> Tensor:
+        r"""Per-example evidence lower bound under the short-run posterior.
+
+        .. math::
+            \mathrm{ELBO}_b = \mathbb{E}_q[\log p(x_b, z_K)] + \hat H_b
+            = \log p(x_b) - \mathrm{KL}(q_s \| p(z \mid x_b)) - \text{gap}
+
+        where the gap :math:`H(z_K) - H(z_K \mid \epsilon) \ge 0` comes from conditioning on the
+        noise, so this is a lower bound on :math:`\log p(x)` in expectation. Its negative mean
+        over examples is the paper's step-size objective, equation (20).
+
+        Arguments:
+            num_samples: S, chains per example.
+            mode: See :meth:`entropy`.
+            chunk_size: See :meth:`entropy`.
+
+        Returns:
+            The ELBO estimate, with shape ``(B,)``.
+
+        Example:
+            >>> post = short_run(lambda x, z: -0.5 * z.square().sum(-1) - 0.5 * (x - z).square().sum(-1),
+            ...                  torch.zeros(2, 3), latent_shape=(3,), num_steps=5, step_size=0.1)
+            >>> post.elbo(num_samples=4).shape
+            torch.Size([2])
+        """
+        chain = self.draw_noise(num_samples)
+        log_p, entropy = self._terms(chain, None, mode=mode, chunk_size=chunk_size)
+        return self._per_example(log_p + entropy)
+
+    def objective(
+        self, chain: ChainNoise, table: Tensor, *, mode: JacobianMode = "reverse",
+        chunk_size: int | None = None,
+    ) -> Tensor:
+        r"""The step-size objective :math:`J(s) = -\frac1B\sum_b \mathrm{ELBO}_b` on fixed noise.
+
+        Arguments:
+            chain: Noise from :meth:`draw_noise`, shared by every evaluation.
+            table: The step-size table, shape ``(K or 1, N or 1)``; may require grad.
+            mode: See :meth:`entropy`.
+            chunk_size: See :meth:`entropy`.
+
+        Returns:
+            A scalar tensor, differentiable with respect to ``table``.
+        """
+        log_p, entropy = self._terms(chain, table, mode=mode, chunk_size=chunk_size)
+        return -(log_p + entropy).mean()
+
+    # -- tuning ---------------------------------------------------------------------------
+
+    def with_step_size(self, step_size: StepSize) -> ShortRunPosterior:
+        """A copy of this posterior with another step size (validated as in :func:`short_run`).
+
+        Example:
+            >>> post = short_run(lambda x, z: -0.5 * (z - x).square().sum(-1),
+            ...                  torch.zeros(1, 2), latent_shape=(2,))
+            >>> post.with_step_size(0.1).step_size
+            0.1
+        """
+        return self._replace(canonical_step_size(step_size, self.num_steps, self.layout), None)
+
+    def tune_step_size(
+        self,
+        method: Literal["grid", "gradient"] = "grid",
+        *,
+        grid: Sequence[float] | Tensor | None = None,
+        num_samples: int = 1,
+        num_iterations: int = 50,
+        learning_rate: float = 0.05,
+        mode: JacobianMode = "reverse",
+        chunk_size: int | None = None,
+    ) -> ShortRunPosterior:
+        r"""Return a posterior whose step size minimises the objective :math:`J(s)`.
+
+        .. math::
+            J(s) = \frac1B \sum_b \mathbb{E}\big[\log q_s(z_K \mid \epsilon, x_b)
+                - \log p(x_b, z_K)\big]
+
+        (equation (20) of the paper), estimated on one draw of :math:`(z_0, \epsilon)` per chain
+        shared by all candidates (common random numbers).
+
+        - ``method="grid"`` evaluates a scalar :math:`s` at each grid point (default: the
+          paper's 0.01, 0.02, ..., 0.15) and keeps the best.
+        - ``method="gradient"`` runs Adam on :math:`\log s`, differentiating through the K
+          steps and the log-determinant. It keeps the current step size's shape: scalar, per
+          step ``(K,)``, or per block.
+
+        Arguments:
+            method: ``"grid"`` or ``"gradient"``.
+            grid: Candidate step sizes for the grid (positive floats).
+            num_samples: S, chains per example in the objective.
+            num_iterations: Gradient iterations.
+            learning_rate: Adam's learning rate on :math:`\log s`.
+            mode: Jacobian mode, see :meth:`entropy`.
+            chunk_size: See :meth:`entropy`.
+
+        Returns:
+            A new :class:`ShortRunPosterior` with the tuned step size; its ``trace`` is a
+            :class:`TuningTrace` of the search. ``self`` is unchanged.
+
+        Raises:
+            ValueError: For an unknown method or a bad grid.
+
+        Example:
+            >>> post = short_run(lambda x, z: -0.5 * z.square().sum(-1) - 2 * (x - z).square().sum(-1),
+            ...                  torch.zeros(4, 2), latent_shape=(2,), num_steps=10,
+            ...                  generator=torch.Generator().manual_seed(0))
+            >>> tuned = post.tune_step_size("grid", grid=[0.01, 0.05, 0.1])
+            >>> tuned.step_size in (0.01, 0.05, 0.1), tuned.trace.objectives.shape
+            (True, torch.Size([3]))
+        """
+        chain = self.draw_noise(num_samples)
+
+        def objective(table: Tensor) -> Tensor:
+            return self.objective(chain, table, mode=mode, chunk_size=chunk_size)
+
+        if method == "grid":
+            values = PAPER_GRID if grid is None else grid
+            candidates = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+            if candidates.numel() == 0 or not bool((candidates > 0).all()):
+                raise ValueError(
+                    f"grid must be a non-empty sequence of positive step sizes; received "
+                    f"{candidates.tolist()}."
+                )
+            result = grid_search(objective, candidates.reshape(-1, 1, 1))
+            trace = TuningTrace("grid", result.candidates.reshape(-1), result.objectives)
+            return self._replace(result.step_size, trace)
+        if method == "gradient":
+            found = gradient_search(
+                objective, self._table, num_iterations=num_iterations,
+                learning_rate=learning_rate,
+            )
+            # Trace shape: () scalar, (K,) per step, (N,) per block, (K, N) for both.
+            kept = [n for n in self._table.shape if n > 1]
+            steps = found.step_sizes.reshape(found.step_sizes.shape[0], *kept)
+            trace = TuningTrace("gradient", steps, found.objectives)
+            return self._replace(found.step_size, trace)
+        raise ValueError(f"method must be 'grid' or 'gradient'; received {method!r}.")
+
+
+def short_run(
+    log_joint: LogJoint,
+    x: Observations,
+    *,
+    latent_shape: ShapeLike | Mapping[str, ShapeLike],
+    num_steps: int = 25,
+    step_size: StepSize = 0.05,
+    prior: Prior = None,
+    generator: torch.Generator | None = None,
+    validate: bool = True,
+) -> ShortRunPosterior:
+    r"""Wrap any ``log_joint(x, z)`` into a short-run Langevin posterior :math:`q_s(z \mid x)`.
+
+    .. math::
+        z_0 \sim p(z), \qquad
+        z_{k+1} = z_k + s\,\nabla_z \log p(x, z_k) + \sqrt{2s}\,\epsilon_k,
+        \qquad k = 0, \dots, K-1
+
+    (Nijkamp et al. 2020, equation (10)). In the authors' code's notation
+    :math:`\tfrac{\delta^2}{2}\nabla + \delta\epsilon`, :math:`s = \delta^2/2`.
+
+    Arguments:
+        log_joint: ``log_joint(x, z)`` returns :math:`\log p(x, z)` per example, a tensor of
+            shape ``(B,)``; ``z`` has shape ``(B, *latent_shape)`` (a dict of such tensors for
+            dict latents). Examples must not interact, and the function must be traceable by
+            ``torch.func`` (no ``.item()``, no data-dependent ``if``, no in-place writes to
+            captured tensors): see ``docs/log_joint.md``.
+        x: Observations with a leading batch dimension B; a tensor, or a tuple/list/dict of
+            tensors (e.g. ``(images, mask)``) passed to ``log_joint`` as given.
+        latent_shape: Per-example latent shape, e.g. ``(64,)``, or a dict of block name to
+            shape for multi-layer latents.
+        num_steps: K, the number of Langevin steps (the paper uses 25).
+        step_size: s: a float, a ``(K,)`` tensor (one per step), or a dict of block name to
+            float or ``(K,)`` tensor (per latent block).
+        prior: The initial distribution :math:`p(z)`: ``None`` for :math:`\mathcal{N}(0, I)`, a
+            ``torch.distributions.Distribution`` whose ``batch_shape + event_shape`` is
+            ``latent_shape``, or a dict of those for dict latents. It should be the prior inside
+            ``log_joint``.
+        generator: ``torch.Generator`` making every draw reproducible.
+        validate: Check ``x`` for non-finite values and probe ``log_joint`` once (recommended).
+
+    Returns:
+        A :class:`ShortRunPosterior`.
+
+    Raises:
+        LogJointError: If ``log_joint`` returns the wrong shape, non-finite values, or a value
+            that does not depend on ``z``.
+        ValueError: For a non-positive or mis-shaped ``step_size``, ``num_steps < 1``, or
+            non-finite ``x``.
+
+    Example:
+        >>> decoder = torch.nn.Linear(8, 20)
+        >>> def log_joint(x, z):
+        ...     return -0.5 * z.square().sum(-1) - 0.5 * (x - decoder(z)).square().sum(-1) / 0.3**2
+        >>> x = torch.randn(16, 20)
+        >>> post = short_run(log_joint, x, latent_shape=(8,), num_steps=25, step_size=0.01)
+        >>> post.sample().shape
+        torch.Size([16, 8])
+    """
+    return ShortRunPosterior(
+        log_joint, x, latent_shape=latent_shape, num_steps=num_steps, step_size=step_size,
+        prior=prior, generator=generator, validate=validate,
+    )

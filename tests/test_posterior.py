@@ -1,0 +1,373 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import shortinfer
+from shortinfer import ChainDivergenceError, LogJointError, short_run
+
+from ._oracle import make_linear_gaussian
+
+# Gaussian quantile for a two-sided 1e-4 tail per check: with a fixed seed these cannot flake,
+# and a real bias of a few standard errors still fails them.
+Z = 4.0
+
+
+def _setup(batch=2, latent_dim=3, seed=0):
+    model = make_linear_gaussian(latent_dim=latent_dim, seed=seed)
+    x = model.sample_observations(batch, generator=torch.Generator().manual_seed(seed + 10))
+    return model, x
+
+
+def test_sample_moments_match_exact_recursion():
+    model, x = _setup()
+    post = short_run(model.log_joint, x, latent_shape=(3,), num_steps=10, step_size=0.08,
+                     generator=torch.Generator().manual_seed(1))
+    n = 4000
+    z = post.sample((n,))
+    assert z.shape == (n, 2, 3)
+    mean, cov = model.short_run_moments(x, 0.08, 10)
+    mean, cov = mean.detach(), cov.detach()
+    se_mean = (cov.diagonal() / n).sqrt()
+    assert ((z.mean(0) - mean).abs() <= Z * se_mean).all()
+    for b in range(2):
+        emp = torch.cov(z[:, b].T)
+        var = cov.diagonal()
+        se_cov = ((var[:, None] * var[None, :] + cov.square()) / n).sqrt()
+        assert ((emp - cov).abs() <= Z * se_cov).all()
+
+
+def test_entropy_per_draw_is_exact_change_of_variables():
+    model, x = _setup()
+    post = short_run(model.log_joint, x, latent_shape=(3,), num_steps=6, step_size=0.05)
+    chain = post.draw_noise(3)
+    _, entropy = post._terms(chain, None, mode="reverse", chunk_size=None)
+    log_det = torch.linalg.slogdet(model.short_run_jacobian(0.05, 6)).logabsdet.detach()
+    expected = log_det + 0.5 * chain.z0.square().sum(-1) + 1.5 * math.log(2 * math.pi)
+    torch.testing.assert_close(entropy.detach(), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_entropy_and_elbo_match_closed_forms():
+    model, x = _setup()
+    post = short_run(model.log_joint, x, latent_shape=(3,), num_steps=10, step_size=0.06,
+                     generator=torch.Generator().manual_seed(2))
+    n = 2000
+    chain = post.draw_noise(n)
+    log_p, entropy = post._terms(chain, None, mode="reverse", chunk_size=None)
+    elbo = (log_p + entropy).detach().reshape(n, 2)
+    entropy = entropy.detach().reshape(n, 2)
+    log_det = torch.linalg.slogdet(model.short_run_jacobian(0.06, 10)).logabsdet.detach()
+    closed_entropy = 1.5 * (1 + math.log(2 * math.pi)) + log_det
+    se = entropy.std(0) / n**0.5
+    assert ((entropy.mean(0) - closed_entropy).abs() <= Z * se).all()
+    closed_elbo = model.conditional_elbo(x, 0.06, 10).detach()
+    se = elbo.std(0) / n**0.5
+    assert ((elbo.mean(0) - closed_elbo).abs() <= Z * se).all()
+    # The public methods return the per-example means.
+    assert post.entropy(num_samples=4).shape == (2,)
+    assert post.elbo(num_samples=4).shape == (2,)
+    # ELBO <= log p(x): the conditional ELBO is a lower bound.
+    assert (closed_elbo <= model.log_evidence(x).detach()).all()
+
+
+def _closed_objective(model, x, s, k):
+    return -model.conditional_elbo(x, s, k).mean().detach()
+
+
+def test_grid_tuning_returns_closed_form_argmin():
+    model, x = _setup(batch=4)
+    grid = [0.01, 0.03, 0.06, 0.1, 0.15]
+    closed = torch.stack([_closed_objective(model, x, s, 10) for s in grid])
+    post = short_run(model.log_joint, x, latent_shape=(3,), num_steps=10, step_size=0.01,
+                     generator=torch.Generator().manual_seed(3))
+    tuned = post.tune_step_size("grid", grid=grid, num_samples=256)
+    assert tuned.step_size == grid[int(closed.argmin())]
+    assert post.step_size == 0.01  # the original is unchanged
+    assert tuned.trace.method == "grid"
+    torch.testing.assert_close(tuned.trace.step_sizes, torch.tensor(grid, dtype=torch.float64))
+    # The estimated objective tracks the closed form within Monte Carlo error.
+    assert (tuned.trace.objectives - closed).abs().max() < 0.2
+
+
+def test_gradient_tuning_lands_near_closed_form_optimum():
+    model, x = _setup(batch=4)
+    fine = torch.linspace(0.01, 0.2, 191, dtype=torch.float64)
+    closed = torch.stack([_closed_objective(model, x, float(s), 10) for s in fine])
+    best = float(fine[closed.argmin()])
+    post = short_run(model.log_joint, x, latent_shape=(3,), num_steps=10, step_size=0.02,
+                     generator=torch.Generator().manual_seed(4))
+    tuned = post.tune_step_size("gradient", num_samples=32, num_iterations=40,
+                                learning_rate=0.1)
+    assert tuned.step_size == pytest.approx(best, rel=0.15)
+    assert tuned.trace.step_sizes.shape == (41,)
+    assert tuned.trace.objectives[-5:].mean() < tuned.trace.objectives[:5].mean()
+
+
+@pytest.mark.parametrize("kind", ["per_step", "per_block"])
+def test_gradient_tuning_handles_structured_step_sizes(kind):
+    model, x = _setup(batch=4)
+    k = 6
+    if kind == "per_step":
+        latent, log_joint = (3,), model.log_joint
+        step = torch.full((k,), 0.02)
+    else:
+        latent = {"a": (1,), "b": (2,)}
+
+        def log_joint(xx, z):
+            return model.log_joint(xx, torch.cat([z["a"], z["b"]], -1))
+
+        step = {"a": 0.02, "b": 0.03}
+    post = short_run(log_joint, x, latent_shape=latent, num_steps=k, step_size=step,
+                     generator=torch.Generator().manual_seed(5))
+    tuned = post.tune_step_size("gradient", num_samples=16, num_iterations=25,
+                                learning_rate=0.1)
+    if kind == "per_step":
+        assert tuned.step_size.shape == (k,)
+        assert tuned.trace.step_sizes.shape == (26, k)
+        closed_before = _closed_objective(model, x, torch.full((k,), 0.02, dtype=torch.float64), k)
+        closed_after = _closed_objective(model, x, tuned.step_size.to(torch.float64), k)
+        assert closed_after < closed_before
+    else:
+        assert set(tuned.step_size) == {"a", "b"}
+        assert tuned.trace.step_sizes.shape == (26, 2)
+    assert tuned.trace.objectives[-1] < tuned.trace.objectives[0]
+
+
+def test_per_block_step_sizes_apply_to_their_blocks():
+    # Two independent blocks: with zero noise and a quadratic log-joint, each block contracts
+    # by its own (1 - s_block)^K.
+    def log_joint(x, z):
+        return -0.5 * (z["a"].square().sum(-1) + z["b"].square().sum(-1))
+
+    post = short_run(log_joint, torch.zeros(1, 1), latent_shape={"a": (2,), "b": (1,)},
+                     num_steps=3, step_size={"a": 0.1, "b": 0.5})
+    chain = post.draw_noise()
+    chain = chain._replace(noise=torch.zeros_like(chain.noise))
+    z = post.layout.unflatten(post.run_chain(chain))
+    z0 = post.layout.unflatten(chain.z0)
+    torch.testing.assert_close(z["a"], z0["a"] * 0.9**3)
+    torch.testing.assert_close(z["b"], z0["b"] * 0.5**3)
+
+
+def test_dict_latents_equal_flat_latents():
+    model, x = _setup()
+
+    def split(xx, z):
+        return model.log_joint(xx, torch.cat([z["top"], z["bottom"].flatten(1)], -1))
+
+    flat = short_run(model.log_joint, x, latent_shape=(3,), num_steps=5,
+                     generator=torch.Generator().manual_seed(6))
+    blocks = short_run(split, x, latent_shape={"top": (1,), "bottom": (2, 1)}, num_steps=5,
+                       generator=torch.Generator().manual_seed(6))
+    z_flat, z_dict = flat.sample((2,)), blocks.sample((2,))
+    assert z_dict["top"].shape == (2, 2, 1) and z_dict["bottom"].shape == (2, 2, 2, 1)
+    torch.testing.assert_close(torch.cat([z_dict["top"], z_dict["bottom"].flatten(-2)], -1),
+                               z_flat)
+    torch.testing.assert_close(blocks.elbo(), flat.elbo())
+
+
+@settings(max_examples=15, deadline=None)
+@given(batch=st.integers(1, 4), dims=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+       sample_shape=st.sampled_from([(), (1,), (2,), (2, 3)]), seed=st.integers(0, 2**16),
+       dtype=st.sampled_from([torch.float32, torch.float64]), as_dict=st.booleans())
+def test_shapes_dtypes_and_reproducibility(batch, dims, sample_shape, seed, dtype, as_dict):
+    x = torch.randn(batch, 2, dtype=dtype)
+    if as_dict:
+        latent = {f"z{i}": (d,) for i, d in enumerate(dims)}
+
+        def log_joint(xx, z):
+            return sum(-0.5 * (v - xx[:, :1]).square().sum(-1) for v in z.values())
+    else:
+        latent = tuple(dims)
+
+        def log_joint(xx, z):
+            return -0.5 * (z.flatten(1) - xx[:, :1]).square().sum(-1)
+
+    def draw():
+        post = short_run(log_joint, x, latent_shape=latent, num_steps=3, step_size=0.1,
+                         generator=torch.Generator().manual_seed(seed))
+        return post.sample(sample_shape)
+
+    a, b = draw(), draw()
+    if as_dict:
+        for i, d in enumerate(dims):
+            assert a[f"z{i}"].shape == (*sample_shape, batch, d)
+            assert a[f"z{i}"].dtype == dtype
+            torch.testing.assert_close(a[f"z{i}"], b[f"z{i}"], rtol=0, atol=0)
+    else:
+        assert a.shape == (*sample_shape, batch, *dims)
+        assert a.dtype == dtype
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_custom_prior_is_used_for_init_and_entropy():
+    loc = torch.tensor([3.0, -3.0], dtype=torch.float64)
+    prior = torch.distributions.Independent(torch.distributions.Normal(loc, 0.5), 1)
+
+    def log_joint(x, z):
+        return prior.log_prob(z)
+
+    post = short_run(log_joint, torch.zeros(2, 1, dtype=torch.float64), latent_shape=(2,),
+                     num_steps=1, step_size=1e-6, prior=prior,
+                     generator=torch.Generator().manual_seed(0))
+    z = post.sample((500,))
+    assert (z.mean((0, 1)) - loc).abs().max() < 0.1
+    # With s -> 0 the map is the identity: entropy -> that of the prior.
+    expected = prior.entropy()
+    assert post.entropy(num_samples=2000).mean() == pytest.approx(float(expected), abs=0.1)
+
+
+def test_repr_and_properties():
+    post = short_run(lambda x, z: -z.square().sum(-1), torch.zeros(3, 1), latent_shape=4)
+    assert post.latent_shape == torch.Size([4]) and post.latent_dim == 4
+    assert post.batch_size == 3 and post.num_steps == 25 and post.step_size == 0.05
+    assert "ShortRunPosterior" in repr(post)
+
+
+def test_observations_may_be_a_tuple_with_a_mask():
+    x = torch.randn(3, 4)
+    mask = torch.tensor([[1.0, 1, 0, 0]]).expand(3, 4)
+
+    def log_joint(obs, z):
+        images, m = obs
+        return shortinfer.standard_normal_log_prob(z) + shortinfer.gaussian_log_likelihood(
+            images, z, 0.5, mask=m)
+
+    post = short_run(log_joint, (x, mask), latent_shape=(4,), num_steps=40, step_size=0.02,
+                     generator=torch.Generator().manual_seed(0))
+    z = post.sample((400,))
+    assert z.shape == (400, 3, 4)
+    # Observed coordinates move toward x (posterior mean x/(1+0.25)); missing stay at prior.
+    torch.testing.assert_close(z.mean(0)[:, :2], x[:, :2] / 1.25, atol=0.15, rtol=0)
+    assert z.mean(0)[:, 2:].abs().max() < 0.2
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+def good(x, z):
+    return -0.5 * z.square().sum(-1)
+
+
+@pytest.mark.parametrize(
+    "log_joint, match",
+    [
+        (lambda x, z: -z.square().sum(), r"returned shape \(\); expected \(2,\)"),
+        (lambda x, z: -z.square(), r"returned shape \(2, 3\)"),
+        (lambda x, z: torch.full((2,), float("nan")) + 0 * z.sum(-1), "non-finite values"),
+        (lambda x, z: x.sum(-1), "does not depend on z"),
+        (lambda x, z: z.detach().sum(-1), "does not depend on z"),
+        (lambda x, z: 3.0, "must return a tensor"),
+        (lambda x, z: torch.sqrt(z.square().sum(-1) * 0), "gradient of log_joint"),
+    ],
+)
+def test_log_joint_contract_errors(log_joint, match):
+    with pytest.raises(LogJointError, match=match):
+        short_run(log_joint, torch.zeros(2, 1), latent_shape=(3,))
+
+
+def test_log_joint_that_raises_is_reported():
+    def broken(x, z):
+        return (x @ z).sum(-1)  # wrong shapes
+
+    with pytest.raises(LogJointError, match="log_joint\\(x, z\\) raised RuntimeError"):
+        short_run(broken, torch.zeros(2, 5), latent_shape=(3,))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"step_size": 0.0}, ValueError, "must be finite and > 0"),
+        ({"step_size": -0.1}, ValueError, "must be finite and > 0"),
+        ({"step_size": float("nan")}, ValueError, "must be finite and > 0"),
+        ({"step_size": torch.ones(3)}, ValueError, r"shape \(3,\); expected \(\) or \(25,\)"),
+        ({"step_size": torch.ones(2, 25)}, ValueError, r"shape \(2, 25\)"),
+        ({"step_size": {"a": 0.1}}, TypeError, "latent is a single tensor"),
+        ({"step_size": "big"}, TypeError, "step_size must be"),
+        ({"num_steps": 0}, ValueError, "num_steps must be >= 1"),
+        ({"num_steps": 2.5}, TypeError, "num_steps must be an int"),
+        ({"latent_shape": (0,)}, ValueError, "positive sizes"),
+        ({"latent_shape": "abc"}, TypeError, "latent_shape must be"),
+        ({"prior": "normal"}, TypeError, "prior must be"),
+        ({"prior": torch.distributions.Normal(torch.zeros(2), 1.0)}, ValueError,
+         r"batch_shape \+ event_shape \(2,\); expected"),
+    ],
+)
+def test_bad_hyperparameters(kwargs, error, match):
+    options = {"latent_shape": (3,)} | kwargs
+    with pytest.raises(error, match=match):
+        short_run(good, torch.zeros(2, 1), **options)
+
+
+def test_bad_observations():
+    with pytest.raises(ValueError, match="non-finite value"):
+        short_run(good, torch.tensor([[0.0], [float("nan")]]), latent_shape=(3,))
+    with pytest.raises(ValueError, match="leading batch dimension"):
+        short_run(good, torch.tensor(1.0), latent_shape=(3,))
+    with pytest.raises(ValueError, match="leading batch dimension"):
+        short_run(good, (torch.zeros(2, 1), torch.zeros(3, 1)), latent_shape=(3,))
+    with pytest.raises(TypeError, match="x must be a tensor"):
+        short_run(good, ["a"], latent_shape=(3,))
+    with pytest.raises(TypeError, match="log_joint must be callable"):
+        short_run(None, torch.zeros(1), latent_shape=(3,))
+
+
+def test_divergence_names_the_step():
+    def log_joint(x, z):  # curvature 100: s = 0.05 gives |1 - 5| = 4 per step and blows up
+        return -50.0 * z.square().sum(-1)
+
+    post = short_run(log_joint, torch.zeros(2, 1), latent_shape=(3,), num_steps=200,
+                     step_size=0.05)
+    with pytest.raises(ChainDivergenceError, match=r"non-finite at step \d+ of 200.*smaller step"):
+        post.sample()
+
+
+def test_grid_skips_diverging_candidates():
+    def log_joint(x, z):
+        return -50.0 * z.square().sum(-1)
+
+    post = short_run(log_joint, torch.zeros(2, 1, dtype=torch.float64), latent_shape=(2,),
+                     num_steps=300, step_size=0.001)
+    tuned = post.tune_step_size("grid", grid=[0.001, 0.005, 0.5])
+    assert tuned.trace.objectives[-1] == float("inf")
+    assert tuned.step_size in (0.001, 0.005)
+
+
+def test_torch_func_failures_point_to_the_contract():
+    buffer = torch.zeros(2, 3)
+
+    def log_joint(x, z):
+        buffer.copy_(z)  # an in-place write to a captured tensor: fine eagerly, not in torch.func
+        return -(buffer * z).sum(-1)
+
+    post = short_run(log_joint, torch.zeros(2, 1), latent_shape=(3,), num_steps=2)
+    with pytest.raises(LogJointError, match="(?s)in-place.*docs/log_joint.md"):
+        post.entropy()
+
+
+def test_unknown_tuning_method_and_bad_grid():
+    post = short_run(good, torch.zeros(2, 1), latent_shape=(3,), num_steps=2)
+    with pytest.raises(ValueError, match="method must be 'grid' or 'gradient'"):
+        post.tune_step_size("bayes")
+    with pytest.raises(ValueError, match="positive step sizes"):
+        post.tune_step_size("grid", grid=[0.1, -0.1])
+
+
+def test_works_under_no_grad_and_follows_x_dtype():
+    x = torch.zeros(2, 1, dtype=torch.float64)
+    with torch.no_grad():
+        post = short_run(good, x, latent_shape=(3,), num_steps=3)
+        z = post.sample()
+        h = post.entropy()
+    assert z.dtype == torch.float64 and h.dtype == torch.float64
+
+
+def test_device(device, dtype):
+    model = make_linear_gaussian(dtype=dtype, device=device)
+    x = model.sample_observations(2)
+    post = short_run(model.log_joint, x, latent_shape=(3,), num_steps=4,
+                     generator=torch.Generator(device=device).manual_seed(0))
+    assert post.sample().device.type == device.type
+    assert post.elbo().dtype == dtype

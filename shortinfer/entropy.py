@@ -29,7 +29,7 @@ from torch import Tensor
 from shortinfer._checks import translate_func_errors
 from shortinfer.langevin import functional_score, rollout
 
-__all__ = ["jacobian", "log_abs_det_jacobian"]
+__all__ = ["estimate_log_det", "jacobian", "log_abs_det_jacobian"]
 
 JacobianMode = Literal["reverse", "forward"]
 
@@ -128,3 +128,47 @@ def log_abs_det_jacobian(
     """
     z_k, jac = jacobian(log_joint, z0, noise, step_sizes, mode=mode, chunk_size=chunk_size)
     return z_k, torch.linalg.slogdet(jac).logabsdet
+
+
+LogDetMethod = Literal["exact"]
+
+
+def estimate_log_det(
+    log_joint: Callable[[Tensor], Tensor],
+    z0: Tensor,
+    noise: Tensor,
+    step_sizes: Tensor,
+    *,
+    method: LogDetMethod = "exact",
+    mode: JacobianMode = "reverse",
+    chunk_size: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    r"""Estimate :math:`\log\lvert\det \partial z_K / \partial z_0\rvert` with a chosen method.
+
+    Arguments:
+        log_joint: Maps flat latents ``(B, D)`` to :math:`\log p(x, z)` with shape ``(B,)``.
+        z0: Initial flat latents, with shape ``(B, D)``.
+        noise: Injected noise, with shape ``(K, B, D)``.
+        step_sizes: Step-size table, with shape ``(K, D)`` or ``(K, 1)``.
+        method: ``"exact"``: :func:`log_abs_det_jacobian`.
+        mode: Jacobian mode for the exact method, see :func:`jacobian`.
+        chunk_size: See :func:`jacobian`.
+        generator: Randomness for stochastic methods.
+
+    Returns:
+        ``(z_K, log_det)`` with shapes ``(B, D)`` and ``(B,)``.
+
+    Example:
+        >>> log_joint = lambda z: -0.5 * z.square().sum(-1)
+        >>> z0, noise = torch.randn(2, 3), torch.randn(4, 2, 3)
+        >>> _, log_det = estimate_log_det(log_joint, z0, noise, torch.full((4, 1), 0.1))
+        >>> log_det.shape
+        torch.Size([2])
+    """
+    del generator  # used by stochastic estimators
+    if method == "exact":
+        return log_abs_det_jacobian(
+            log_joint, z0, noise, step_sizes, mode=mode, chunk_size=chunk_size
+        )
+    raise ValueError(f"method must be one of ['exact']; received {method!r}.")

@@ -29,7 +29,8 @@ from shortinfer._step_size import (
     expand_step_size,
     public_step_size,
 )
-from shortinfer.entropy import JacobianMode, log_abs_det_jacobian
+from shortinfer.bounds import EntropyBound, entropy_bound
+from shortinfer.entropy import JacobianMode, LogDetMethod
 from shortinfer.langevin import autograd_score, langevin_step, rollout
 from shortinfer.likelihoods import standard_normal_log_prob
 from shortinfer.tuning import PAPER_GRID, gradient_search, grid_search
@@ -404,21 +405,21 @@ class ShortRunPosterior:
         chain: ChainNoise,
         table: Tensor | None,
         *,
+        objective: EntropyBound,
+        method: LogDetMethod,
         mode: JacobianMode,
         chunk_size: int | None,
     ) -> tuple[Tensor, Tensor]:
         """Per-chain ``(log p(x, z_K), entropy estimate)``, each with shape ``(S·B,)``."""
         num_samples = chain.z0.shape[0] // self.batch_size
         log_joint = self._flat_log_joint(num_samples)
-        z_k, log_det = log_abs_det_jacobian(
-            log_joint, chain.z0, chain.noise, self._step_table(table),
-            mode=mode, chunk_size=chunk_size,
+        step_sizes = self._step_table(table)
+        z_k, entropy = entropy_bound(
+            objective, log_joint, chain.z0, chain.noise, step_sizes, self.prior_log_prob,
+            method=method, mode=mode, chunk_size=chunk_size, generator=self.generator,
         )
         if not bool(torch.isfinite(z_k).all()):
-            self._raise_divergence(
-                autograd_score(log_joint), chain, self._step_table(table).detach()
-            )
-        entropy = log_det - self.prior_log_prob(chain.z0)
+            self._raise_divergence(autograd_score(log_joint), chain, step_sizes.detach())
         if not bool(torch.isfinite(entropy).all()):
             raise ChainDivergenceError(
                 "the log-determinant of the short-run map is not finite: the map is singular "
@@ -433,6 +434,7 @@ class ShortRunPosterior:
         self,
         *,
         num_samples: int = 1,
+        method: LogDetMethod = "exact",
         mode: JacobianMode = "reverse",
         chunk_size: int | None = None,
     ) -> Tensor:
@@ -447,7 +449,8 @@ class ShortRunPosterior:
 
         Arguments:
             num_samples: S, chains per example.
-            mode: ``"reverse"`` (vjp rows) or ``"forward"`` (jvp columns).
+            method: Log-determinant estimator, see :func:`shortinfer.entropy.estimate_log_det`.
+            mode: ``"reverse"`` (vjp rows) or ``"forward"`` (jvp columns) for exact Jacobians.
             chunk_size: How many Jacobian rows/columns to push at once (``None``: all D).
 
         Returns:
@@ -460,12 +463,17 @@ class ShortRunPosterior:
             torch.Size([2])
         """
         chain = self.draw_noise(num_samples)
-        return self._per_example(self._terms(chain, None, mode=mode, chunk_size=chunk_size)[1])
+        _, entropy = self._terms(
+            chain, None, objective="conditional", method=method, mode=mode, chunk_size=chunk_size
+        )
+        return self._per_example(entropy)
 
     def elbo(
         self,
         *,
         num_samples: int = 1,
+        objective: EntropyBound = "conditional",
+        entropy_method: LogDetMethod = "exact",
         mode: JacobianMode = "reverse",
         chunk_size: int | None = None,
     ) -> Tensor:
@@ -475,12 +483,15 @@ class ShortRunPosterior:
             \mathrm{ELBO}_b = \mathbb{E}_q[\log p(x_b, z_K)] + \hat H_b
             = \log p(x_b) - \mathrm{KL}(q_s \| p(z \mid x_b)) - \text{gap}
 
-        where the gap :math:`H(z_K) - H(z_K \mid \epsilon) \ge 0` comes from conditioning on the
-        noise, so this is a lower bound on :math:`\log p(x)` in expectation. Its negative mean
-        over examples is the paper's step-size objective, equation (20).
+        With the paper's ``objective="conditional"``, the gap
+        :math:`H(z_K) - H(z_K \mid \epsilon) \ge 0` comes from conditioning on the noise, so
+        this is a lower bound on :math:`\log p(x)` in expectation. Its negative mean over
+        examples is the paper's step-size objective, equation (20).
 
         Arguments:
             num_samples: S, chains per example.
+            objective: The entropy bound, see :mod:`shortinfer.bounds`.
+            entropy_method: Log-determinant estimator, see :meth:`entropy`.
             mode: See :meth:`entropy`.
             chunk_size: See :meth:`entropy`.
 
@@ -494,11 +505,20 @@ class ShortRunPosterior:
             torch.Size([2])
         """
         chain = self.draw_noise(num_samples)
-        log_p, entropy = self._terms(chain, None, mode=mode, chunk_size=chunk_size)
+        log_p, entropy = self._terms(
+            chain, None, objective=objective, method=entropy_method, mode=mode,
+            chunk_size=chunk_size,
+        )
         return self._per_example(log_p + entropy)
 
-    def objective(
-        self, chain: ChainNoise, table: Tensor, *, mode: JacobianMode = "reverse",
+    def step_size_objective(
+        self,
+        chain: ChainNoise,
+        table: Tensor,
+        *,
+        objective: EntropyBound = "conditional",
+        entropy_method: LogDetMethod = "exact",
+        mode: JacobianMode = "reverse",
         chunk_size: int | None = None,
     ) -> Tensor:
         r"""The step-size objective :math:`J(s) = -\frac1B\sum_b \mathrm{ELBO}_b` on fixed noise.
@@ -506,13 +526,24 @@ class ShortRunPosterior:
         Arguments:
             chain: Noise from :meth:`draw_noise`, shared by every evaluation.
             table: The step-size table, shape ``(K or 1, N or 1)``; may require grad.
+            objective: See :meth:`elbo`.
+            entropy_method: See :meth:`elbo`.
             mode: See :meth:`entropy`.
             chunk_size: See :meth:`entropy`.
 
         Returns:
             A scalar tensor, differentiable with respect to ``table``.
+
+        Example:
+            >>> post = short_run(lambda x, z: -0.5 * z.square().sum(-1), torch.zeros(2, 1),
+            ...                  latent_shape=(3,), num_steps=5)
+            >>> post.step_size_objective(post.draw_noise(), torch.tensor([[0.1]])).shape
+            torch.Size([])
         """
-        log_p, entropy = self._terms(chain, table, mode=mode, chunk_size=chunk_size)
+        log_p, entropy = self._terms(
+            chain, table, objective=objective, method=entropy_method, mode=mode,
+            chunk_size=chunk_size,
+        )
         return -(log_p + entropy).mean()
 
     # -- tuning ---------------------------------------------------------------------------
@@ -536,8 +567,11 @@ class ShortRunPosterior:
         num_samples: int = 1,
         num_iterations: int = 50,
         learning_rate: float = 0.05,
+        objective: EntropyBound = "conditional",
+        entropy_method: LogDetMethod = "exact",
         mode: JacobianMode = "reverse",
         chunk_size: int | None = None,
+        all_reduce: Callable[[Tensor], Tensor] | None = None,
     ) -> ShortRunPosterior:
         r"""Return a posterior whose step size minimises the objective :math:`J(s)`.
 
@@ -560,8 +594,13 @@ class ShortRunPosterior:
             num_samples: S, chains per example in the objective.
             num_iterations: Gradient iterations.
             learning_rate: Adam's learning rate on :math:`\log s`.
+            objective: The entropy bound that defines :math:`J`, see :meth:`elbo`.
+            entropy_method: Log-determinant estimator, see :meth:`elbo`.
             mode: Jacobian mode, see :meth:`entropy`.
             chunk_size: See :meth:`entropy`.
+            all_reduce: For data-parallel training: maps a local tensor to its mean over
+                processes (e.g. ``torch.distributed.all_reduce`` then divide by the world
+                size), so that every process selects the same step size.
 
         Returns:
             A new :class:`ShortRunPosterior` with the tuned step size; its ``trace`` is a
@@ -580,8 +619,11 @@ class ShortRunPosterior:
         """
         chain = self.draw_noise(num_samples)
 
-        def objective(table: Tensor) -> Tensor:
-            return self.objective(chain, table, mode=mode, chunk_size=chunk_size)
+        def evaluate(table: Tensor) -> Tensor:
+            return self.step_size_objective(
+                chain, table, objective=objective, entropy_method=entropy_method, mode=mode,
+                chunk_size=chunk_size,
+            )
 
         if method == "grid":
             values = PAPER_GRID if grid is None else grid
@@ -591,13 +633,13 @@ class ShortRunPosterior:
                     f"grid must be a non-empty sequence of positive step sizes; received "
                     f"{candidates.tolist()}."
                 )
-            result = grid_search(objective, candidates.reshape(-1, 1, 1))
+            result = grid_search(evaluate, candidates.reshape(-1, 1, 1), all_reduce=all_reduce)
             trace = TuningTrace("grid", result.candidates.reshape(-1), result.objectives)
             return self._replace(result.step_size, trace)
         if method == "gradient":
             found = gradient_search(
-                objective, self._table, num_iterations=num_iterations,
-                learning_rate=learning_rate,
+                evaluate, self._table, num_iterations=num_iterations,
+                learning_rate=learning_rate, all_reduce=all_reduce,
             )
             # Trace shape: () scalar, (K,) per step, (N,) per block, (K, N) for both.
             kept = [n for n in self._table.shape if n > 1]

@@ -63,7 +63,12 @@ class GradientSearchResult(NamedTuple):
     objectives: Tensor
 
 
-def grid_search(objective: Callable[[Tensor], Tensor], candidates: Tensor) -> GridSearchResult:
+def grid_search(
+    objective: Callable[[Tensor], Tensor],
+    candidates: Tensor,
+    *,
+    all_reduce: Callable[[Tensor], Tensor] | None = None,
+) -> GridSearchResult:
     r"""Evaluate :math:`J` at every candidate and return the minimiser.
 
     .. math:: s^\star = \arg\min_{s \in \mathcal{G}} J(s)
@@ -74,6 +79,8 @@ def grid_search(objective: Callable[[Tensor], Tensor], candidates: Tensor) -> Gr
     Arguments:
         objective: Maps a step-size table to a scalar tensor :math:`J(s)`.
         candidates: The grid, with shape ``(G, *table)``.
+        all_reduce: Maps this process's objectives ``(G,)`` to their mean over processes
+            (data-parallel training), so that every process picks the same step size.
 
     Returns:
         A :class:`GridSearchResult`.
@@ -95,6 +102,8 @@ def grid_search(objective: Callable[[Tensor], Tensor], candidates: Tensor) -> Gr
                 value = float("inf")
         values.append(value if value == value else float("inf"))  # NaN counts as diverged
     objectives = torch.tensor(values, dtype=torch.float64)
+    if all_reduce is not None:
+        objectives = all_reduce(objectives)
     if not bool(torch.isfinite(objectives).any()):
         raise FloatingPointError(
             f"the step-size objective is non-finite at every grid point {candidates.tolist()}; "
@@ -111,6 +120,7 @@ def gradient_search(
     num_iterations: int = 50,
     learning_rate: float = 0.05,
     bounds: tuple[float, float] = (1e-4, 10.0),
+    all_reduce: Callable[[Tensor], Tensor] | None = None,
 ) -> GradientSearchResult:
     r"""Minimise :math:`J(s)` by Adam on :math:`\log s`, differentiating through the chain.
 
@@ -127,6 +137,8 @@ def gradient_search(
         num_iterations: Number of Adam steps T.
         learning_rate: Adam's learning rate :math:`\eta` on :math:`\log s`.
         bounds: Lower and upper clamps for :math:`s`.
+        all_reduce: Maps a local tensor to its mean over processes; applied to the gradient
+            and the objective, so that data-parallel processes take identical steps.
 
     Returns:
         A :class:`GradientSearchResult`.
@@ -161,10 +173,14 @@ def gradient_search(
                 f"the gradient of the step-size objective is non-finite at iteration "
                 f"{iteration}; start from a smaller step size."
             )
+        value = value.detach()
+        if all_reduce is not None:
+            log_s.grad = all_reduce(log_s.grad)
+            value = all_reduce(value)
         optimiser.step()
         with torch.no_grad():
             log_s.clamp_(min=torch.log(torch.tensor(lower)), max=torch.log(torch.tensor(upper)))
-        values.append(float(value.detach()))
+        values.append(float(value))
         tables.append(log_s.detach().exp().clone())
     return GradientSearchResult(
         tables[-1], torch.stack(tables), torch.tensor(values, dtype=torch.float64)

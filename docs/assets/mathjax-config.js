@@ -1,0 +1,5 @@
+// MathJax settings for pymdownx.arithmatex (generic mode).
+window.MathJax = {
+  tex: { inlineMath: [["\\(", "\\)"]], displayMath: [["\\[", "\\]"]] },
+  options: { ignoreHtmlClass: ".*|", processHtmlClass: "arithmatex" },
+};

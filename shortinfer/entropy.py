@@ -61,7 +61,7 @@ def jacobian(
         ``(z_K, J)``: the rollout's output with shape ``(B, D)`` and the Jacobians with shape
         ``(B, D, D)``, where ``J[b, i, j]`` is :math:`\partial z_{K,b,i} / \partial z_{0,b,j}`.
 
-    Example:
+    Examples:
         >>> log_joint = lambda z: -0.5 * z.square().sum(-1)   # A = I, so J = (1 - s)^K I
         >>> z0, noise = torch.randn(2, 3), torch.randn(4, 2, 3)
         >>> _, J = jacobian(log_joint, z0, noise, torch.full((4, 1), 0.1))
@@ -119,7 +119,7 @@ def log_abs_det_jacobian(
     Returns:
         ``(z_K, log_det)`` with shapes ``(B, D)`` and ``(B,)``.
 
-    Example:
+    Examples:
         >>> log_joint = lambda z: -0.5 * z.square().sum(-1)
         >>> z0, noise = torch.randn(2, 3), torch.randn(4, 2, 3)
         >>> _, log_det = log_abs_det_jacobian(log_joint, z0, noise, torch.full((4, 1), 0.1))
@@ -159,7 +159,7 @@ def estimate_log_det(
     Returns:
         ``(z_K, log_det)`` with shapes ``(B, D)`` and ``(B,)``.
 
-    Example:
+    Examples:
         >>> log_joint = lambda z: -0.5 * z.square().sum(-1)
         >>> z0, noise = torch.randn(2, 3), torch.randn(4, 2, 3)
         >>> _, log_det = estimate_log_det(log_joint, z0, noise, torch.full((4, 1), 0.1))

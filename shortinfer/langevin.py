@@ -58,7 +58,7 @@ def step_size_from_delta(delta: float | Tensor) -> float | Tensor:
     Returns:
         The step size :math:`s`, same type as ``delta``.
 
-    Example:
+    Examples:
         >>> step_size_from_delta(0.3)
         0.045
     """
@@ -74,7 +74,7 @@ def delta_from_step_size(step_size: float | Tensor) -> float | Tensor:
     Returns:
         :math:`\delta = \sqrt{2 s}`, same type as ``step_size``.
 
-    Example:
+    Examples:
         >>> round(delta_from_step_size(0.045), 12)
         0.3
     """
@@ -95,7 +95,7 @@ def autograd_score(log_joint: Callable[[Tensor], Tensor], *, create_graph: bool 
     Returns:
         A :data:`ScoreFn`.
 
-    Example:
+    Examples:
         >>> score = autograd_score(lambda z: -0.5 * z.square().sum(-1))
         >>> score(torch.ones(2, 3))
         tensor([[-1., -1., -1.],
@@ -126,7 +126,7 @@ def functional_score(log_joint: Callable[[Tensor], Tensor]) -> ScoreFn:
     Returns:
         A :data:`ScoreFn`.
 
-    Example:
+    Examples:
         >>> score = functional_score(lambda z: -0.5 * z.square().sum(-1))
         >>> score(torch.ones(1, 2))
         tensor([[-1., -1.]])
@@ -146,7 +146,7 @@ def langevin_step(score: ScoreFn, z: Tensor, noise: Tensor, step_size: Tensor) -
     Returns:
         The next latents, with shape ``(B, D)``.
 
-    Example:
+    Examples:
         >>> score = autograd_score(lambda z: -0.5 * z.square().sum(-1))
         >>> langevin_step(score, torch.ones(1, 2), torch.zeros(1, 2), torch.tensor(0.5))
         tensor([[0.5000, 0.5000]])
@@ -179,7 +179,7 @@ def rollout(
         :math:`z_K` with shape ``(B, D)``, or the whole trajectory
         :math:`(z_0, \dots, z_K)` with shape ``(K + 1, B, D)`` when ``trajectory=True``.
 
-    Example:
+    Examples:
         >>> score = autograd_score(lambda z: -0.5 * z.square().sum(-1))
         >>> z0, noise = torch.ones(1, 2), torch.zeros(3, 1, 2)
         >>> rollout(score, z0, noise, torch.full((3, 1), 0.5))

@@ -50,7 +50,7 @@ def gaussian_log_likelihood(
     Raises:
         ValueError: If ``sigma`` is not positive or ``mask`` does not broadcast to ``x``.
 
-    Example:
+    Examples:
         >>> x = torch.zeros(2, 3)
         >>> gaussian_log_likelihood(x, torch.zeros(2, 3), 1.0).shape
         torch.Size([2])
@@ -95,7 +95,7 @@ def standard_normal_log_prob(z: Tensor, *, event_dims: int = 1) -> Tensor:
     Returns:
         The log density with shape ``(*batch,)``.
 
-    Example:
+    Examples:
         >>> standard_normal_log_prob(torch.zeros(4, 2))
         tensor([-1.8379, -1.8379, -1.8379, -1.8379])
     """

@@ -295,7 +295,7 @@ class ShortRunPosterior:
             A :class:`ChainNoise` with ``z0`` of shape ``(S·B, D)`` and ``noise`` of shape
             ``(K, S·B, D)``; chain ``i`` belongs to example ``i % B``.
 
-        Example:
+        Examples:
             >>> post = short_run(lambda x, z: -0.5 * (z - x).square().sum(-1),
             ...                  torch.zeros(3, 2), latent_shape=(2,), num_steps=4)
             >>> chain = post.draw_noise(num_samples=5)
@@ -362,7 +362,7 @@ class ShortRunPosterior:
             :math:`z_K` with shape ``(*sample_shape, B, *latent_shape)``, or a dict of such
             tensors for dict latents.
 
-        Example:
+        Examples:
             >>> post = short_run(lambda x, z: -0.5 * (z - x).square().sum(-1),
             ...                  torch.zeros(3, 2), latent_shape=(2,), num_steps=10,
             ...                  generator=torch.Generator().manual_seed(0))
@@ -386,7 +386,7 @@ class ShortRunPosterior:
         Returns:
             Same as :meth:`sample`, differentiable.
 
-        Example:
+        Examples:
             >>> mu = torch.zeros(2, requires_grad=True)
             >>> post = short_run(lambda x, z: -0.5 * (z - mu).square().sum(-1),
             ...                  torch.zeros(1, 2), latent_shape=(2,), num_steps=3)
@@ -456,7 +456,7 @@ class ShortRunPosterior:
         Returns:
             The estimate, with shape ``(B,)``.
 
-        Example:
+        Examples:
             >>> post = short_run(lambda x, z: -0.5 * z.square().sum(-1) - 0.5 * (x - z).square().sum(-1),
             ...                  torch.zeros(2, 3), latent_shape=(3,), num_steps=5, step_size=0.1)
             >>> post.entropy().shape
@@ -498,7 +498,7 @@ class ShortRunPosterior:
         Returns:
             The ELBO estimate, with shape ``(B,)``.
 
-        Example:
+        Examples:
             >>> post = short_run(lambda x, z: -0.5 * z.square().sum(-1) - 0.5 * (x - z).square().sum(-1),
             ...                  torch.zeros(2, 3), latent_shape=(3,), num_steps=5, step_size=0.1)
             >>> post.elbo(num_samples=4).shape
@@ -534,7 +534,7 @@ class ShortRunPosterior:
         Returns:
             A scalar tensor, differentiable with respect to ``table``.
 
-        Example:
+        Examples:
             >>> post = short_run(lambda x, z: -0.5 * z.square().sum(-1), torch.zeros(2, 1),
             ...                  latent_shape=(3,), num_steps=5)
             >>> post.step_size_objective(post.draw_noise(), torch.tensor([[0.1]])).shape
@@ -551,7 +551,7 @@ class ShortRunPosterior:
     def with_step_size(self, step_size: StepSize) -> ShortRunPosterior:
         """A copy of this posterior with another step size (validated as in :func:`short_run`).
 
-        Example:
+        Examples:
             >>> post = short_run(lambda x, z: -0.5 * (z - x).square().sum(-1),
             ...                  torch.zeros(1, 2), latent_shape=(2,))
             >>> post.with_step_size(0.1).step_size
@@ -609,7 +609,7 @@ class ShortRunPosterior:
         Raises:
             ValueError: For an unknown method or a bad grid.
 
-        Example:
+        Examples:
             >>> post = short_run(lambda x, z: -0.5 * z.square().sum(-1) - 2 * (x - z).square().sum(-1),
             ...                  torch.zeros(4, 2), latent_shape=(2,), num_steps=10,
             ...                  generator=torch.Generator().manual_seed(0))
@@ -699,7 +699,7 @@ def short_run(
         ValueError: For a non-positive or mis-shaped ``step_size``, ``num_steps < 1``, or
             non-finite ``x``.
 
-    Example:
+    Examples:
         >>> decoder = torch.nn.Linear(8, 20)
         >>> def log_joint(x, z):
         ...     return -0.5 * z.square().sum(-1) - 0.5 * (x - decoder(z)).square().sum(-1) / 0.3**2

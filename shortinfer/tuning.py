@@ -88,7 +88,7 @@ def grid_search(
     Raises:
         FloatingPointError: If :math:`J` is non-finite at every candidate.
 
-    Example:
+    Examples:
         >>> result = grid_search(lambda s: (s - 0.05).square().sum(), torch.tensor(PAPER_GRID))
         >>> round(float(result.step_size), 2)
         0.05
@@ -146,7 +146,7 @@ def gradient_search(
     Raises:
         FloatingPointError: If the objective or its gradient becomes non-finite.
 
-    Example:
+    Examples:
         >>> result = gradient_search(
         ...     lambda s: (s - 0.05).square().sum(), torch.tensor([[0.1]]),
         ...     num_iterations=300, learning_rate=0.05)

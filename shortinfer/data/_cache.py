@@ -86,7 +86,7 @@ class ImageData(NamedTuple):
         labels: int64 tensor with shape (N,), or ``None`` for unlabeled formats (image folders,
             CelebA).
 
-    Example:
+    Examples:
         >>> data = ImageData(torch.zeros(2, 1, 28, 28), torch.tensor([3, 7]))
         >>> images, labels = data
         >>> images.shape, labels.tolist()
@@ -106,7 +106,7 @@ def uint8_to_float(array: np.ndarray) -> Tensor:
     Returns:
         A float32 tensor with the same shape as ``array``.
 
-    Example:
+    Examples:
         >>> uint8_to_float(np.array([0, 255], dtype=np.uint8)).tolist()
         [-1.0, 1.0]
     """

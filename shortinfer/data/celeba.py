@@ -167,7 +167,7 @@ def load_celeba(
             smaller than the crop, ``subset`` exceeds the split's size, or an option is invalid.
         ImportError: If Pillow is not installed.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as root:
         ...     _ = make_synthetic_celeba(root, num_images=8, seed=0)
@@ -285,7 +285,7 @@ def make_synthetic_celeba(
         ValueError: If ``num_images`` < 1.
         ImportError: If Pillow is not installed.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     root = make_synthetic_celeba(tmp, num_images=4, seed=1)

@@ -82,7 +82,7 @@ def load_image_folder(
             is invalid.
         ImportError: If Pillow is not installed.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from PIL import Image
         >>> with tempfile.TemporaryDirectory() as root:

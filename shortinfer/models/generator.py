@@ -166,7 +166,7 @@ class MultiLayerGenerator(nn.Module):
         ValueError: If ``image_size``, ``channels``, ``latent_sizes``, ``num_filters`` or
             ``sigma`` is out of range.
 
-    Example:
+    Examples:
         >>> model = MultiLayerGenerator(image_size=32, channels=3, latent_sizes=(8, 16),
         ...                             num_filters=8)
         >>> model.latent_shapes
@@ -296,7 +296,7 @@ class MultiLayerGenerator(nn.Module):
         Returns:
             ``{"zL": (d_L,), ..., "z1": (d_1,)}``; the order fixes the flat latent order.
 
-        Example:
+        Examples:
             >>> MultiLayerGenerator(latent_sizes=(32, 64, 128), num_filters=4).latent_shapes
             {'z3': (32,), 'z2': (64,), 'z1': (128,)}
         """
@@ -315,7 +315,7 @@ class MultiLayerGenerator(nn.Module):
             A dict with keys ``image_size``, ``channels``, ``latent_sizes`` (a list),
             ``num_filters`` and ``sigma``.
 
-        Example:
+        Examples:
             >>> MultiLayerGenerator(image_size=28, channels=1, latent_sizes=(16,),
             ...                     num_filters=4).config
             {'image_size': 28, 'channels': 1, 'latent_sizes': [16], 'num_filters': 4, 'sigma': 0.3}
@@ -342,7 +342,7 @@ class MultiLayerGenerator(nn.Module):
             TypeError: If ``config`` is not a mapping.
             ValueError: If ``config`` has unknown keys or invalid values.
 
-        Example:
+        Examples:
             >>> model = MultiLayerGenerator(latent_sizes=(8, 16), num_filters=4)
             >>> MultiLayerGenerator.from_config(model.config).config == model.config
             True
@@ -372,7 +372,7 @@ class MultiLayerGenerator(nn.Module):
         Raises:
             ValueError: Naming each mismatched key with both values.
 
-        Example:
+        Examples:
             >>> model = MultiLayerGenerator(latent_sizes=(8, 16), num_filters=4)
             >>> model.check_config({**model.config, "sigma": 0.15})  # passes
         """
@@ -494,7 +494,7 @@ class MultiLayerGenerator(nn.Module):
             TypeError: If ``z`` is not a dict of tensors of the model's dtype.
             ValueError: If keys or shapes do not match :attr:`latent_shapes`.
 
-        Example:
+        Examples:
             >>> model = MultiLayerGenerator(image_size=28, channels=1, latent_sizes=(4, 8),
             ...                             num_filters=4)
             >>> model.decode(model.sample_latents(2)).shape
@@ -515,7 +515,7 @@ class MultiLayerGenerator(nn.Module):
         Returns:
             The mean image with shape ``(*batch, C, H, W)``.
 
-        Example:
+        Examples:
             >>> model = MultiLayerGenerator(latent_sizes=(4,), num_filters=4)
             >>> model(model.sample_latents(3)).shape
             torch.Size([3, 3, 32, 32])
@@ -551,7 +551,7 @@ class MultiLayerGenerator(nn.Module):
             ValueError: If ``x`` is not shaped ``(B, C, H, W)`` for this model, if ``z`` does not
                 match :attr:`latent_shapes`, or if ``mask`` does not broadcast to ``x``.
 
-        Example:
+        Examples:
             >>> model = MultiLayerGenerator(latent_sizes=(4, 8), num_filters=4)
             >>> z = model.sample_latents(2)
             >>> x = torch.zeros(2, 3, 32, 32)
@@ -590,7 +590,7 @@ class MultiLayerGenerator(nn.Module):
         Raises:
             ValueError: If ``batch_size`` is not a positive int.
 
-        Example:
+        Examples:
             >>> model = MultiLayerGenerator(latent_sizes=(4, 8), num_filters=4)
             >>> {k: tuple(v.shape) for k, v in model.sample_latents(5).items()}
             {'z2': (5, 4), 'z1': (5, 8)}
@@ -620,7 +620,7 @@ class MultiLayerGenerator(nn.Module):
         Returns:
             Images in :math:`[-1, 1]` with shape ``(B, C, H, W)``.
 
-        Example:
+        Examples:
             >>> model = MultiLayerGenerator(image_size=64, latent_sizes=(4, 8), num_filters=4)
             >>> model.sample_images(2).shape
             torch.Size([2, 3, 64, 64])

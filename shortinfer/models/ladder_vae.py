@@ -152,7 +152,7 @@ class LadderVAE(nn.Module):
             is not an int.
         ValueError: If ``num_filters`` is not positive.
 
-    Example:
+    Examples:
         >>> generator = MultiLayerGenerator(image_size=28, channels=1, latent_sizes=(4, 8),
         ...                                 num_filters=8)
         >>> vae = LadderVAE(generator)
@@ -203,7 +203,7 @@ class LadderVAE(nn.Module):
         Returns:
             ``{"generator": generator.config, "num_filters": n_e}``.
 
-        Example:
+        Examples:
             >>> vae = LadderVAE(MultiLayerGenerator(latent_sizes=(4,), num_filters=4))
             >>> vae.config["num_filters"], vae.config["generator"]["latent_sizes"]
             (4, [4])
@@ -224,7 +224,7 @@ class LadderVAE(nn.Module):
             TypeError: If ``config`` is not a mapping.
             ValueError: If ``config`` lacks ``"generator"`` or has unknown keys.
 
-        Example:
+        Examples:
             >>> vae = LadderVAE(MultiLayerGenerator(latent_sizes=(4, 8), num_filters=4))
             >>> LadderVAE.from_config(vae.config).config == vae.config
             True
@@ -252,7 +252,7 @@ class LadderVAE(nn.Module):
         Raises:
             ValueError: Naming the mismatched keys.
 
-        Example:
+        Examples:
             >>> vae = LadderVAE(MultiLayerGenerator(latent_sizes=(4,), num_filters=4))
             >>> vae.check_config(vae.config)  # passes
         """
@@ -369,7 +369,7 @@ class LadderVAE(nn.Module):
             TypeError: If ``x`` is not a tensor of the model's dtype.
             ValueError: If ``x`` has the wrong shape or ``num_samples`` is not positive.
 
-        Example:
+        Examples:
             >>> vae = LadderVAE(MultiLayerGenerator(latent_sizes=(4, 8), num_filters=4))
             >>> draw = vae.sample_posterior(torch.zeros(2, 3, 32, 32), num_samples=5)
             >>> draw.z["z1"].shape, draw.log_q.shape, draw.kl["z2"].shape
@@ -419,7 +419,7 @@ class LadderVAE(nn.Module):
             TypeError: If ``x`` is not a tensor of the model's dtype.
             ValueError: If ``x`` has the wrong shape or ``num_samples`` is not positive.
 
-        Example:
+        Examples:
             >>> vae = LadderVAE(MultiLayerGenerator(latent_sizes=(4,), num_filters=4))
             >>> vae.elbo(torch.zeros(2, 3, 32, 32), num_samples=3).shape
             torch.Size([2])
@@ -460,7 +460,7 @@ class LadderVAE(nn.Module):
         Raises:
             ValueError: If ``beta`` is negative or not finite, or as :meth:`elbo`.
 
-        Example:
+        Examples:
             >>> vae = LadderVAE(MultiLayerGenerator(latent_sizes=(4,), num_filters=4))
             >>> vae.loss(torch.zeros(2, 3, 32, 32), beta=0.1).shape
             torch.Size([])
@@ -491,7 +491,7 @@ class LadderVAE(nn.Module):
             Latent dict with ``z["z{l}"]`` of shape ``(B, d_l)``, so that
             ``generator.decode(encode(x))`` is :meth:`reconstruct`.
 
-        Example:
+        Examples:
             >>> vae = LadderVAE(MultiLayerGenerator(latent_sizes=(4, 8), num_filters=4))
             >>> {k: tuple(v.shape) for k, v in vae.encode(torch.zeros(2, 3, 32, 32)).items()}
             {'z2': (2, 4), 'z1': (2, 8)}
@@ -509,7 +509,7 @@ class LadderVAE(nn.Module):
         Returns:
             The reconstruction with shape ``(B, C, H, W)``.
 
-        Example:
+        Examples:
             >>> vae = LadderVAE(MultiLayerGenerator(latent_sizes=(4,), num_filters=4))
             >>> vae.reconstruct(torch.zeros(2, 3, 32, 32)).shape
             torch.Size([2, 3, 32, 32])

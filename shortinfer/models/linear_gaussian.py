@@ -36,7 +36,7 @@ class LinearGaussian(nn.Module):
         bias: :math:`b`, with shape ``(P,)``.
         sigma: Observation noise standard deviation :math:`\sigma > 0`.
 
-    Example:
+    Examples:
         >>> model = LinearGaussian(torch.randn(5, 2, dtype=torch.float64),
         ...                        torch.zeros(5, dtype=torch.float64), sigma=0.5)
         >>> x = model.sample_observations(3, generator=torch.Generator().manual_seed(0))

@@ -342,8 +342,8 @@ class ShortRunPosterior:
         first, count = find_divergence(step, chain.z0, self.num_steps)
         raise ChainDivergenceError(
             f"the short-run chain diverged: z became non-finite at step {first} of "
-            f"{self.num_steps} in {count} of {chain.z0.shape[0]} chains, with step_size="
-            f"{self.step_size if step_sizes is None else step_sizes.max().item():.4g} (largest). "
+            f"{self.num_steps} in {count} of {chain.z0.shape[0]} chains, with step sizes up to "
+            f"{float(step_sizes.max()):.4g}. "
             "Use a smaller step size (the paper tunes s in 0.01..0.15), or call "
             "tune_step_size(), or check that log_joint's gradient is bounded."
         )

@@ -1,0 +1,27 @@
+r"""The bundled benchmark behind ``shortinfer bench``: Tables 1 and 3 of the paper.
+
+Short-run inference and Ladder-VAE are trained with L = 1, 3, 5 on the same generator, with the
+same optimiser, schedule and number of updates; short-run inference is also trained with
+K = 5, 10, 25, 50 at L = 5. Each cell reports reconstruction MSE on held-out images, FID of
+generated images and the per-image ELBO; :func:`write_report` lays them out beside the paper's
+numbers in ``results.md``.
+"""
+
+from shortinfer.bench.presets import PRESETS, Preset, get_preset, latent_sizes_for
+from shortinfer.bench.results import image_grid, write_report
+from shortinfer.bench.runner import BenchData, Cell, plan_cells, run_benchmark, run_cell, run_fid
+
+__all__ = [
+    "PRESETS",
+    "BenchData",
+    "Cell",
+    "Preset",
+    "get_preset",
+    "image_grid",
+    "latent_sizes_for",
+    "plan_cells",
+    "run_benchmark",
+    "run_cell",
+    "run_fid",
+    "write_report",
+]

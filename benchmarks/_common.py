@@ -4,9 +4,9 @@ Every script prints ratios against a baseline measured in the same run. Repetiti
 candidates are interleaved (round-robin, with the starting candidate rotated each round) so that
 a burst of load from other processes hits all of them alike, and the summaries are medians.
 
-Peak memory is the resident-set high-water mark (``ru_maxrss``) of a fresh subprocess that runs
-one configuration, minus the high-water mark it had just before the measured call (imports,
-model and inputs); see :func:`peak_memory`.
+Peak memory is the resident-set high-water mark (``VmHWM``, reset with ``clear_refs`` just
+before the measured call; ``ru_maxrss`` where ``/proc`` is missing) of a fresh subprocess that
+runs one configuration; see :func:`run_measured` and :func:`peak_memory`.
 """
 
 from __future__ import annotations
@@ -224,33 +224,61 @@ def timing_table(rows: list[dict[str, Any]], baseline: str) -> str:
 # -- memory -----------------------------------------------------------------------------------
 
 
+def _status_mib(field: str) -> float | None:
+    """A ``Vm*`` field of ``/proc/self/status`` in MiB (Linux), or None."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def max_rss_mib() -> float:
-    """This process's resident-set high-water mark in MiB (Linux reports KiB)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / 1024**2 if sys.platform == "darwin" else peak / 1024
+    """This process's resident-set high-water mark in MiB.
+
+    ``VmHWM`` on Linux: unlike ``ru_maxrss``, it belongs to the current address space, so a
+    child does not inherit the parent's peak across ``fork``/``exec``. Elsewhere ``ru_maxrss``.
+    """
+    peak = _status_mib("VmHWM")
+    if peak is not None:
+        return peak
+    peak_raw = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB Linux, bytes macOS
+    return peak_raw / 1024**2 if sys.platform == "darwin" else peak_raw / 1024
 
 
 def current_rss_mib() -> float:
+    current = _status_mib("VmRSS")
+    return current if current is not None else float("nan")
+
+
+def reset_peak_rss() -> bool:
+    """Reset ``VmHWM`` to the current RSS (Linux ``clear_refs``); False where unsupported."""
     try:
-        with open("/proc/self/statm") as handle:
-            pages = int(handle.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 1024**2
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
     except OSError:
-        return float("nan")
+        return False
 
 
 def run_measured(call: Callable[[], object]) -> dict[str, float]:
     """Run ``call`` once in this (fresh) process; report time and peak memory in MiB.
 
-    ``peak_mib`` is the high-water mark after the call; ``before_mib`` the high-water mark just
-    before it (imports, model, inputs); ``delta_mib`` their difference, the call's own peak.
+    ``before_mib`` is the resident set just before the call (torch, model, inputs); the peak
+    mark is reset to it when the OS allows, so ``peak_mib`` is the whole process's peak
+    *during* the call and ``delta_mib = peak_mib - before_mib`` the call's own peak.
     """
-    before = max_rss_mib()
+    reset = reset_peak_rss()
+    before = current_rss_mib() if reset else max_rss_mib()
     start = time.perf_counter()
     call()
     seconds = time.perf_counter() - start
     peak = max_rss_mib()
-    return {"seconds": seconds, "peak_mib": peak, "before_mib": before, "delta_mib": peak - before}
+    return {"seconds": seconds, "peak_mib": peak, "before_mib": before,
+            "delta_mib": peak - before, "peak_reset": reset}
 
 
 def peak_memory(script: str, args: Sequence[str], *, timeout: float | None = None) -> dict:

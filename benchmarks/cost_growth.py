@@ -14,7 +14,7 @@ s-derivative for tuning: per-step exact and stochastic with a forward-mode ``jvp
 
 Each (method, configuration) runs in a fresh subprocess, which first runs the same method on a
 tiny problem (so one-time costs such as torch's lazily scripted decompositions are not
-counted), then times one call and reads the peak resident set (``ru_maxrss``). Configurations
+counted), then times one call and reads the peak resident set (``VmHWM``). Configurations
 whose predecessor on the D axis took longer than ``--max-seconds`` are skipped for that method.
 Writes ``benchmarks/results/cost_growth.{md,json,png}``.
 

@@ -12,7 +12,7 @@ stochastic estimator for scale. Interleaved repetitions, medians, ratios to the 
 
 **B. Log-det and its derivative in s** (scalar :math:`s`, what gradient tuning needs), same
 problem: time (interleaved, in process) and peak memory (one fresh subprocess per candidate,
-``ru_maxrss``). Reverse mode differentiates the graph (``torch.autograd.grad``); forward mode
+``VmHWM``). Reverse mode differentiates the graph (``torch.autograd.grad``); forward mode
 is one ``torch.func.jvp`` with tangent 1 on :math:`s` under ``torch.no_grad``.
 
 **C. Reference generator** (L = 5, D = 416, 64 filters, :math:`B = 16`): peak memory of the

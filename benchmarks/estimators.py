@@ -33,6 +33,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -296,7 +297,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--step-size", type=float, default=None,
                         help="skip tuning and study this s instead")
+    parser.add_argument("--render", metavar="JSON", default=None,
+                        help="only re-render the markdown of a saved run's JSON")
     args = parser.parse_args()
+    if args.render is not None:
+        path = Path(args.render)
+        saved = json.loads(path.read_text())
+        for summary in saved["linear_gaussian"]["rows"] + saved["reference"]["examples"]:
+            summary["orders"] = {int(k): v for k, v in summary["orders"].items()}
+        saved["reference"].setdefault("given_step_size", None)
+        text = markdown(saved["environment"], saved["linear_gaussian"], saved["reference"])
+        path.with_suffix(".md").write_text(text + "\n")
+        print(text)
+        return
     if args.quick:
         args.num_filters, args.num_steps, args.tune_batch = 8, 3, 2
         args.exact_batch, args.seeds = 1, 2

@@ -10,6 +10,10 @@ takes an Adam step on -log p_theta(x, z_K); every 50 iterations the step size is
 the paper's grid search, and sigma is annealed from 0.5 to 0.2 (our choice for this toy). It
 runs in well under a minute on one CPU core.
 
+The paper's objective (``objective="conditional"``) leaves out the entropy the injected noise
+adds, so it drifts towards small step sizes as sigma shrinks; ``StepSizeTuning(objective=...)``
+selects another bound from ``shortinfer.bounds`` (some need ``num_samples >= 2``).
+
 Run: python examples/train_custom_model.py
 """
 

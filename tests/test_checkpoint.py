@@ -1,8 +1,15 @@
 """Tests for shortinfer.train.checkpoint: atomic writes, weights-only loads, config checks."""
 
+import json
 import os
 import pickle
 import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +27,9 @@ from shortinfer.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _state(**extra):
@@ -157,3 +167,72 @@ def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
     assert torch.equal(torch.rand(3), expected[0])
     assert np.array_equal(np.random.rand(3), expected[1])
     assert [random.random() for _ in range(3)] == expected[2]
+
+
+# -- resuming after SIGKILL -----------------------------------------------------------------
+
+_SCRIPT = textwrap.dedent(
+    """
+    import sys, time, torch
+    torch.set_num_threads(1)
+    from shortinfer.models import MultiLayerGenerator
+    from shortinfer.train import StepSizeTuning, Trainer
+
+    class SlowTrainer(Trainer):
+        def step(self):
+            metrics = super().step()
+            time.sleep(float(sys.argv[2]))  # leaves time to be killed mid-run
+            return metrics
+
+    torch.manual_seed(int(sys.argv[3]))
+    model = MultiLayerGenerator(image_size=28, channels=1, latent_sizes=(2, 3), num_filters=4)
+    images = torch.tanh(2 * torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
+    trainer = SlowTrainer(
+        model, images, num_iterations=10, batch_size=4, num_steps=3, step_size=0.02,
+        tuning=StepSizeTuning(interval=4, grid=(0.01, 0.02), batch_size=2), learning_rate=1e-3,
+        output_dir=sys.argv[1], checkpoint_interval=3, log_interval=1, progress=False,
+    )
+    trainer.fit(resume=True)
+    """
+)
+
+
+def _run_script(script, *args):
+    return subprocess.Popen(
+        [sys.executable, str(script), *map(str, args)],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_parameters(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(_SCRIPT)
+    straight_dir, killed_dir = tmp_path / "straight", tmp_path / "killed"
+    straight = _run_script(script, straight_dir, 0, 0)
+    killed = _run_script(script, killed_dir, 0.25, 0)
+    checkpoint = killed_dir / "latest.pt"
+    deadline = time.monotonic() + 60
+    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.communicate()
+    assert killed.returncode == -signal.SIGKILL
+    stopped_at = load_checkpoint(checkpoint)["iteration"]
+    assert 3 <= stopped_at < 10
+    resumed = _run_script(script, killed_dir, 0, 7)  # another init: the checkpoint must win
+    for process in (straight, resumed):
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err.decode()
+    a, b = load_checkpoint(straight_dir), load_checkpoint(killed_dir)
+    assert a["iteration"] == b["iteration"] == 10
+    for key, value in a["model_state"].items():
+        assert torch.equal(value, b["model_state"][key]), key
+    assert a["step_size"] == b["step_size"]
+    assert a["step_size_history"] == b["step_size_history"]
+    rows_a, rows_b = (
+        [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        for folder in (straight_dir, killed_dir)
+    )
+    assert [r["iteration"] for r in rows_b] == list(range(1, 11))
+    assert [r["loss"] for r in rows_a] == [r["loss"] for r in rows_b]

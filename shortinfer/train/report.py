@@ -334,7 +334,8 @@ def plot_step_size_history(
         iterations.append(int(iteration))
         values.append(scalar)
     figure, axis = plt.subplots(figsize=(5, 3.2), dpi=120)
-    axis.plot(iterations, values, marker="o", markersize=3)
+    # The step size holds from one tuning to the next: draw it as a staircase.
+    axis.plot(iterations, values, marker="o", markersize=3, drawstyle="steps-post")
     axis.set_xlabel("iteration t")
     axis.set_ylabel("step size s")
     axis.set_title(title or "Tuned step size over training (cf. Fig. 6a/b)")
@@ -382,12 +383,14 @@ def plot_objective_curves(
     shown = list(traces)[-max_curves:]
     figure, axis = plt.subplots(figsize=(5, 3.2), dpi=120)
     colours = plt.get_cmap("viridis")
+    plotted: list[float] = []
     for index, trace in enumerate(shown):
         steps = torch.as_tensor(trace["step_sizes"], dtype=torch.float64)
         objectives = torch.as_tensor(trace["objectives"], dtype=torch.float64)
         steps = steps.reshape(steps.shape[0], -1).mean(1)[: objectives.shape[0]]
         finite = torch.isfinite(objectives)
         latest = index == len(shown) - 1
+        plotted += steps[finite].tolist()
         axis.plot(
             steps[finite].tolist(), objectives[finite].tolist(),
             marker="o" if trace.get("method") == "grid" else ".", markersize=3,
@@ -395,6 +398,8 @@ def plot_objective_curves(
             color=colours(index / max(1, len(shown) - 1)),
             label=f"t = {int(trace['iteration'])}",
         )
+    if plotted and min(plotted) > 0 and max(plotted) / min(plotted) > 8:
+        axis.set_xscale("log")  # geometric grids such as 0.001..0.02 read better on a log axis
     axis.set_xlabel("step size s")
     axis.set_ylabel(r"$J(s) = E_q[\log q_s - \log p_\theta(x, z)]$")
     axis.set_title("Step-size objective (cf. Fig. 6c)")

@@ -402,7 +402,6 @@ class _Progress:
     def __init__(self, total: int, initial: int, enabled: bool) -> None:
         self.total, self.enabled, self.bar = total, enabled, None
         self.every = max(1, total // 20)
-        self.last_print = time.perf_counter()
         if not enabled:
             return
         try:
@@ -945,7 +944,10 @@ class Trainer:
             return None
         x, z = self._last_batch
         with torch.no_grad():
-            mse = (decode(z) - x).square().mean().reshape(1)
+            mean = decode(z)
+            if not isinstance(mean, Tensor) or mean.shape != x.shape:
+                return None  # decode is not an image mean of x's shape: no MSE to report
+            mse = (mean - x).square().mean().reshape(1)
         return float(mean_all_reduce(mse)) if is_distributed() else float(mse)
 
     # -- the loop ---------------------------------------------------------------------------

@@ -33,7 +33,7 @@ draws :math:`\mathbb{E}_\epsilon q(z \mid \epsilon)` (which needs :math:`F^{-1}`
 draw and grid point). The oracle's own error is measured by recomputing the KL at the optimum
 with an independent seed.
 
-Run from the repository root (about 30 minutes on 2 shared CPU cores)::
+Run from the repository root (about 25 minutes on 2 shared CPU cores)::
 
     python benchmarks/objectives.py            # full study, writes benchmarks/results/
     python benchmarks/objectives.py --quick    # smoke run: 2 settings, 1 seed, small grids
@@ -74,6 +74,14 @@ BASELINE = "conditional"
 GRADIENT_TUNED = ("sandwich", "semi_implicit")  # the recommended objectives (docs/objectives.md)
 GOAL_KL_RATIO = 1.5  # issue 6: chosen KL within 1.5x of the optimum ...
 GOAL_COST_RATIO = 3.0  # ... at a cost within 3x of the paper's objective
+READING = (  # written after the run of 2026-11-24; re-read it when the numbers change
+    "Reading the goal table: a setting passes when some objective lands within 1.5× of the "
+    "optimal KL on every seed at ≤ 3× the paper's cost. The 64-chain d = 2 setting is limited "
+    "by Monte Carlo noise (its optimal KL is 0.0064 nats; the noise-free linearized and epi "
+    "choices are 1.00×) and passes with 512 chains; the banana's 1.50× entries sit on the "
+    "grid's upper edge s = 0.03 (KL ratio 1.497), a borderline pass. See docs/objectives.md "
+    "for the discussion and the recommendation."
+)
 
 
 @dataclass(frozen=True)
@@ -576,7 +584,7 @@ def main() -> None:
         " linear-Gaussian: 8 examples × S chains, KL closed-form, oracle on a 2000-point grid;"
         f" 2-D: 1 example × S chains, KL from {args.kl_chains} chains on a 401² grid,"
         " oracle = best grid point (± its Monte Carlo error from an independent seed).",
-        "", "![chosen step sizes](objectives.png)", "", tables, "",
+        "", "![chosen step sizes](objectives.png)", "", tables, "", READING, "",
         "## Environment", "", environment_markdown(env), "",
     ])
     write_result("objectives", markdown, {"environment": env, "results": results})

@@ -10,23 +10,26 @@ objective is its negative mean over examples. Write one step as
 - ``"conditional"`` (the paper): :math:`\mathbb{E}\hat H = H(z_K \mid \epsilon) \le H(z_K)`,
   a lower bound. Cost 1 (the reference).
 - ``"epi"``: the entropy-power inequality at every step; a lower bound on :math:`H(z_K)` with
-  exact expectations (up to a Jensen gap as estimated). Cost about 1.7.
+  exact expectations (up to a Jensen gap as estimated). Cost 1.6-2.4 (measured).
 - ``"semi_implicit"``: a semi-implicit (SIVI) mixture over the other chains of each example;
-  a lower bound for every number of chains, tight as it grows. Cost about 0.3-1 (no Jacobian).
+  a lower bound for every number of chains, tight as it grows. Cost 0.3-1.7 (no Jacobian).
 - ``"linearized"``: the chain rule of entropy on the chain's local linearisation; exact in
-  expectation for affine chains, **not a bound**. Cost about 1.2-1.5.
+  expectation for affine chains, **not a bound**. Cost 0.9-1.6.
 - ``"sandwich"``: the linearized estimate, clipped where a semi-implicit bound contradicts it
-  beyond Monte Carlo error; **not a bound**. Cost about 1.1-1.5.
+  beyond Monte Carlo error; **not a bound**. Cost 0.9-2.7.
 
 A lower bound on the entropy makes the objective an upper bound on
 :math:`\mathrm{KL}(q_s \| p(z \mid x)) - \log p(x)`. The paper's ``"conditional"`` bound leaves
 out exactly the entropy the injected noise adds, :math:`I(z_K; \epsilon)`, which grows with
-:math:`s`, so its minimiser is biased towards small step sizes (5-90x the optimal KL in the
-study). The study (chosen step size and exact KL for each objective, against the KL-optimal
-step size, on linear-Gaussian and 2-D nonlinear posteriors) is in ``docs/objectives.md`` and
-``benchmarks/results/objectives.md``. Its recommendation: ``"sandwich"`` in general, and
-``"semi_implicit"`` in low dimension (:math:`D \lesssim 4`) with hundreds of chains per
-example, where it is tight, a true bound and the least noisy.
+:math:`s`, so its minimiser is biased towards small step sizes: in the study its chosen step
+size has 7-94x the optimal KL. The study (chosen step size and exact KL for each objective,
+against the KL-optimal step size, on linear-Gaussian and 2-D nonlinear posteriors) is in
+``docs/objectives.md`` and ``benchmarks/results/objectives.md``. Its recommendation:
+``"sandwich"`` in general (within 1.5x of the optimal KL on every linear-Gaussian setting with
+enough chains and on the tanh decoder, but 3.5x on the banana), and ``"semi_implicit"`` in low
+dimension (:math:`D \le 4` there) with hundreds of chains per example, where it is a tight,
+true bound and the least noisy (but 5-8x off at :math:`D \ge 8`). No single objective met
+the 1.5x goal on every setting.
 
 References:
     Learning Multi-layer Latent Variable Model via Variational Optimization of Short Run MCMC
@@ -185,7 +188,7 @@ def entropy_bound(
     curved posteriors at large :math:`s` (locally expanding steps, :math:`s \lambda > 2` for
     some Hessian eigenvalue :math:`\lambda`) it overestimates the entropy.
 
-    **"sandwich"** (recommended): the linearized estimate, moved only where a semi-implicit
+    **"sandwich"**: the linearized estimate, moved only where a semi-implicit
     bound contradicts it beyond Monte Carlo error. With :math:`\bar{\cdot}_b` the mean over
     example :math:`b`'s chains, :math:`\mathrm{se}_b` its standard error,
     :math:`c =` :data:`SANDWICH_MARGIN`, :math:`\tilde H^{\mathrm{lin}}` the linearized

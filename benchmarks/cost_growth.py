@@ -132,9 +132,9 @@ def plot(results: list[dict], path: Path, base: dict, axes: dict) -> None:
             xs = [p[0] for p in points]
             grid[0, column].plot(xs, [p[1]["seconds"] for p in points], marker="o",
                                  label=label)
-            grid[1, column].plot(xs, [p[1]["peak_mib"] for p in points], marker="o",
-                                 label=label)
-        for row, name in enumerate(("seconds per call", "peak RSS (MiB)")):
+            grid[1, column].plot(xs, [max(p[1]["delta_mib"], 1.0) for p in points],
+                                 marker="o", label=label)
+        for row, name in enumerate(("seconds per call", "call's own peak RSS (MiB)")):
             ax = grid[row, column]
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
@@ -156,7 +156,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-seconds", type=float, default=240.0)
     parser.add_argument("--timeout", type=float, default=1200.0)
+    parser.add_argument("--render", metavar="JSON", default=None,
+                        help="only re-render the table and plot of a saved run's JSON")
     args = parser.parse_args()
+    if args.render is not None:
+        saved = json.loads(Path(args.render).read_text())
+        report(saved["environment"], saved["results"], args.quick, Path(args.render).stem)
+        return
     set_threads(args.threads)
     env = environment()
     results = []
@@ -172,12 +178,19 @@ def main() -> None:
             print(results[-1], flush=True)
             if result.get("seconds", 0) > args.max_seconds or "error" in result:
                 too_slow.add(label)
-    base = BASE if not args.quick else {"dim": 8, "batch": 4, "num_steps": 3}
-    axes = AXES if not args.quick else {"dim": (4, 8), "batch": (2, 4), "num_steps": (2, 3)}
+    name = "cost_growth" + ("_quick" if args.quick else "")
+    write_result(name, "", {"environment": env, "results": results})
+    report(env, results, args.quick, name)
+
+
+def report(env: dict, results: list[dict], quick: bool, name: str) -> None:
+    base = BASE if not quick else {"dim": 8, "batch": 4, "num_steps": 3}
+    axes = AXES if not quick else {"dim": (4, 8), "batch": (2, 4), "num_steps": (2, 3)}
     lines = ["# Cost growth of the log-det methods", "",
-             "Produced by `benchmarks/cost_growth.py` (see its docstring). Seconds per call "
-             "(one call, after a warm-up on a tiny problem) / peak resident set in MiB (whole "
-             "process, including about 240 MiB for torch itself).", "",
+             "Produced by `benchmarks/cost_growth.py` (see its docstring). Each cell: seconds "
+             "per call (one call, after a warm-up on a tiny problem) / the call's own peak "
+             "resident set in MiB (peak during the call minus the resident set just before it: "
+             "torch, the model and the inputs, about 270–310 MiB).", "",
              "## Environment", "", environment_markdown(env), ""]
     for axis, values in axes.items():
         others = {k: v for k, v in base.items() if k != axis}
@@ -190,13 +203,12 @@ def main() -> None:
                 match = [r for r in results if r["method"] == label and r[axis] == value
                          and all(r[k] == v for k, v in others.items())]
                 r = match[0] if match else {"error": "—"}
-                cells.append(f"{r['seconds']:.2f} s / {r['peak_mib']:.0f}" if "seconds" in r
+                cells.append(f"{r['seconds']:.2f} s / {r['delta_mib']:.0f}" if "seconds" in r
                              else r["error"][:40])
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     text = "\n".join(lines)
     print(text)
-    name = "cost_growth" + ("_quick" if args.quick else "")
     write_result(name, text, {"environment": env, "results": results})
     plot(results, RESULTS / f"{name}.png", base, axes)
 

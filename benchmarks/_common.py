@@ -6,7 +6,7 @@ a burst of load from other processes hits all of them alike, and the summaries a
 
 Peak memory is the resident-set high-water mark (``VmHWM``, reset with ``clear_refs`` just
 before the measured call; ``ru_maxrss`` where ``/proc`` is missing) of a fresh subprocess that
-runs one configuration; see :func:`run_measured` and :func:`peak_memory`.
+runs one configuration; see `run_measured` and `peak_memory`.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def mlp_problem(
 ) -> tuple[Callable[[Tensor], Tensor], Tensor, Tensor, Tensor]:
     r"""An MLP decoder ``D -> hidden -> GELU -> obs_dim`` with Gaussian likelihood.
 
-    :math:`\log p(x, z) = -\tfrac12\lVert z\rVert^2 - \lVert x - g(z)\rVert^2 / (2\sigma^2)`,
+    $\log p(x, z) = -\tfrac12\lVert z\rVert^2 - \lVert x - g(z)\rVert^2 / (2\sigma^2)$,
     with ``x`` drawn from the model. Returns ``(log_joint, z0, noise, step_table)`` with
     shapes ``(B, D) -> (B,)``, ``(B, D)``, ``(K, B, D)``, ``(K, 1)``.
     """
@@ -134,7 +134,9 @@ def reference_generator(num_filters: int = 64, *, seed: int = 0, image_size: int
 
     torch.manual_seed(seed)
     model = MultiLayerGenerator(
-        image_size=image_size, channels=3, latent_sizes=REFERENCE_LATENT_SIZES,
+        image_size=image_size,
+        channels=3,
+        latent_sizes=REFERENCE_LATENT_SIZES,
         num_filters=num_filters,
     )
     for parameter in model.parameters():
@@ -191,18 +193,20 @@ def summarise(times: dict[str, list[float]], baseline: str) -> list[dict[str, An
     rows = []
     for name, values in times.items():
         paired = [v / b for v, b in zip(values, base, strict=True)]
-        rows.append({
-            "name": name,
-            "median_s": statistics.median(values),
-            "min_s": min(values),
-            "max_s": max(values),
-            "ratio": statistics.median(values) / statistics.median(base),
-            "paired_ratio": statistics.median(paired),
-            "paired_min": min(paired),
-            "paired_max": max(paired),
-            "speedup": statistics.median(base) / statistics.median(values),
-            "repeats": len(values),
-        })
+        rows.append(
+            {
+                "name": name,
+                "median_s": statistics.median(values),
+                "min_s": min(values),
+                "max_s": max(values),
+                "ratio": statistics.median(values) / statistics.median(base),
+                "paired_ratio": statistics.median(paired),
+                "paired_min": min(paired),
+                "paired_max": max(paired),
+                "speedup": statistics.median(base) / statistics.median(values),
+                "repeats": len(values),
+            }
+        )
     return rows
 
 
@@ -277,27 +281,36 @@ def run_measured(call: Callable[[], object]) -> dict[str, float]:
     call()
     seconds = time.perf_counter() - start
     peak = max_rss_mib()
-    return {"seconds": seconds, "peak_mib": peak, "before_mib": before,
-            "delta_mib": peak - before, "peak_reset": reset}
+    return {
+        "seconds": seconds,
+        "peak_mib": peak,
+        "before_mib": before,
+        "delta_mib": peak - before,
+        "peak_reset": reset,
+    }
 
 
 def peak_memory(script: str, args: Sequence[str], *, timeout: float | None = None) -> dict:
     """Run ``python benchmarks/<script> --child ARGS`` in a fresh process; parse its JSON line.
 
-    The child must print one line ``RESULT {json}`` (see :func:`emit`). A child that fails
+    The child must print one line ``RESULT {json}`` (see `emit`). A child that fails
     (e.g. killed for memory) reports ``{"error": ...}``.
     """
     command = [sys.executable, str(ROOT / "benchmarks" / script), "--child", *args]
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, check=False,
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timeout after {timeout} s"}
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     return {"error": f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1:]}"}
 
 

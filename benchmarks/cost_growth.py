@@ -2,15 +2,15 @@ r"""Time and peak memory of each log-det method against D, B and K (issue 5, goa
 
 Problem: the MLP decoder of ``benchmarks/_common.py`` (``D -> 256 -> GELU -> 784``, Gaussian
 likelihood), float32. Sweeps (one axis at a time, the others at the base point
-:math:`D = 64, B = 16, K = 25`):
+$D = 64, B = 16, K = 25$):
 
-- :math:`D \in \{8, 16, 32, 64, 128, 256, 512\}`;
-- :math:`B \in \{4, 16, 64\}`;
-- :math:`K \in \{5, 25, 50\}`.
+- $D \in \{8, 16, 32, 64, 128, 256, 512\}$;
+- $B \in \{4, 16, 64\}$;
+- $K \in \{5, 25, 50\}$.
 
 Methods: the paper's row-by-row loop, ``method="exact"`` (reverse), ``"per_step_exact"``
 (reverse), ``"stochastic"`` (J = 4, P = 1), and the two recommended ways to get the
-s-derivative for tuning: per-step exact and stochastic with a forward-mode ``jvp`` in :math:`s`.
+s-derivative for tuning: per-step exact and stochastic with a forward-mode ``jvp`` in $s$.
 
 Each (method, configuration) runs in a fresh subprocess, which first runs the same method on a
 tiny problem (so one-time costs such as torch's lazily scripted decompositions are not
@@ -69,8 +69,9 @@ def run_method(label: str, dim: int, batch: int, num_steps: int) -> None:
     def value(t):
         if method == "row":
             return row_loop(log_joint, z0, noise, t)[1].sum()
-        return estimate_log_det(log_joint, z0, noise, t, method=method,
-                                generator=torch.Generator().manual_seed(0))[1].sum()
+        return estimate_log_det(
+            log_joint, z0, noise, t, method=method, generator=torch.Generator().manual_seed(0)
+        )[1].sum()
 
     if derivative is None:
         with torch.no_grad() if method != "row" else torch.enable_grad():
@@ -78,8 +79,9 @@ def run_method(label: str, dim: int, batch: int, num_steps: int) -> None:
         return
     s0 = table[0, 0].detach()
     with torch.no_grad():
-        torch.func.jvp(lambda s: value(s.reshape(1, 1).expand(num_steps, 1)), (s0,),
-                       (torch.ones_like(s0),))
+        torch.func.jvp(
+            lambda s: value(s.reshape(1, 1).expand(num_steps, 1)), (s0,), (torch.ones_like(s0),)
+        )
 
 
 def child(config: dict) -> None:
@@ -90,7 +92,8 @@ def child(config: dict) -> None:
     run_method(label, 4, 2, 2)  # warm-up: one-time costs out of the measurement
     try:
         result = run_measured(
-            lambda: run_method(label, config["dim"], config["batch"], config["num_steps"]))
+            lambda: run_method(label, config["dim"], config["batch"], config["num_steps"])
+        )
     except (RuntimeError, MemoryError) as err:
         emit({"error": f"{type(err).__name__}: {str(err)[:200]}"})
         return
@@ -123,23 +126,29 @@ def plot(results: list[dict], path: Path, base: dict, axes: dict) -> None:
         others = {k: v for k, v in base.items() if k != axis}
         for label in METHODS:
             points = sorted(
-                (r[axis], r) for r in results
-                if r["method"] == label and "seconds" in r
+                (r[axis], r)
+                for r in results
+                if r["method"] == label
+                and "seconds" in r
                 and all(r[k] == v for k, v in others.items())
             )
             if not points:
                 continue
             xs = [p[0] for p in points]
-            grid[0, column].plot(xs, [p[1]["seconds"] for p in points], marker="o",
-                                 label=label)
-            grid[1, column].plot(xs, [max(p[1]["delta_mib"], 1.0) for p in points],
-                                 marker="o", label=label)
+            grid[0, column].plot(xs, [p[1]["seconds"] for p in points], marker="o", label=label)
+            grid[1, column].plot(
+                xs, [max(p[1]["delta_mib"], 1.0) for p in points], marker="o", label=label
+            )
         for row, name in enumerate(("seconds per call", "call's own peak RSS (MiB)")):
             ax = grid[row, column]
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
-            ax.set_xlabel(titles[axis] + "  (others: " + ", ".join(
-                f"{k}={v}" for k, v in others.items()) + ")")
+            ax.set_xlabel(
+                titles[axis]
+                + "  (others: "
+                + ", ".join(f"{k}={v}" for k, v in others.items())
+                + ")"
+            )
             ax.set_ylabel(name)
             ax.grid(True, which="both", alpha=0.3)
     grid[0, 0].legend(fontsize=8)
@@ -156,8 +165,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-seconds", type=float, default=240.0)
     parser.add_argument("--timeout", type=float, default=1200.0)
-    parser.add_argument("--render", metavar="JSON", default=None,
-                        help="only re-render the table and plot of a saved run's JSON")
+    parser.add_argument(
+        "--render",
+        metavar="JSON",
+        default=None,
+        help="only re-render the table and plot of a saved run's JSON",
+    )
     args = parser.parse_args()
     if args.render is not None:
         saved = json.loads(Path(args.render).read_text())
@@ -186,25 +199,43 @@ def main() -> None:
 def report(env: dict, results: list[dict], quick: bool, name: str) -> None:
     base = BASE if not quick else {"dim": 8, "batch": 4, "num_steps": 3}
     axes = AXES if not quick else {"dim": (4, 8), "batch": (2, 4), "num_steps": (2, 3)}
-    lines = ["# Cost growth of the log-det methods", "",
-             "Produced by `benchmarks/cost_growth.py` (see its docstring). Each cell: seconds "
-             "per call (one call, after a warm-up on a tiny problem) / the call's own peak "
-             "resident set in MiB (peak during the call minus the resident set just before it: "
-             "torch, the model and the inputs, about 270–310 MiB).", "",
-             "## Environment", "", environment_markdown(env), ""]
+    lines = [
+        "# Cost growth of the log-det methods",
+        "",
+        "Produced by `benchmarks/cost_growth.py` (see its docstring). Each cell: seconds "
+        "per call (one call, after a warm-up on a tiny problem) / the call's own peak "
+        "resident set in MiB (peak during the call minus the resident set just before it: "
+        "torch, the model and the inputs, about 270–310 MiB).",
+        "",
+        "## Environment",
+        "",
+        environment_markdown(env),
+        "",
+    ]
     for axis, values in axes.items():
         others = {k: v for k, v in base.items() if k != axis}
-        lines += [f"## Against {axis} ({', '.join(f'{k} = {v}' for k, v in others.items())})",
-                  "", "| method | " + " | ".join(f"{axis} = {v}" for v in values) + " |",
-                  "|---|" + "---:|" * len(values)]
+        lines += [
+            f"## Against {axis} ({', '.join(f'{k} = {v}' for k, v in others.items())})",
+            "",
+            "| method | " + " | ".join(f"{axis} = {v}" for v in values) + " |",
+            "|---|" + "---:|" * len(values),
+        ]
         for label in METHODS:
             cells = []
             for value in values:
-                match = [r for r in results if r["method"] == label and r[axis] == value
-                         and all(r[k] == v for k, v in others.items())]
+                match = [
+                    r
+                    for r in results
+                    if r["method"] == label
+                    and r[axis] == value
+                    and all(r[k] == v for k, v in others.items())
+                ]
                 r = match[0] if match else {"error": "—"}
-                cells.append(f"{r['seconds']:.2f} s / {r['delta_mib']:.0f}" if "seconds" in r
-                             else r["error"][:40])
+                cells.append(
+                    f"{r['seconds']:.2f} s / {r['delta_mib']:.0f}"
+                    if "seconds" in r
+                    else r["error"][:40]
+                )
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     text = "\n".join(lines)

@@ -1,34 +1,34 @@
 r"""Exact log-det: speed against the paper's row-by-row loop, memory of its s-gradient (goal 2).
 
-**A. Speed** of one exact :math:`\log\lvert\det \partial z_K/\partial z_0\rvert` for an MLP decoder
-(``D -> 256 -> GELU -> 784``, Gaussian likelihood, :math:`\sigma = 0.3`), :math:`D = 128`,
-:math:`B = 64`, :math:`K = 25`. Baseline: the paper's method (Section 5.5), the rollout's graph
+**A. Speed** of one exact $\log\lvert\det \partial z_K/\partial z_0\rvert$ for an MLP decoder
+(``D -> 256 -> GELU -> 784``, Gaussian likelihood, $\sigma = 0.3$), $D = 128$,
+$B = 64$, $K = 25$. Baseline: the paper's method (Section 5.5), the rollout's graph
 built with ``create_graph=True`` and the Jacobian assembled **one row at a time** with
-``torch.autograd.grad`` (cotangent :math:`e_j` in every example, so :math:`D` backward passes
+``torch.autograd.grad`` (cotangent $e_j$ in every example, so $D$ backward passes
 serve the whole batch), then ``slogdet``. Candidates: ``estimate_log_det`` with
 ``method="exact"`` (the whole chain's Jacobian, vjp rows under ``vmap`` or jvp columns) and
 ``method="per_step_exact"`` (per-step Hessians), each in reverse and forward mode, plus the
 stochastic estimator for scale. Interleaved repetitions, medians, ratios to the baseline.
 
-**B. Log-det and its derivative in s** (scalar :math:`s`, what gradient tuning needs), same
+**B. Log-det and its derivative in s** (scalar $s$, what gradient tuning needs), same
 problem: time (interleaved, in process) and peak memory (one fresh subprocess per candidate,
 ``VmHWM``). Reverse mode differentiates the graph (``torch.autograd.grad``); forward mode
-is one ``torch.func.jvp`` with tangent 1 on :math:`s` under ``torch.no_grad``.
+is one ``torch.func.jvp`` with tangent 1 on $s$ under ``torch.no_grad``.
 
-**C. Reference generator** (L = 5, D = 416, 64 filters, :math:`B = 16`): peak memory of the
+**C. Reference generator** (L = 5, D = 416, 64 filters, $B = 16$): peak memory of the
 exact per-step log-det with its forward-mode s-derivative, chunked. Forward mode keeps nothing
-across steps, so its peak does not depend on :math:`K`; the script shows this on
-:math:`B = 2` for :math:`K = 1, 2, 3` and measures :math:`B = 16` at :math:`K = 2` (the first
-step's Hessian does not depend on :math:`s`, since :math:`z_0` does not, so :math:`K = 2` is the
-shortest chain whose derivative runs through a Hessian; a full :math:`K = 25` pass repeats the
-same per-step work, hours on 2 CPU cores). Reverse mode is measured at :math:`B = 1`,
-:math:`K = 1, 2` to show its growth.
+across steps, so its peak does not depend on $K$; the script shows this on
+$B = 2$ for $K = 1, 2, 3$ and measures $B = 16$ at $K = 2$ (the first
+step's Hessian does not depend on $s$, since $z_0$ does not, so $K = 2$ is the
+shortest chain whose derivative runs through a Hessian; a full $K = 25$ pass repeats the
+same per-step work, hours on 2 CPU cores). Reverse mode is measured at $B = 1$,
+$K = 1, 2$ to show its growth.
 
-**D. Accuracy in float32.** The whole chain's Jacobian is a product of :math:`K` contractions;
-when :math:`|\log\det|` is large its smallest singular values fall below float32's resolution
-relative to the largest, and LU loses them. Each per-step factor :math:`I + S_k H_k` stays
+**D. Accuracy in float32.** The whole chain's Jacobian is a product of $K$ contractions;
+when $|\log\det|$ is large its smallest singular values fall below float32's resolution
+relative to the largest, and LU loses them. Each per-step factor $I + S_k H_k$ stays
 well conditioned. The script compares both methods in float32 against float64 on the MLP
-(:math:`D = 32, B = 8, K = 25`) for growing :math:`s`.
+($D = 32, B = 8, K = 25$) for growing $s$.
 
 Run from the repository root::
 
@@ -84,8 +84,9 @@ def row_loop(log_joint, z0, noise, table, *, create_graph: bool = False):
     for j in range(dim):
         cotangent = torch.zeros_like(z_k)
         cotangent[:, j] = 1
-        (row,) = torch.autograd.grad(z_k, z, cotangent, retain_graph=True,
-                                     create_graph=create_graph)
+        (row,) = torch.autograd.grad(
+            z_k, z, cotangent, retain_graph=True, create_graph=create_graph
+        )
         rows.append(row)
     return z_k, torch.linalg.slogdet(torch.stack(rows, 1)).logabsdet
 
@@ -93,15 +94,20 @@ def row_loop(log_joint, z0, noise, table, *, create_graph: bool = False):
 LOG_DET = {
     "row loop (paper)": lambda p, **kw: row_loop(*p, **kw)[1],
     "exact, reverse (vjp rows, vmap)": lambda p, **kw: estimate_log_det(
-        *p, method="exact", mode="reverse", **kw)[1],
+        *p, method="exact", mode="reverse", **kw
+    )[1],
     "exact, forward (jvp columns, vmap)": lambda p, **kw: estimate_log_det(
-        *p, method="exact", mode="forward", **kw)[1],
+        *p, method="exact", mode="forward", **kw
+    )[1],
     "per-step exact, reverse": lambda p, **kw: estimate_log_det(
-        *p, method="per_step_exact", mode="reverse", **kw)[1],
+        *p, method="per_step_exact", mode="reverse", **kw
+    )[1],
     "per-step exact, forward": lambda p, **kw: estimate_log_det(
-        *p, method="per_step_exact", mode="forward", **kw)[1],
+        *p, method="per_step_exact", mode="forward", **kw
+    )[1],
     "stochastic (J=4, P=1; not exact)": lambda p, **kw: estimate_log_det(
-        *p, method="stochastic", generator=torch.Generator().manual_seed(0), **kw)[1],
+        *p, method="stochastic", generator=torch.Generator().manual_seed(0), **kw
+    )[1],
 }
 
 
@@ -109,8 +115,11 @@ def value_and_derivative(name: str, problem, step: float, derivative: str, chunk
     """``(log-det summed over the batch, d/ds)`` for a scalar step size, by one route."""
     log_joint, z0, noise, _ = problem
     num_steps = noise.shape[0]
-    kwargs = {} if name.startswith("row loop") or name.startswith("stochastic") else (
-        {"chunk_size": chunk_size})
+    kwargs = (
+        {}
+        if name.startswith("row loop") or name.startswith("stochastic")
+        else ({"chunk_size": chunk_size})
+    )
 
     def total(s):
         table = s.reshape(1, 1).expand(num_steps, 1)
@@ -151,7 +160,10 @@ def child(config: dict) -> None:
 
     def call():
         out["value"], out["slope"] = value_and_derivative(
-            config["candidate"], problem, config["step_size"], config["derivative"],
+            config["candidate"],
+            problem,
+            config["step_size"],
+            config["derivative"],
             config.get("chunk_size"),
         )
 
@@ -177,7 +189,7 @@ def part_speed(args) -> tuple[str, dict]:
     if args.chunk_size:
         for name in ("exact, reverse (vjp rows, vmap)", "per-step exact, reverse"):
             label = f"{name}, chunk {args.chunk_size}"
-            candidates[label] = (lambda fn=LOG_DET[name]: fn(problem, chunk_size=args.chunk_size))
+            candidates[label] = lambda fn=LOG_DET[name]: fn(problem, chunk_size=args.chunk_size)
     times = interleaved(candidates, repeats=args.repeats, warmup=1)
     rows = summarise(times, "row loop (paper)")
     exact_rows = [r for r in rows[1:] if not r["name"].startswith("stochastic")]
@@ -185,7 +197,8 @@ def part_speed(args) -> tuple[str, dict]:
     verdict = "met" if best["speedup"] >= GOAL_SPEEDUP else "not met"
     text = (
         f"## A. Exact log-det, MLP decoder, D = {args.dim}, B = {args.batch}, "
-        f"K = {args.num_steps}\n\n" + timing_table(rows, "row loop (paper)")
+        f"K = {args.num_steps}\n\n"
+        + timing_table(rows, "row loop (paper)")
         + "\n\nLargest relative difference to the row loop: "
         + ", ".join(f"{name}: {err:.1e}" for name, err in errors.items())
         + f"\n\nGoal (an exact method ≥ {GOAL_SPEEDUP}× faster than the row loop): **{verdict}**"
@@ -215,7 +228,9 @@ def part_gradient(args) -> tuple[str, dict]:
     candidates = {
         f"{name} + {derivative}-mode d/ds": (
             lambda name=name, derivative=derivative: value_and_derivative(
-                name, problem, step, derivative))
+                name, problem, step, derivative
+            )
+        )
         for name, derivative in GRADIENT_CANDIDATES
     }
     values = {label: fn() for label, fn in candidates.items()}
@@ -224,14 +239,22 @@ def part_gradient(args) -> tuple[str, dict]:
     rows = summarise(times, baseline)
     memory = {}
     for (name, derivative), label in zip(GRADIENT_CANDIDATES, candidates, strict=True):
-        config = {"problem": "mlp", "dim": args.dim, "batch": args.batch,
-                  "num_steps": args.num_steps, "candidate": name, "derivative": derivative,
-                  "step_size": step, "threads": args.threads}
+        config = {
+            "problem": "mlp",
+            "dim": args.dim,
+            "batch": args.batch,
+            "num_steps": args.num_steps,
+            "candidate": name,
+            "derivative": derivative,
+            "step_size": step,
+            "threads": args.threads,
+        }
         memory[label] = peak_memory("entropy.py", [json.dumps(config)])
         print(label, memory[label], flush=True)
     lines = [
         f"## B. Log-det and d/ds, MLP decoder, D = {args.dim}, B = {args.batch}, "
-        f"K = {args.num_steps}, s = {step}", "",
+        f"K = {args.num_steps}, s = {step}",
+        "",
         "| candidate | median s | time / baseline | speed-up | peak RSS MiB | "
         "call's own peak MiB | d/ds |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -240,13 +263,14 @@ def part_gradient(args) -> tuple[str, dict]:
         mem = memory[row["name"]]
         peak = f"{mem['peak_mib']:.0f}" if "peak_mib" in mem else mem.get("error", "?")
         delta = f"{mem['delta_mib']:.0f}" if "delta_mib" in mem else "—"
-        lines.append(f"| {row['name']} | {row['median_s']:.2f} | {row['ratio']:.3f} | "
-                     f"{row['speedup']:.2f}× | {peak} | {delta} | "
-                     f"{values[row['name']][1]:.4g} |")
+        lines.append(
+            f"| {row['name']} | {row['median_s']:.2f} | {row['ratio']:.3f} | "
+            f"{row['speedup']:.2f}× | {peak} | {delta} | "
+            f"{values[row['name']][1]:.4g} |"
+        )
     text = "\n".join(lines)
     print(text, flush=True)
-    return text, {"gradient": {"rows": rows, "times": times, "memory": memory,
-                               "values": values}}
+    return text, {"gradient": {"rows": rows, "times": times, "memory": memory, "values": values}}
 
 
 def part_reference(args) -> tuple[str, dict]:
@@ -260,40 +284,61 @@ def part_reference(args) -> tuple[str, dict]:
         (args.reference_batch, 2, "per-step exact, reverse", "forward", args.reference_chunk),
     ]
     if args.quick:
-        plan = [(1, 1, "per-step exact, reverse", "forward", 8),
-                (1, 2, "per-step exact, reverse", "forward", 8),
-                (1, 1, "per-step exact, reverse", "reverse", 8)]
+        plan = [
+            (1, 1, "per-step exact, reverse", "forward", 8),
+            (1, 2, "per-step exact, reverse", "forward", 8),
+            (1, 1, "per-step exact, reverse", "reverse", 8),
+        ]
     for batch, num_steps, name, derivative, chunk in plan:
-        config = {"problem": "reference", "num_filters": args.num_filters, "batch": batch,
-                  "num_steps": num_steps, "candidate": name, "derivative": derivative,
-                  "chunk_size": chunk, "step_size": 0.05, "threads": args.threads}
+        config = {
+            "problem": "reference",
+            "num_filters": args.num_filters,
+            "batch": batch,
+            "num_steps": num_steps,
+            "candidate": name,
+            "derivative": derivative,
+            "chunk_size": chunk,
+            "step_size": 0.05,
+            "threads": args.threads,
+        }
         result = peak_memory("entropy.py", [json.dumps(config)])
         runs.append({**config, **result})
         print(runs[-1], flush=True)
     lines = [
         f"## C. Reference generator (L = 5, D = 416, {args.num_filters} filters): per-step "
-        "exact log-det with d/ds", "",
+        "exact log-det with d/ds",
+        "",
         "| B | K | d/ds mode | chunk | seconds | peak RSS MiB | call's own peak MiB |",
         "|---:|---:|---|---:|---:|---:|---:|",
     ]
     for run in runs:
         if "error" in run:
-            lines.append(f"| {run['batch']} | {run['num_steps']} | {run['derivative']} | "
-                         f"{run['chunk_size']} | — | {run['error']} | — |")
+            lines.append(
+                f"| {run['batch']} | {run['num_steps']} | {run['derivative']} | "
+                f"{run['chunk_size']} | — | {run['error']} | — |"
+            )
             continue
-        lines.append(f"| {run['batch']} | {run['num_steps']} | {run['derivative']} | "
-                     f"{run['chunk_size']} | {run['seconds']:.0f} | {run['peak_mib']:.0f} | "
-                     f"{run['delta_mib']:.0f} |")
-    big = [r for r in runs if r["batch"] == args.reference_batch and "peak_mib" in r
-           and r["derivative"] == "forward"]
+        lines.append(
+            f"| {run['batch']} | {run['num_steps']} | {run['derivative']} | "
+            f"{run['chunk_size']} | {run['seconds']:.0f} | {run['peak_mib']:.0f} | "
+            f"{run['delta_mib']:.0f} |"
+        )
+    big = [
+        r
+        for r in runs
+        if r["batch"] == args.reference_batch and "peak_mib" in r and r["derivative"] == "forward"
+    ]
     if big:
         peak = big[-1]["peak_mib"]
         verdict = "met" if peak <= GOAL_MEMORY_MIB else "not met"
-        lines += ["", f"Goal (entropy + d/ds at B = {args.reference_batch} within "
-                  f"{GOAL_MEMORY_MIB} MiB): **{verdict}** — peak {peak:.0f} MiB at "
-                  f"K = {big[-1]['num_steps']}; forward mode's peak does not grow with K (rows "
-                  f"B = 2 above), so it holds for K = 25, whose pass repeats the per-step work "
-                  f"(about 12 × the K = 2 time, {big[-1]['seconds']:.0f} s, on this machine)."]
+        lines += [
+            "",
+            f"Goal (entropy + d/ds at B = {args.reference_batch} within "
+            f"{GOAL_MEMORY_MIB} MiB): **{verdict}** — peak {peak:.0f} MiB at "
+            f"K = {big[-1]['num_steps']}; forward mode's peak does not grow with K (rows "
+            f"B = 2 above), so it holds for K = 25, whose pass repeats the per-step work "
+            f"(about 12 × the K = 2 time, {big[-1]['seconds']:.0f} s, on this machine).",
+        ]
     text = "\n".join(lines)
     print(text, flush=True)
     return text, {"reference": runs}
@@ -304,9 +349,11 @@ def part_accuracy(args) -> tuple[str, dict]:
 
     dim, batch, num_steps = (32, 8, 25) if not args.quick else (8, 2, 5)
     generator = torch.Generator().manual_seed(0)
-    net64 = torch.nn.Sequential(
-        torch.nn.Linear(dim, 256), torch.nn.GELU(), torch.nn.Linear(256, 784)
-    ).double().requires_grad_(False)
+    net64 = (
+        torch.nn.Sequential(torch.nn.Linear(dim, 256), torch.nn.GELU(), torch.nn.Linear(256, 784))
+        .double()
+        .requires_grad_(False)
+    )
     net32 = copy.deepcopy(net64).float()
     f64 = torch.float64
     x = net64(torch.randn(batch, dim, generator=generator, dtype=f64))
@@ -315,8 +362,9 @@ def part_accuracy(args) -> tuple[str, dict]:
     noise = torch.randn(num_steps, batch, dim, generator=generator, dtype=f64)
 
     def log_joint(net, observed):
-        return lambda z: (-0.5 * z.square().sum(-1)
-                          - 0.5 * (observed - net(z)).square().sum(-1) / 0.3**2)
+        return lambda z: (
+            -0.5 * z.square().sum(-1) - 0.5 * (observed - net(z)).square().sum(-1) / 0.3**2
+        )
 
     rows = []
     for step in (0.002, 0.005, 0.01, 0.02):
@@ -325,24 +373,32 @@ def part_accuracy(args) -> tuple[str, dict]:
             table = torch.full((num_steps, 1), step, dtype=dtype)
             fn = log_joint(net, x.to(dtype))
             for method in ("exact", "per_step_exact"):
-                value = estimate_log_det(fn, z0.to(dtype), noise.to(dtype), table,
-                                         method=method)[1]
+                value = estimate_log_det(fn, z0.to(dtype), noise.to(dtype), table, method=method)[
+                    1
+                ]
                 out[(method, label)] = value.detach().double()
         reference = out[("per_step_exact", "float64")]
-        rows.append({
-            "step_size": step, "log_det_mean": float(reference.mean()),
-            **{f"{m} {d}": float(((out[(m, d)] - reference).abs()).max())
-               for (m, d) in out},
-        })
-    lines = [f"## D. Accuracy: float32 against float64 (MLP, D = {dim}, B = {batch}, "
-             f"K = {num_steps})", "",
-             "Largest absolute error over the batch, against per-step exact in float64.", "",
-             "| s | mean log-det | exact float64 | exact float32 | per-step float32 |",
-             "|---:|---:|---:|---:|---:|"]
+        rows.append(
+            {
+                "step_size": step,
+                "log_det_mean": float(reference.mean()),
+                **{f"{m} {d}": float(((out[(m, d)] - reference).abs()).max()) for (m, d) in out},
+            }
+        )
+    lines = [
+        f"## D. Accuracy: float32 against float64 (MLP, D = {dim}, B = {batch}, K = {num_steps})",
+        "",
+        "Largest absolute error over the batch, against per-step exact in float64.",
+        "",
+        "| s | mean log-det | exact float64 | exact float32 | per-step float32 |",
+        "|---:|---:|---:|---:|---:|",
+    ]
     for row in rows:
-        lines.append(f"| {row['step_size']} | {row['log_det_mean']:.2f} | "
-                     f"{row['exact float64']:.1e} | {row['exact float32']:.1e} | "
-                     f"{row['per_step_exact float32']:.1e} |")
+        lines.append(
+            f"| {row['step_size']} | {row['log_det_mean']:.2f} | "
+            f"{row['exact float64']:.1e} | {row['exact float32']:.1e} | "
+            f"{row['per_step_exact float32']:.1e} |"
+        )
     text = "\n".join(lines)
     print(text, flush=True)
     return text, {"accuracy": rows}
@@ -371,11 +427,17 @@ def main() -> None:
         args.gradient_repeats, args.num_filters, args.chunk_size = 1, 8, 8
     set_threads(args.threads)
     env = environment()
-    part = {"speed": part_speed, "gradient": part_gradient, "reference": part_reference,
-            "accuracy": part_accuracy}
+    part = {
+        "speed": part_speed,
+        "gradient": part_gradient,
+        "reference": part_reference,
+        "accuracy": part_accuracy,
+    }
     body, data = part[args.part](args)
-    text = (f"# Exact entropy: {args.part}\n\nProduced by `benchmarks/entropy.py` (see its "
-            f"docstring).\n\n## Environment\n\n{environment_markdown(env)}\n\n{body}")
+    text = (
+        f"# Exact entropy: {args.part}\n\nProduced by `benchmarks/entropy.py` (see its "
+        f"docstring).\n\n## Environment\n\n{environment_markdown(env)}\n\n{body}"
+    )
     name = f"entropy_{args.part}" + ("_quick" if args.quick else "")
     write_result(name, text, {"environment": env, "args": vars(args), **data})
 

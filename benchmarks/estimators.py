@@ -1,25 +1,26 @@
 r"""Bias, variance and cost of the log-det estimators against the exact log-det (issue 5, goal 3).
 
-The stochastic estimator (:func:`shortinfer.entropy.stochastic_log_det`) replaces each step's
-:math:`\log\det(I + A_k)`, :math:`A_k = S_k^{1/2} H_k S_k^{1/2}`, by the series truncated after
-:math:`J` terms, with Hutchinson probes for the traces. Given the per-step Hessians, both its
-mean and its variance are closed-form in the eigen-decomposition :math:`A_k = Q \Lambda Q^\top`:
+The stochastic estimator (`shortinfer.entropy.stochastic_log_det`) replaces each step's
+$\log\det(I + A_k)$, $A_k = S_k^{1/2} H_k S_k^{1/2}$, by the series truncated after
+$J$ terms, with Hutchinson probes for the traces. Given the per-step Hessians, both its
+mean and its variance are closed-form in the eigen-decomposition $A_k = Q \Lambda Q^\top$:
 
-.. math::
-    \mathbb{E}[\widehat{\log\det}] = \sum_k \sum_i f_J(\lambda_{k,i}), \qquad
-    f_J(a) = \sum_{j=1}^J \frac{(-1)^{j+1}}{j} a^j, \qquad
-    \operatorname{Var}_1 = \sum_k 2\Big(\sum_i f_J(\lambda_{k,i})^2
-        - \sum_i \big[(Q^{\circ 2} f_J(\Lambda))_i\big]^2\Big)
+$$
+\mathbb{E}[\widehat{\log\det}] = \sum_k \sum_i f_J(\lambda_{k,i}), \qquad
+f_J(a) = \sum_{j=1}^J \frac{(-1)^{j+1}}{j} a^j, \qquad
+\operatorname{Var}_1 = \sum_k 2\Big(\sum_i f_J(\lambda_{k,i})^2
+- \sum_i \big[(Q^{\circ 2} f_J(\Lambda))_i\big]^2\Big)
+$$
 
-(one Rademacher probe per step; :math:`P` probes divide it by :math:`P`). So this script
+(one Rademacher probe per step; $P$ probes divide it by $P$). So this script
 
-1. on the **linear-Gaussian oracle** (:math:`H = -A` constant), tabulates the relative bias
-   and the per-probe standard deviation for several :math:`s \lambda_{\max}` and orders, and
+1. on the **linear-Gaussian oracle** ($H = -A$ constant), tabulates the relative bias
+   and the per-probe standard deviation for several $s \lambda_{\max}$ and orders, and
    checks one order by Monte Carlo;
-2. on the **reference generator** (L = 5, D = 416, random initialisation, :math:`\sigma = 0.3`),
-   tunes :math:`s` by the paper's grid with the stochastic estimator
+2. on the **reference generator** (L = 5, D = 416, random initialisation, $\sigma = 0.3$),
+   tunes $s$ by the paper's grid with the stochastic estimator
    (``tune_step_size(entropy_method="stochastic")``), builds the exact per-step Hessians along
-   the chains of a few examples at the tuned :math:`s` (:math:`K D` Hessian-vector products per
+   the chains of a few examples at the tuned $s$ ($K D$ Hessian-vector products per
    example), and reports the exact log-det, the truncation bias of every order, the predicted
    standard deviation, and a Monte Carlo check of the estimator itself.
 
@@ -67,7 +68,7 @@ GOAL_BIAS = 0.01  # issue 5: bias under 1% of the exact log-det at the tuned s
 
 
 def series(values: Tensor, order: int) -> Tensor:
-    r""":math:`f_J(a) = \sum_{j \le J} (-1)^{j+1} a^j / j`, elementwise."""
+    r"""$f_J(a) = \sum_{j \le J} (-1)^{j+1} a^j / j$, elementwise."""
     total = torch.zeros_like(values)
     power = torch.ones_like(values)
     for j in range(1, order + 1):
@@ -80,16 +81,22 @@ def spectral_summary(matrices: Tensor, orders=ORDERS) -> dict:
     """Exact log-det, truncated means and one-probe variances from symmetric ``(K, D, D)``."""
     eigenvalues, vectors = torch.linalg.eigh(matrices.double())
     exact = torch.log1p(eigenvalues).sum()
-    out = {"exact": float(exact), "orders": {},
-           "largest_a": float(eigenvalues.abs().max()),
-           "fraction_above_half": float((eigenvalues.abs() > 0.5).double().mean())}
+    out = {
+        "exact": float(exact),
+        "orders": {},
+        "largest_a": float(eigenvalues.abs().max()),
+        "fraction_above_half": float((eigenvalues.abs() > 0.5).double().mean()),
+    }
     squares = vectors.square()
     for order in orders:
         f = series(eigenvalues, order)
         diagonal = (squares * f.unsqueeze(-2)).sum(-1)  # (K, D): diag of Q f(L) Q^T
         variance = 2 * (f.square().sum() - diagonal.square().sum())
-        out["orders"][order] = {"mean": float(f.sum()), "bias": float(f.sum() - exact),
-                                "probe_std": float(variance.sqrt())}
+        out["orders"][order] = {
+            "mean": float(f.sum()),
+            "bias": float(f.sum() - exact),
+            "probe_std": float(variance.sqrt()),
+        }
     return out
 
 
@@ -114,15 +121,28 @@ def linear_gaussian_study(dim: int, num_steps: int, batch: int, quick: bool) -> 
         noise = torch.randn(num_steps, batch, dim, generator=generator, dtype=torch.float64)
         table = torch.full((num_steps, 1), step, dtype=torch.float64)
         _, estimate = stochastic_log_det(
-            lambda z: model.log_joint(x, z), z0, noise, table, order=DEFAULT_ORDER,
-            num_probes=1, generator=torch.Generator().manual_seed(1 + index),
+            lambda z: model.log_joint(x, z),
+            z0,
+            noise,
+            table,
+            order=DEFAULT_ORDER,
+            num_probes=1,
+            generator=torch.Generator().manual_seed(1 + index),
         )
-        rows.append({
-            "s_lambda_max": ratio, "step_size": step, **summary,
-            "monte_carlo": {"order": DEFAULT_ORDER, "chains": batch,
-                            "mean": float(estimate.mean()), "std": float(estimate.std()),
-                            "standard_error": float(estimate.std() / batch**0.5)},
-        })
+        rows.append(
+            {
+                "s_lambda_max": ratio,
+                "step_size": step,
+                **summary,
+                "monte_carlo": {
+                    "order": DEFAULT_ORDER,
+                    "chains": batch,
+                    "mean": float(estimate.mean()),
+                    "std": float(estimate.std()),
+                    "standard_error": float(estimate.std() / batch**0.5),
+                },
+            }
+        )
     return {"dim": dim, "num_steps": num_steps, "lambda_max": largest, "rows": rows}
 
 
@@ -130,7 +150,7 @@ def linear_gaussian_study(dim: int, num_steps: int, batch: int, quick: bool) -> 
 
 
 def hessians_along_chain(log_joint, z0: Tensor, noise: Tensor, step: float, chunk_size: int):
-    r"""Per-step symmetric :math:`A_k = s H_k` for each example: ``(B, K, D, D)``, and z_K."""
+    r"""Per-step symmetric $A_k = s H_k$ for each example: ``(B, K, D, D)``, and z_K."""
     score = functional_score(log_joint)
     batch, dim = z0.shape
     basis = torch.eye(dim).unsqueeze(1).expand(dim, batch, dim)
@@ -149,9 +169,14 @@ def reference_study(args: argparse.Namespace) -> dict:
     model = reference_generator(args.num_filters)
     num_steps = args.num_steps
     x_tune = reference_images(model, args.tune_batch)
-    post = short_run(model.log_joint, x_tune, latent_shape=model.latent_shapes,
-                     num_steps=num_steps, step_size=0.05,
-                     generator=torch.Generator().manual_seed(2))
+    post = short_run(
+        model.log_joint,
+        x_tune,
+        latent_shape=model.latent_shapes,
+        num_steps=num_steps,
+        step_size=0.05,
+        generator=torch.Generator().manual_seed(2),
+    )
     started = time.perf_counter()
     grid = (0.01, 0.02, 0.03) if args.quick else None
     if args.step_size is None:
@@ -166,9 +191,14 @@ def reference_study(args: argparse.Namespace) -> dict:
 
     x = x_tune[: args.exact_batch]
     log_joint = reference_flat_log_joint(model, x)
-    chain = short_run(model.log_joint, x, latent_shape=model.latent_shapes,
-                      num_steps=num_steps, step_size=step,
-                      generator=torch.Generator().manual_seed(3)).draw_noise()
+    chain = short_run(
+        model.log_joint,
+        x,
+        latent_shape=model.latent_shapes,
+        num_steps=num_steps,
+        step_size=step,
+        generator=torch.Generator().manual_seed(3),
+    ).draw_noise()
     started = time.perf_counter()
     matrices, _ = hessians_along_chain(log_joint, chain.z0, chain.noise, step, args.chunk_size)
     exact_seconds = time.perf_counter() - started
@@ -181,8 +211,9 @@ def reference_study(args: argparse.Namespace) -> dict:
     check = None
     if not args.quick:
         first = reference_flat_log_joint(model, x[:1])  # x must match the latents' batch
-        _, library = per_step_log_abs_det(first, chain.z0[:1], chain.noise[:, :1], table,
-                                          chunk_size=args.chunk_size)
+        _, library = per_step_log_abs_det(
+            first, chain.z0[:1], chain.noise[:, :1], table, chunk_size=args.chunk_size
+        )
         check = float(library[0])
 
     # Monte Carlo of the estimator itself: R seeds of P = 1 probe, default and a higher order.
@@ -192,23 +223,40 @@ def reference_study(args: argparse.Namespace) -> dict:
         for seed in range(args.seeds):
             started = time.perf_counter()
             _, estimate = stochastic_log_det(
-                log_joint, chain.z0, chain.noise, table, order=order, num_probes=1,
+                log_joint,
+                chain.z0,
+                chain.noise,
+                table,
+                order=order,
+                num_probes=1,
                 generator=torch.Generator().manual_seed(100 + seed),
             )
             seconds.append(time.perf_counter() - started)
             estimates.append(estimate.detach())
         stacked = torch.stack(estimates)  # (R, B)
-        monte_carlo.append({
-            "order": order, "num_probes": 1, "seeds": args.seeds,
-            "seconds_median": statistics.median(seconds), "mean": stacked.mean(0).tolist(),
-            "std": stacked.std(0).tolist() if args.seeds > 1 else None,
-        })
+        monte_carlo.append(
+            {
+                "order": order,
+                "num_probes": 1,
+                "seeds": args.seeds,
+                "seconds_median": statistics.median(seconds),
+                "mean": stacked.mean(0).tolist(),
+                "std": stacked.std(0).tolist() if args.seeds > 1 else None,
+            }
+        )
     return {
-        "num_filters": args.num_filters, "num_steps": num_steps, "dim": chain.z0.shape[-1],
-        "tune_batch": args.tune_batch, "exact_batch": args.exact_batch,
-        "tuned_step_size": step, "tune_seconds": tune_seconds,
-        "grid_objectives": grid_objectives, "grid": grid, "given_step_size": args.step_size,
-        "exact_seconds": exact_seconds, "library_per_step_exact_example0": check,
+        "num_filters": args.num_filters,
+        "num_steps": num_steps,
+        "dim": chain.z0.shape[-1],
+        "tune_batch": args.tune_batch,
+        "exact_batch": args.exact_batch,
+        "tuned_step_size": step,
+        "tune_seconds": tune_seconds,
+        "grid_objectives": grid_objectives,
+        "grid": grid,
+        "given_step_size": args.step_size,
+        "exact_seconds": exact_seconds,
+        "library_per_step_exact_example0": check,
         "examples": per_example,
         "monte_carlo": monte_carlo,
     }
@@ -218,15 +266,29 @@ def reference_study(args: argparse.Namespace) -> dict:
 
 
 def markdown(env: dict, linear: dict, reference: dict) -> str:
-    lines = ["# Log-det estimators: bias, variance and cost", "",
-             "Produced by `benchmarks/estimators.py` (see its docstring for the method).", "",
-             "## Environment", "", environment_markdown(env), ""]
-    lines += ["## Linear-Gaussian oracle", "",
-              f"D = {linear['dim']}, K = {linear['num_steps']}, "
-              f"λ_max(A) = {linear['lambda_max']:.2f}. Bias and one-probe standard deviation "
-              "relative to |exact log-det| (closed form):", ""]
-    header = "| s·λ_max | exact log-det | " + " | ".join(
-        f"bias J={j}" for j in ORDERS) + f" | probe std J={DEFAULT_ORDER} | MC mean − E (SE) |"
+    lines = [
+        "# Log-det estimators: bias, variance and cost",
+        "",
+        "Produced by `benchmarks/estimators.py` (see its docstring for the method).",
+        "",
+        "## Environment",
+        "",
+        environment_markdown(env),
+        "",
+    ]
+    lines += [
+        "## Linear-Gaussian oracle",
+        "",
+        f"D = {linear['dim']}, K = {linear['num_steps']}, "
+        f"λ_max(A) = {linear['lambda_max']:.2f}. Bias and one-probe standard deviation "
+        "relative to |exact log-det| (closed form):",
+        "",
+    ]
+    header = (
+        "| s·λ_max | exact log-det | "
+        + " | ".join(f"bias J={j}" for j in ORDERS)
+        + f" | probe std J={DEFAULT_ORDER} | MC mean − E (SE) |"
+    )
     lines += [header, "|" + "---|" * (len(ORDERS) + 4)]
     for row in linear["rows"]:
         exact = row["exact"]
@@ -234,33 +296,47 @@ def markdown(env: dict, linear: dict, reference: dict) -> str:
         mc = row["monte_carlo"]
         expected = row["orders"][DEFAULT_ORDER]["mean"]
         lines.append(
-            f"| {row['s_lambda_max']} | {exact:.2f} | " + " | ".join(cells)
+            f"| {row['s_lambda_max']} | {exact:.2f} | "
+            + " | ".join(cells)
             + f" | {100 * row['orders'][DEFAULT_ORDER]['probe_std'] / abs(exact):.2f}% | "
             f"{mc['mean'] - expected:+.3f} ({mc['standard_error']:.3f}) |"
         )
     ref = reference
-    lines += ["", "## Reference generator (L = 5, D = 416)", "",
-              f"{ref['num_filters']} filters, K = {ref['num_steps']}, random initialisation, "
-              "σ = 0.3, observations drawn from the model. "
-              + (f"Grid-tuned step size (paper grid, stochastic estimator, {ref['tune_batch']} "
-                 f"examples): **s = {ref['tuned_step_size']}** ({ref['tune_seconds']:.0f} s; "
-                 f"objective on the grid {[round(v) for v in ref['grid_objectives']]}). "
-                 if ref["given_step_size"] is None else
-                 f"Given step size **s = {ref['tuned_step_size']}** (not tuned). ")
-              + "Exact per-step "
-              f"Hessians for {ref['exact_batch']} examples took {ref['exact_seconds']:.0f} s; one "
-              "stochastic estimate (P = 1) took "
-              + ", ".join(f"{mc['seconds_median']:.1f} s at J = {mc['order']}"
-                          for mc in ref["monte_carlo"]) + ".", ""]
-    header = "| example | exact log-det | max s·λ | share of s·λ > 0.5 | " + " | ".join(
-        f"bias J={j}" for j in ORDERS) + f" | probe std J={DEFAULT_ORDER} |"
+    lines += [
+        "",
+        "## Reference generator (L = 5, D = 416)",
+        "",
+        f"{ref['num_filters']} filters, K = {ref['num_steps']}, random initialisation, "
+        "σ = 0.3, observations drawn from the model. "
+        + (
+            f"Grid-tuned step size (paper grid, stochastic estimator, {ref['tune_batch']} "
+            f"examples): **s = {ref['tuned_step_size']}** ({ref['tune_seconds']:.0f} s; "
+            f"objective on the grid {[round(v) for v in ref['grid_objectives']]}). "
+            if ref["given_step_size"] is None
+            else f"Given step size **s = {ref['tuned_step_size']}** (not tuned). "
+        )
+        + "Exact per-step "
+        f"Hessians for {ref['exact_batch']} examples took {ref['exact_seconds']:.0f} s; one "
+        "stochastic estimate (P = 1) took "
+        + ", ".join(
+            f"{mc['seconds_median']:.1f} s at J = {mc['order']}" for mc in ref["monte_carlo"]
+        )
+        + ".",
+        "",
+    ]
+    header = (
+        "| example | exact log-det | max s·λ | share of s·λ > 0.5 | "
+        + " | ".join(f"bias J={j}" for j in ORDERS)
+        + f" | probe std J={DEFAULT_ORDER} |"
+    )
     lines += [header, "|" + "---|" * (len(ORDERS) + 5)]
     for index, example in enumerate(ref["examples"]):
         exact = example["exact"]
         cells = [f"{100 * example['orders'][j]['bias'] / abs(exact):+.3f}%" for j in ORDERS]
         lines.append(
             f"| {index} | {exact:.2f} | {example['largest_a']:.3f} | "
-            f"{100 * example['fraction_above_half']:.2f}% | " + " | ".join(cells)
+            f"{100 * example['fraction_above_half']:.2f}% | "
+            + " | ".join(cells)
             + f" | {100 * example['orders'][DEFAULT_ORDER]['probe_std'] / abs(exact):.2f}% |"
         )
     lines.append("")
@@ -271,17 +347,23 @@ def markdown(env: dict, linear: dict, reference: dict) -> str:
             f"{None if mc['std'] is None else [round(v, 2) for v in mc['std']]} (closed-form "
             f"means {[round(e['orders'][mc['order']]['mean'], 2) for e in ref['examples']]}, "
             "closed-form stds "
-            f"{[round(e['orders'][mc['order']]['probe_std'], 2) for e in ref['examples']]}).")
+            f"{[round(e['orders'][mc['order']]['probe_std'], 2) for e in ref['examples']]})."
+        )
     lines.append("")
     if ref["library_per_step_exact_example0"] is not None:
-        lines.append(f"Library `per_step_log_abs_det` on example 0: "
-                     f"{ref['library_per_step_exact_example0']:.3f} (spectra: "
-                     f"{ref['examples'][0]['exact']:.3f}).")
+        lines.append(
+            f"Library `per_step_log_abs_det` on example 0: "
+            f"{ref['library_per_step_exact_example0']:.3f} (spectra: "
+            f"{ref['examples'][0]['exact']:.3f})."
+        )
     worst = max(abs(e["orders"][DEFAULT_ORDER]["bias"] / e["exact"]) for e in ref["examples"])
     verdict = "met" if worst < GOAL_BIAS else "not met"
     where = "the tuned s" if ref["given_step_size"] is None else f"s = {ref['tuned_step_size']}"
-    lines += ["", f"**Goal (bias < 1% of the exact log-det at {where}): {verdict}** — "
-              f"worst example {100 * worst:.3f}% at J = {DEFAULT_ORDER}."]
+    lines += [
+        "",
+        f"**Goal (bias < 1% of the exact log-det at {where}): {verdict}** — "
+        f"worst example {100 * worst:.3f}% at J = {DEFAULT_ORDER}.",
+    ]
     return "\n".join(lines)
 
 
@@ -295,10 +377,15 @@ def main() -> None:
     parser.add_argument("--exact-batch", type=int, default=2)
     parser.add_argument("--chunk-size", type=int, default=64)
     parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--step-size", type=float, default=None,
-                        help="skip tuning and study this s instead")
-    parser.add_argument("--render", metavar="JSON", default=None,
-                        help="only re-render the markdown of a saved run's JSON")
+    parser.add_argument(
+        "--step-size", type=float, default=None, help="skip tuning and study this s instead"
+    )
+    parser.add_argument(
+        "--render",
+        metavar="JSON",
+        default=None,
+        help="only re-render the markdown of a saved run's JSON",
+    )
     args = parser.parse_args()
     if args.render is not None:
         path = Path(args.render)
@@ -322,8 +409,16 @@ def main() -> None:
     print(text)
     name = "estimators" + ("" if args.step_size is None else f"_s{args.step_size}")
     name += "_quick" if args.quick else ""
-    write_result(name, text, {"environment": env, "args": vars(args), "linear_gaussian": linear,
-                              "reference": reference})
+    write_result(
+        name,
+        text,
+        {
+            "environment": env,
+            "args": vars(args),
+            "linear_gaussian": linear,
+            "reference": reference,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -1,35 +1,35 @@
 r"""Step-size objectives against the KL-optimal step size (issue 6).
 
-For each objective of :func:`shortinfer.bounds.entropy_bound`, on each setting, this script
+For each objective of `shortinfer.bounds.entropy_bound`, on each setting, this script
 
-1. picks the step size :math:`\hat s` that minimises the objective
-   :math:`J(s) = -\frac1N\sum_i [\log p(x_i, z_{K,i}) + \hat H_i]` over a log-spaced grid, with
-   common random numbers (one draw of :math:`z_0, \epsilon` shared by all candidates), for
+1. picks the step size $\hat s$ that minimises the objective
+   $J(s) = -\frac1N\sum_i [\log p(x_i, z_{K,i}) + \hat H_i]$ over a log-spaced grid, with
+   common random numbers (one draw of $z_0, \epsilon$ shared by all candidates), for
    several seeds of that draw;
-2. reports the exact :math:`\mathrm{KL}(q_{\hat s} \| p(z \mid x))` (mean over examples) against
-   the oracle optimum :math:`\min_s \mathrm{KL}`;
-3. times one evaluation of each objective (and one value-and-gradient in :math:`s`) against the
+2. reports the exact $\mathrm{KL}(q_{\hat s} \| p(z \mid x))$ (mean over examples) against
+   the oracle optimum $\min_s \mathrm{KL}$;
+3. times one evaluation of each objective (and one value-and-gradient in $s$) against the
    paper's ``"conditional"`` objective in the same run, interleaved;
-4. runs gradient tuning (Adam on :math:`\log s`) with the two recommended objectives,
+4. runs gradient tuning (Adam on $\log s$) with the two recommended objectives,
    ``"sandwich"`` and ``"semi_implicit"``.
 
-**Settings.** Linear-Gaussian models (latent dimension :math:`d`, noise :math:`\sigma`, steps
-:math:`K` varied), whose KL is closed-form
-(:meth:`~shortinfer.models.linear_gaussian.LinearGaussian.kl_to_posterior`), and two 2-D
-nonlinear posteriors: a banana (:math:`x = z_2 + b z_1^2 + \sigma\eta`) and a small tanh
-decoder (:math:`x = W_2 \tanh(W_1 z + b_1) + \sigma\eta`, 6 observed coordinates).
+**Settings.** Linear-Gaussian models (latent dimension $d$, noise $\sigma$, steps
+$K$ varied), whose KL is closed-form
+(`shortinfer.models.linear_gaussian.LinearGaussian.kl_to_posterior`), and two 2-D
+nonlinear posteriors: a banana ($x = z_2 + b z_1^2 + \sigma\eta$) and a small tanh
+decoder ($x = W_2 \tanh(W_1 z + b_1) + \sigma\eta$, 6 observed coordinates).
 
-**The exact KL in 2-D.** Given :math:`z_{K-1}`, the last step makes :math:`z_K` Gaussian, so
-:math:`q_s(z) = \mathbb{E}\,\mathcal{N}(z; y_{K-1}, 2 s I)` with
-:math:`y_{K-1} = z_{K-1} + s \nabla \log p(x, z_{K-1})`: the marginal density is a Gaussian
+**The exact KL in 2-D.** Given $z_{K-1}$, the last step makes $z_K$ Gaussian, so
+$q_s(z) = \mathbb{E}\,\mathcal{N}(z; y_{K-1}, 2 s I)$ with
+$y_{K-1} = z_{K-1} + s \nabla \log p(x, z_{K-1})$: the marginal density is a Gaussian
 mixture over the chains' last drifts, with no approximation beyond Monte Carlo. With
-``--kl-chains`` chains the mixture is evaluated on a :math:`401^2` grid by binning the drifts
-(linear, cloud-in-cell weights, cell :math:`h`) and convolving with the Gaussian by FFT; the
-cloud-in-cell kernel adds variance :math:`h^2/6` per axis, which is taken off the Gaussian's.
+``--kl-chains`` chains the mixture is evaluated on a $401^2$ grid by binning the drifts
+(linear, cloud-in-cell weights, cell $h$) and convolving with the Gaussian by FFT; the
+cloud-in-cell kernel adds variance $h^2/6$ per axis, which is taken off the Gaussian's.
 The posterior is normalised on the same grid, and
-:math:`\mathrm{KL} = \sum q \log(q/p)\,h^2`. This beats a KDE of :math:`z_K` (no bandwidth to
+$\mathrm{KL} = \sum q \log(q/p)\,h^2$. This beats a KDE of $z_K$ (no bandwidth to
 choose: the bandwidth is the chain's own noise) and the change-of-variables mixture over noise
-draws :math:`\mathbb{E}_\epsilon q(z \mid \epsilon)` (which needs :math:`F^{-1}` and a Jacobian per
+draws $\mathbb{E}_\epsilon q(z \mid \epsilon)$ (which needs $F^{-1}$ and a Jacobian per
 draw and grid point). The oracle's own error is measured by recomputing the KL at the optimum
 with an independent seed.
 
@@ -133,18 +133,24 @@ def linear_gaussian_setting(
         return 0.0  # "linearized" is exact in expectation for affine chains
 
     return Setting(
-        name=f"LG d={dim} σ={sigma} K={num_steps} S={chains}", kind="linear-Gaussian", dim=dim,
-        num_steps=num_steps, num_examples=num_examples, chains=chains,
-        log_joint=lambda z: model.log_joint(rows, z), kl=kl,
+        name=f"LG d={dim} σ={sigma} K={num_steps} S={chains}",
+        kind="linear-Gaussian",
+        dim=dim,
+        num_steps=num_steps,
+        num_examples=num_examples,
+        chains=chains,
+        log_joint=lambda z: model.log_joint(rows, z),
+        kl=kl,
         # the affine chain is stable for s < 2 / lambda_max(A)
         s_max=0.95 * 2 / float(eigenvalues.max()),
         detail=f"eigenvalues of A in [{float(eigenvalues.min()):.2f}, "
-        f"{float(eigenvalues.max()):.2f}]", entropy_gap=entropy_gap,
+        f"{float(eigenvalues.max()):.2f}]",
+        entropy_gap=entropy_gap,
     )
 
 
 def banana_log_joint(b: float = 0.5, sigma: float = 0.4, x: float = 1.0):
-    r""":math:`\log \mathcal{N}(z; 0, I) + \log \mathcal{N}(x; z_2 + b z_1^2, \sigma^2)`."""
+    r"""$\log \mathcal{N}(z; 0, I) + \log \mathcal{N}(x; z_2 + b z_1^2, \sigma^2)$."""
 
     def log_joint(z: Tensor) -> Tensor:
         residual = (x - z[..., 1] - b * z[..., 0].square()) / sigma
@@ -154,7 +160,7 @@ def banana_log_joint(b: float = 0.5, sigma: float = 0.4, x: float = 1.0):
 
 
 def decoder_log_joint(seed: int = 3, hidden: int = 16, obs_dim: int = 6, sigma: float = 0.3):
-    r""":math:`\log \mathcal{N}(z; 0, I) + \log \mathcal{N}(x; W_2\tanh(W_1 z + b_1), \sigma^2 I)`.
+    r"""$\log \mathcal{N}(z; 0, I) + \log \mathcal{N}(x; W_2\tanh(W_1 z + b_1), \sigma^2 I)$.
 
     Random weights (seed 3), 16 hidden units, 6 observed coordinates, ``x`` drawn from the model.
     """
@@ -186,8 +192,8 @@ def grid_kl_2d(
     cells: int = 401,
     block: int = 100_000,
 ) -> tuple[float, float]:
-    r"""Exact-up-to-Monte-Carlo :math:`\mathrm{KL}(q_s \| p(z \mid x))` in 2-D, and the mass of
-    :math:`q_s` inside the grid; ``(inf, nan)`` if a chain diverges. See the module docstring."""
+    r"""Exact-up-to-Monte-Carlo $\mathrm{KL}(q_s \| p(z \mid x))$ in 2-D, and the mass of
+    $q_s$ inside the grid; ``(inf, nan)`` if a chain diverges. See the module docstring."""
     h = 2 * limit / (cells - 1)
     axis = torch.linspace(-limit, limit, cells, dtype=torch.float64)
     grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
@@ -235,19 +241,33 @@ def grid_kl_2d(
 _KL_CACHE: dict[tuple, float] = {}  # settings that share a posterior share its KL curve
 
 
-def nonlinear_setting(name: str, log_joint: Callable[[Tensor], Tensor], *, s_max: float,
-                      kl_chains: int, chains: int = 512, num_steps: int = 25) -> Setting:
+def nonlinear_setting(
+    name: str,
+    log_joint: Callable[[Tensor], Tensor],
+    *,
+    s_max: float,
+    kl_chains: int,
+    chains: int = 512,
+    num_steps: int = 25,
+) -> Setting:
     def kl(step_size: float) -> float:
         key = (id(log_joint), step_size, num_steps, kl_chains)
         if key not in _KL_CACHE:
-            _KL_CACHE[key] = grid_kl_2d(log_joint, step_size, num_steps,
-                                        num_chains=kl_chains)[0]
+            _KL_CACHE[key] = grid_kl_2d(log_joint, step_size, num_steps, num_chains=kl_chains)[0]
         return _KL_CACHE[key]
 
     return Setting(
-        name=f"{name} S={chains}", kind="2-D nonlinear", dim=2, num_steps=num_steps,
-        num_examples=1, chains=chains, log_joint=log_joint, kl=kl, s_max=s_max,
-        detail=f"KL on a 401² grid from {kl_chains} chains", kl_chains=kl_chains,
+        name=f"{name} S={chains}",
+        kind="2-D nonlinear",
+        dim=2,
+        num_steps=num_steps,
+        num_examples=1,
+        chains=chains,
+        log_joint=log_joint,
+        kl=kl,
+        s_max=s_max,
+        detail=f"KL on a 401² grid from {kl_chains} chains",
+        kl_chains=kl_chains,
     )
 
 
@@ -258,16 +278,23 @@ def draw(setting: Setting, seed: int) -> tuple[Tensor, Tensor]:
     generator = torch.Generator().manual_seed(1000 + seed)
     count = setting.chains * setting.num_examples
     z0 = torch.randn(count, setting.dim, generator=generator, dtype=torch.float64)
-    noise = torch.randn(setting.num_steps, count, setting.dim, generator=generator,
-                        dtype=torch.float64)
+    noise = torch.randn(
+        setting.num_steps, count, setting.dim, generator=generator, dtype=torch.float64
+    )
     return z0, noise
 
 
-def objective_value(setting: Setting, objective: str, z0: Tensor, noise: Tensor,
-                    table: Tensor) -> Tensor:
-    """:math:`J(s) = -\\text{mean}[\\log p(x, z_K) + \\hat H]` on the given draw."""
+def objective_value(
+    setting: Setting, objective: str, z0: Tensor, noise: Tensor, table: Tensor
+) -> Tensor:
+    """$J(s) = -\\text{mean}[\\log p(x, z_K) + \\hat H]$ on the given draw."""
     z_k, entropy = entropy_bound(
-        objective, setting.log_joint, z0, noise, table, standard_normal_log_prob,
+        objective,
+        setting.log_joint,
+        z0,
+        noise,
+        table,
+        standard_normal_log_prob,
         num_examples=setting.num_examples,
     )
     return -(setting.log_joint(z_k) + entropy).mean()
@@ -325,8 +352,9 @@ def bracket_width(setting: Setting, step_size: float) -> float:
     z0, noise = draw(setting, 0)
     table = torch.full((setting.num_steps, 1), step_size, dtype=torch.float64)
     with torch.no_grad():
-        bounds = semi_implicit_bounds(setting.log_joint, z0, noise, table,
-                                      num_examples=setting.num_examples)
+        bounds = semi_implicit_bounds(
+            setting.log_joint, z0, noise, table, num_examples=setting.num_examples
+        )
     return float((bounds.upper - bounds.lower).mean())
 
 
@@ -338,21 +366,35 @@ def gradient_tune(setting: Setting, name: str, iterations: int) -> tuple[float, 
         return objective_value(setting, name, z0, noise, full)
 
     initial = torch.tensor([[0.005]], dtype=torch.float64)
-    found = gradient_search(objective, initial, num_iterations=iterations, learning_rate=0.1,
-                            bounds=(1e-4, setting.s_max))
+    found = gradient_search(
+        objective,
+        initial,
+        num_iterations=iterations,
+        learning_rate=0.1,
+        bounds=(1e-4, setting.s_max),
+    )
     step_size = float(found.step_size)
     return step_size, setting.kl(step_size)
 
 
-def run_setting(setting: Setting, *, grid_points: int, seeds: int, repeats: int,
-                gradient_iterations: int, s_min: float) -> dict:
+def run_setting(
+    setting: Setting,
+    *,
+    grid_points: int,
+    seeds: int,
+    repeats: int,
+    gradient_iterations: int,
+    s_min: float,
+) -> dict:
     start = time.perf_counter()
-    grid = torch.exp(torch.linspace(math.log(s_min), math.log(setting.s_max), grid_points,
-                                    dtype=torch.float64))
+    grid = torch.exp(
+        torch.linspace(math.log(s_min), math.log(setting.s_max), grid_points, dtype=torch.float64)
+    )
     kl_grid = [setting.kl(s) for s in grid.tolist()]
     if setting.kind == "linear-Gaussian":  # continuous oracle: a 2000-point grid
-        fine = torch.exp(torch.linspace(math.log(s_min), math.log(setting.s_max), 2000,
-                                        dtype=torch.float64)).tolist()
+        fine = torch.exp(
+            torch.linspace(math.log(s_min), math.log(setting.s_max), 2000, dtype=torch.float64)
+        ).tolist()
         fine_kl = [setting.kl(s) for s in fine]
         best = min(range(len(fine)), key=fine_kl.__getitem__)
         oracle_s, oracle_kl, oracle_error = fine[best], fine_kl[best], 0.0
@@ -361,15 +403,19 @@ def run_setting(setting: Setting, *, grid_points: int, seeds: int, repeats: int,
         for name in ("conditional", "epi", "linearized"):
             values = [k + gap(name, s) for s, k in zip(fine, fine_kl, strict=True)]
             pick = min(range(len(fine)), key=values.__getitem__)
-            expected[name] = {"s": fine[pick], "kl": fine_kl[pick],
-                              "ratio": fine_kl[pick] / oracle_kl}
+            expected[name] = {
+                "s": fine[pick],
+                "kl": fine_kl[pick],
+                "ratio": fine_kl[pick] / oracle_kl,
+            }
     else:  # 2-D: the oracle is the best grid point; its MC error from an independent seed
         expected = None
         finite = [k if math.isfinite(k) else float("inf") for k in kl_grid]
         best = min(range(len(finite)), key=finite.__getitem__)
         oracle_s, oracle_kl = float(grid[best]), finite[best]
-        again = grid_kl_2d(setting.log_joint, oracle_s, setting.num_steps,
-                           num_chains=setting.kl_chains, seed=99)[0]
+        again = grid_kl_2d(
+            setting.log_joint, oracle_s, setting.num_steps, num_chains=setting.kl_chains, seed=99
+        )[0]
         oracle_error = abs(again - oracle_kl)
     chosen: dict[str, list[dict]] = {name: [] for name in OBJECTIVES}
     curves = {}
@@ -387,13 +433,22 @@ def run_setting(setting: Setting, *, grid_points: int, seeds: int, repeats: int,
         s_hat, kl_hat = gradient_tune(setting, name, gradient_iterations)
         tuned[name] = {"s": s_hat, "kl": kl_hat, "ratio": kl_hat / oracle_kl}
     result = {
-        "setting": setting.name, "kind": setting.kind, "detail": setting.detail,
-        "dim": setting.dim, "num_steps": setting.num_steps,
-        "num_examples": setting.num_examples, "chains": setting.chains,
-        "oracle_s": oracle_s, "oracle_kl": oracle_kl, "oracle_kl_error": oracle_error,
+        "setting": setting.name,
+        "kind": setting.kind,
+        "detail": setting.detail,
+        "dim": setting.dim,
+        "num_steps": setting.num_steps,
+        "num_examples": setting.num_examples,
+        "chains": setting.chains,
+        "oracle_s": oracle_s,
+        "oracle_kl": oracle_kl,
+        "oracle_kl_error": oracle_error,
         "expected_objective_choice": expected,
-        "grid": grid.tolist(), "kl_grid": kl_grid, "curves_seed0": curves,
-        "chosen": chosen, "cost": cost,
+        "grid": grid.tolist(),
+        "kl_grid": kl_grid,
+        "curves_seed0": curves,
+        "chosen": chosen,
+        "cost": cost,
         "gradient_tuning": tuned,
         "semi_implicit_bracket": bracket,
         "seconds": time.perf_counter() - start,
@@ -406,19 +461,28 @@ def run_setting(setting: Setting, *, grid_points: int, seeds: int, repeats: int,
 
 
 def print_setting(result: dict) -> None:
-    print(f"\n{result['setting']} ({result['detail']}): oracle s={result['oracle_s']:.4g} "
-          f"KL={result['oracle_kl']:.4g}  [{result['seconds']:.0f} s]")
+    print(
+        f"\n{result['setting']} ({result['detail']}): oracle s={result['oracle_s']:.4g} "
+        f"KL={result['oracle_kl']:.4g}  [{result['seconds']:.0f} s]"
+    )
     for name in OBJECTIVES:
         first = result["chosen"][name][0]
         worst = max(c["ratio"] for c in result["chosen"][name])
-        print(f"  {name:14s} s={first['s']:.4g} KL={first['kl']:.4g} ({first['ratio']:.2f}x, "
-              f"worst {worst:.2f}x)  cost eval {result['cost']['evaluate'][name]:.2f}x "
-              f"grad {result['cost']['gradient'][name]:.2f}x", flush=True)
-    print(f"  semi-implicit bracket (upper - lower) at its chosen s: "
-          f"{result['semi_implicit_bracket']:.3g} nats")
+        print(
+            f"  {name:14s} s={first['s']:.4g} KL={first['kl']:.4g} ({first['ratio']:.2f}x, "
+            f"worst {worst:.2f}x)  cost eval {result['cost']['evaluate'][name]:.2f}x "
+            f"grad {result['cost']['gradient'][name]:.2f}x",
+            flush=True,
+        )
+    print(
+        f"  semi-implicit bracket (upper - lower) at its chosen s: "
+        f"{result['semi_implicit_bracket']:.3g} nats"
+    )
     for name, tuned in result["gradient_tuning"].items():
-        print(f"  gradient tuning ({name}): s={tuned['s']:.4g} KL={tuned['kl']:.4g}"
-              f" ({tuned['ratio']:.2f}x)")
+        print(
+            f"  gradient tuning ({name}): s={tuned['s']:.4g} KL={tuned['kl']:.4g}"
+            f" ({tuned['ratio']:.2f}x)"
+        )
 
 
 def markdown_tables(results: list[dict]) -> str:
@@ -431,74 +495,122 @@ def markdown_tables(results: list[dict]) -> str:
             c = r["chosen"][name][0]
             cells.append(f"{c['s']:.4f} / {c['kl']:.3g} ({c['ratio']:.2f}×)")
         err = f" ± {r['oracle_kl_error']:.1g}" if r["oracle_kl_error"] else ""
-        main.append(f"| {r['setting']} | {r['oracle_s']:.4f} | {r['oracle_kl']:.3g}{err} | "
-                    + " | ".join(cells) + " |")
+        main.append(
+            f"| {r['setting']} | {r['oracle_s']:.4f} | {r['oracle_kl']:.3g}{err} | "
+            + " | ".join(cells)
+            + " |"
+        )
     seeds = [head.replace("oracle s | oracle KL", "seeds | oracle KL"), rule]
     for r in results:
         cells = []
         for name in OBJECTIVES:
             ratios = [c["ratio"] for c in r["chosen"][name]]
             cells.append(f"{statistics.median(ratios):.2f}× (worst {max(ratios):.2f}×)")
-        seeds.append(f"| {r['setting']} | {len(r['chosen'][OBJECTIVES[0]])} | "
-                     f"{r['oracle_kl']:.3g} | " + " | ".join(cells) + " |")
-    cost = ["| setting | " + " | ".join(OBJECTIVES) + " | conditional s/eval |",
-            "|---|" + "---:|" * (len(OBJECTIVES) + 1)]
+        seeds.append(
+            f"| {r['setting']} | {len(r['chosen'][OBJECTIVES[0]])} | "
+            f"{r['oracle_kl']:.3g} | " + " | ".join(cells) + " |"
+        )
+    cost = [
+        "| setting | " + " | ".join(OBJECTIVES) + " | conditional s/eval |",
+        "|---|" + "---:|" * (len(OBJECTIVES) + 1),
+    ]
     for r in results:
-        cells = [f"{r['cost']['evaluate'][n]:.2f}× / {r['cost']['gradient'][n]:.2f}×"
-                 for n in OBJECTIVES]
-        cost.append(f"| {r['setting']} | " + " | ".join(cells)
-                    + f" | {r['cost']['evaluate_seconds'][BASELINE]:.3f} |")
-    tuning = ["| setting | oracle s / KL | " + " | ".join(GRADIENT_TUNED) + " |",
-              "|---|---:|" + "---:|" * len(GRADIENT_TUNED)]
+        cells = [
+            f"{r['cost']['evaluate'][n]:.2f}× / {r['cost']['gradient'][n]:.2f}×"
+            for n in OBJECTIVES
+        ]
+        cost.append(
+            f"| {r['setting']} | "
+            + " | ".join(cells)
+            + f" | {r['cost']['evaluate_seconds'][BASELINE]:.3f} |"
+        )
+    tuning = [
+        "| setting | oracle s / KL | " + " | ".join(GRADIENT_TUNED) + " |",
+        "|---|---:|" + "---:|" * len(GRADIENT_TUNED),
+    ]
     for r in results:
         t = r["gradient_tuning"]
         if t:
-            tuning.append(f"| {r['setting']} | {r['oracle_s']:.4f} / {r['oracle_kl']:.3g} | "
-                          + " | ".join(f"{t[n]['s']:.4f} / {t[n]['kl']:.3g} "
-                                       f"({t[n]['ratio']:.2f}×)" for n in GRADIENT_TUNED)
-                          + " |")
-    exact = ["| setting | oracle s / KL | conditional | epi | linearized |",
-             "|---|---:|---:|---:|---:|"]
+            tuning.append(
+                f"| {r['setting']} | {r['oracle_s']:.4f} / {r['oracle_kl']:.3g} | "
+                + " | ".join(
+                    f"{t[n]['s']:.4f} / {t[n]['kl']:.3g} ({t[n]['ratio']:.2f}×)"
+                    for n in GRADIENT_TUNED
+                )
+                + " |"
+            )
+    exact = [
+        "| setting | oracle s / KL | conditional | epi | linearized |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for r in results:
         e = r["expected_objective_choice"]
         if e:
-            exact.append(f"| {r['setting']} | {r['oracle_s']:.4f} / {r['oracle_kl']:.3g} | "
-                         + " | ".join(f"{e[n]['s']:.4f} / {e[n]['kl']:.3g} ({e[n]['ratio']:.2f}×)"
-                                      for n in ("conditional", "epi", "linearized")) + " |")
-    bracket = ["| setting | D | S | bracket (nats) | semi_implicit KL ratio (worst) |",
-               "|---|---:|---:|---:|---:|"]
+            exact.append(
+                f"| {r['setting']} | {r['oracle_s']:.4f} / {r['oracle_kl']:.3g} | "
+                + " | ".join(
+                    f"{e[n]['s']:.4f} / {e[n]['kl']:.3g} ({e[n]['ratio']:.2f}×)"
+                    for n in ("conditional", "epi", "linearized")
+                )
+                + " |"
+            )
+    bracket = [
+        "| setting | D | S | bracket (nats) | semi_implicit KL ratio (worst) |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for r in results:
         worst = max(c["ratio"] for c in r["chosen"]["semi_implicit"])
-        bracket.append(f"| {r['setting']} | {r['dim']} | {r['chains']} | "
-                       f"{r['semi_implicit_bracket']:.3g} | {worst:.2f}× |")
+        bracket.append(
+            f"| {r['setting']} | {r['dim']} | {r['chains']} | "
+            f"{r['semi_implicit_bracket']:.3g} | {worst:.2f}× |"
+        )
     goal = ["| setting | objectives within 1.5× KL at ≤ 3× cost (all seeds) |", "|---|---|"]
     met_everywhere = True
     for r in results:
-        ok = [n for n in OBJECTIVES
-              if max(c["ratio"] for c in r["chosen"][n]) <= GOAL_KL_RATIO
-              and r["cost"]["evaluate"][n] <= GOAL_COST_RATIO]
+        ok = [
+            n
+            for n in OBJECTIVES
+            if max(c["ratio"] for c in r["chosen"][n]) <= GOAL_KL_RATIO
+            and r["cost"]["evaluate"][n] <= GOAL_COST_RATIO
+        ]
         met_everywhere &= bool(ok)
         goal.append(f"| {r['setting']} | {', '.join(ok) if ok else '**none**'} |")
-    return "\n".join([
-        "### Chosen step size and exact KL (seed 0): `s / KL (KL ÷ oracle KL)`", "",
-        *main, "",
-        "### KL ÷ oracle KL over seeds of the chains' draw: median (worst)", "",
-        *seeds, "",
-        "### Linear-Gaussian without Monte Carlo noise: minimiser of each objective's exact "
-        "expectation (2000-point grid), `s / KL (ratio)`", "",
-        *exact, "",
-        "### Cost per evaluation relative to the paper's objective: "
-        "`evaluate / value-and-gradient in s`", "",
-        *cost, "",
-        "### Gradient tuning (Adam on log s from s = 0.005, seed 0): `s / KL (ratio)`", "",
-        *tuning, "",
-        "### Semi-implicit bracket at its chosen step size (seed 0): "
-        "mean of upper − lower estimate", "",
-        *bracket, "",
-        "### Goal (issue 6)", "",
-        *goal, "",
-        f"**Goal met on every setting: {'yes' if met_everywhere else 'no'}.**",
-    ])
+    return "\n".join(
+        [
+            "### Chosen step size and exact KL (seed 0): `s / KL (KL ÷ oracle KL)`",
+            "",
+            *main,
+            "",
+            "### KL ÷ oracle KL over seeds of the chains' draw: median (worst)",
+            "",
+            *seeds,
+            "",
+            "### Linear-Gaussian without Monte Carlo noise: minimiser of each objective's exact "
+            "expectation (2000-point grid), `s / KL (ratio)`",
+            "",
+            *exact,
+            "",
+            "### Cost per evaluation relative to the paper's objective: "
+            "`evaluate / value-and-gradient in s`",
+            "",
+            *cost,
+            "",
+            "### Gradient tuning (Adam on log s from s = 0.005, seed 0): `s / KL (ratio)`",
+            "",
+            *tuning,
+            "",
+            "### Semi-implicit bracket at its chosen step size (seed 0): "
+            "mean of upper − lower estimate",
+            "",
+            *bracket,
+            "",
+            "### Goal (issue 6)",
+            "",
+            *goal,
+            "",
+            f"**Goal met on every setting: {'yes' if met_everywhere else 'no'}.**",
+        ]
+    )
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -510,25 +622,34 @@ def plot(results: list[dict], path: Path) -> None:
     columns = 4
     rows = math.ceil(len(results) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
-    markers = {"conditional": "v", "epi": "s", "semi_implicit": "D", "linearized": "^",
-               "sandwich": "o"}
-    for ax, r in zip(axes.flat, results, strict=False):
+    markers = {
+        "conditional": "v",
+        "epi": "s",
+        "semi_implicit": "D",
+        "linearized": "^",
+        "sandwich": "o",
+    }
+    for ax, r in zip(axes.flat, results, strict=True):
         kl = [k if math.isfinite(k) else float("nan") for k in r["kl_grid"]]
         ax.loglog(r["grid"], kl, color="0.3", lw=1.5, label="exact KL(q_s ‖ p)")
         ax.axvline(r["oracle_s"], color="0.6", ls=":", lw=1)
         for i, name in enumerate(OBJECTIVES):
             c = r["chosen"][name][0]
-            ax.loglog(c["s"], c["kl"] * (1 + 0.04 * i), markers[name], ms=7, alpha=0.85,
-                      label=name)
+            ax.loglog(
+                c["s"], c["kl"] * (1 + 0.04 * i), markers[name], ms=7, alpha=0.85, label=name
+            )
         ax.axhline(GOAL_KL_RATIO * r["oracle_kl"], color="tab:green", lw=0.8, ls="--")
         ax.set_title(r["setting"], fontsize=10)
         ax.set_xlabel("step size s")
         ax.set_ylabel("KL")
-    for ax in list(axes.flat)[len(results):]:
+    for ax in list(axes.flat)[len(results) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="upper right")
-    fig.suptitle("Step size chosen by each objective on the exact KL curve "
-                 "(green dashed: 1.5 × optimum; dotted: oracle s)", fontsize=11)
+    fig.suptitle(
+        "Step size chosen by each objective on the exact KL curve "
+        "(green dashed: 1.5 × optimum; dotted: oracle s)",
+        fontsize=11,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"wrote {path}")
@@ -557,17 +678,23 @@ def main() -> None:
         linear_gaussian_setting(8, 0.3, 10),
         linear_gaussian_setting(16, 0.5, 25),
         nonlinear_setting("banana 2-D", banana, s_max=0.03, kl_chains=args.kl_chains),
-        nonlinear_setting("banana 2-D", banana, s_max=0.03, kl_chains=args.kl_chains,
-                          chains=2048),
-        nonlinear_setting("tanh decoder 2-D", decoder_log_joint(), s_max=0.06,
-                          kl_chains=args.kl_chains),
+        nonlinear_setting("banana 2-D", banana, s_max=0.03, kl_chains=args.kl_chains, chains=2048),
+        nonlinear_setting(
+            "tanh decoder 2-D", decoder_log_joint(), s_max=0.06, kl_chains=args.kl_chains
+        ),
     ]
     if args.quick:
         settings = [settings[0], settings[-1]]
     env = environment()
     results = [
-        run_setting(s, grid_points=args.grid_points, seeds=args.seeds, repeats=args.repeats,
-                    gradient_iterations=args.gradient_iterations, s_min=1e-3)
+        run_setting(
+            s,
+            grid_points=args.grid_points,
+            seeds=args.seeds,
+            repeats=args.repeats,
+            gradient_iterations=args.gradient_iterations,
+            s_min=1e-3,
+        )
         for s in settings
     ]
     tables = markdown_tables(results)
@@ -576,17 +703,29 @@ def main() -> None:
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(results, RESULTS / "objectives.png")
-    markdown = "\n".join([
-        "# Step-size objectives against the KL-optimal step size", "",
-        "Produced by `benchmarks/objectives.py` (see its docstring and `docs/objectives.md`).",
-        f"Grid: {args.grid_points} log-spaced step sizes from 0.001 to each setting's `s_max`;"
-        f" {args.seeds} seeds of the chains' draw (common random numbers across the grid);"
-        " linear-Gaussian: 8 examples × S chains, KL closed-form, oracle on a 2000-point grid;"
-        f" 2-D: 1 example × S chains, KL from {args.kl_chains} chains on a 401² grid,"
-        " oracle = best grid point (± its Monte Carlo error from an independent seed).",
-        "", "![chosen step sizes](objectives.png)", "", tables, "", READING, "",
-        "## Environment", "", environment_markdown(env), "",
-    ])
+    markdown = "\n".join(
+        [
+            "# Step-size objectives against the KL-optimal step size",
+            "",
+            "Produced by `benchmarks/objectives.py` (see its docstring and `docs/objectives.md`).",
+            f"Grid: {args.grid_points} log-spaced step sizes from 0.001 to each setting's `s_max`;"
+            f" {args.seeds} seeds of the chains' draw (common random numbers across the grid);"
+            " linear-Gaussian: 8 examples × S chains, KL closed-form, oracle on a 2000-point grid;"
+            f" 2-D: 1 example × S chains, KL from {args.kl_chains} chains on a 401² grid,"
+            " oracle = best grid point (± its Monte Carlo error from an independent seed).",
+            "",
+            "![chosen step sizes](objectives.png)",
+            "",
+            tables,
+            "",
+            READING,
+            "",
+            "## Environment",
+            "",
+            environment_markdown(env),
+            "",
+        ]
+    )
     write_result("objectives", markdown, {"environment": env, "results": results})
 
 

@@ -2,20 +2,20 @@ r"""Sampling and training throughput against hand-written research loops (issue 
 
 **Sampling** (``python benchmarks/sampling.py sample``). Baseline: the loop of the authors'
 reference code (``infer_z`` in ``enijkamp/short_run_inf``), written for the paper's step-size
-form: latents held per layer, ``torch.autograd.grad`` of :math:`\sum_b \log p(x_b, z_b)` per
-step, and in-place ``.data`` updates :math:`z \mathrel{+}= s\,\nabla` then
-:math:`z \mathrel{+}= \sqrt{2s}\,\epsilon` with the noise drawn inside the loop. Candidate:
-:meth:`shortinfer.ShortRunPosterior.sample` on the same model and batch. Before timing, the
-script feeds the posterior's own noise (:meth:`~shortinfer.ShortRunPosterior.draw_noise`) to
-the research loop and checks that both return bit-for-bit the same :math:`z_K`.
+form: latents held per layer, ``torch.autograd.grad`` of $\sum_b \log p(x_b, z_b)$ per
+step, and in-place ``.data`` updates $z \mathrel{+}= s\,\nabla$ then
+$z \mathrel{+}= \sqrt{2s}\,\epsilon$ with the noise drawn inside the loop. Candidate:
+`shortinfer.ShortRunPosterior.sample` on the same model and batch. Before timing, the
+script feeds the posterior's own noise (`shortinfer.ShortRunPosterior.draw_noise`) to
+the research loop and checks that both return bit-for-bit the same $z_K$.
 
 **Training** (``python benchmarks/sampling.py train``). Images per second of one iteration of
 Algorithm 1 (short-run inference, then one Adam step on θ). Baseline: the reference code's
 training loop (``infer_z`` with θ still requiring grad, then ``loss.backward()``,
-``optimizer.step()``). Candidates: :func:`shortinfer.train.train_step` (what
-:class:`~shortinfer.train.Trainer` runs; it freezes θ during inference), a plain
+``optimizer.step()``). Candidates: `shortinfer.train.train_step` (what
+`shortinfer.train.Trainer` runs; it freezes θ during inference), a plain
 ``short_run(...).sample()`` followed by the same θ step (validation on, as a user would write
-it), and :meth:`shortinfer.train.Trainer.step` itself (no tuning, no σ schedule). Each candidate
+it), and `shortinfer.train.Trainer.step` itself (no tuning, no σ schedule). Each candidate
 trains its own copy of the model.
 
 Repetitions are interleaved and summarised by medians; ratios are against the baseline
@@ -72,8 +72,11 @@ def research_loop(model, x, blocks, step_size, num_steps, noise=None, generator=
         grads = torch.autograd.grad(log_p, z)
         for index, (var, grad) in enumerate(zip(z, grads, strict=True)):
             var.data += step_size * grad
-            eps = (noise[index][k] if noise is not None
-                   else torch.randn(var.shape, generator=generator))
+            eps = (
+                noise[index][k]
+                if noise is not None
+                else torch.randn(var.shape, generator=generator)
+            )
             var.data += root * eps
         z = [var.detach() for var in z]
     return z
@@ -86,8 +89,14 @@ def check_same_z(model, x, post, step_size: float, num_steps: int) -> bool:
     post.generator.set_state(state)
     chain = post.draw_noise()
     sizes = list(model.latent_sizes)
-    reference = research_loop(model, x, chain.z0.split(sizes, -1), step_size, num_steps,
-                              noise=chain.noise.split(sizes, -1))
+    reference = research_loop(
+        model,
+        x,
+        chain.z0.split(sizes, -1),
+        step_size,
+        num_steps,
+        noise=chain.noise.split(sizes, -1),
+    )
     names = model.latent_shapes
     return all(torch.equal(sample[n], r) for n, r in zip(names, reference, strict=True))
 
@@ -99,26 +108,35 @@ def bench_sample(args: argparse.Namespace) -> tuple[str, dict]:
         model = reference_generator(num_filters)
         x = reference_images(model, batch)
         generator = torch.Generator().manual_seed(0)
-        post = short_run(model.log_joint, x, latent_shape=model.latent_shapes,
-                         num_steps=args.num_steps, step_size=args.step_size,
-                         generator=generator)
+        post = short_run(
+            model.log_joint,
+            x,
+            latent_shape=model.latent_shapes,
+            num_steps=args.num_steps,
+            step_size=args.step_size,
+            generator=generator,
+        )
         same = check_same_z(model, x, post, args.step_size, args.num_steps)
         sizes = list(model.latent_sizes)
         research_generator = torch.Generator().manual_seed(1)
 
-        def research(model=model, x=x, sizes=sizes, research_generator=research_generator,
-                     batch=batch):
+        def research(
+            model=model, x=x, sizes=sizes, research_generator=research_generator, batch=batch
+        ):
             blocks = [torch.randn(batch, d, generator=research_generator) for d in sizes]
-            return research_loop(model, x, blocks, args.step_size, args.num_steps,
-                                 generator=research_generator)
+            return research_loop(
+                model, x, blocks, args.step_size, args.num_steps, generator=research_generator
+            )
 
         candidates = {"research loop": research, "ShortRunPosterior.sample": post.sample}
         times = interleaved(candidates, repeats=args.repeats, warmup=1)
         rows = summarise(times, "research loop")
         ratio = rows[1]["ratio"]
         verdict = "met" if ratio <= GOAL_SAMPLE and same else "not met"
-        title = (f"Reference generator, {num_filters} filters, B = {batch}, "
-                 f"K = {args.num_steps}, s = {args.step_size}")
+        title = (
+            f"Reference generator, {num_filters} filters, B = {batch}, "
+            f"K = {args.num_steps}, s = {args.step_size}"
+        )
         sections.append(
             f"### {title}\n\nSame z_K for the same noise (bit for bit): **{same}**\n\n"
             + timing_table(rows, "research loop")
@@ -126,8 +144,15 @@ def bench_sample(args: argparse.Namespace) -> tuple[str, dict]:
             f"(ratio of medians {ratio:.3f}, paired {rows[1]['paired_ratio']:.3f} "
             f"[{rows[1]['paired_min']:.3f}, {rows[1]['paired_max']:.3f}])."
         )
-        data.append({"num_filters": num_filters, "batch": batch, "same_z": same,
-                     "times": times, "rows": rows})
+        data.append(
+            {
+                "num_filters": num_filters,
+                "batch": batch,
+                "same_z": same,
+                "times": times,
+                "rows": rows,
+            }
+        )
         print(sections[-1], flush=True)
     return "## Sampling\n\n" + "\n\n".join(sections), {"sample": data}
 
@@ -161,24 +186,46 @@ def bench_train(args: argparse.Namespace) -> tuple[str, dict]:
     step_generator = torch.Generator().manual_seed(2)
 
     def library_train_step():
-        train_step(step_model, step_opt, x, latent_shape=step_model.latent_shapes,
-                   num_steps=num_steps, step_size=step, generator=step_generator)
+        train_step(
+            step_model,
+            step_opt,
+            x,
+            latent_shape=step_model.latent_shapes,
+            num_steps=num_steps,
+            step_size=step,
+            generator=step_generator,
+        )
 
     post_model, post_opt = fresh()
     post_generator = torch.Generator().manual_seed(3)
 
     def posterior_step():
-        z = short_run(post_model.log_joint, x, latent_shape=post_model.latent_shapes,
-                      num_steps=num_steps, step_size=step, generator=post_generator).sample()
+        z = short_run(
+            post_model.log_joint,
+            x,
+            latent_shape=post_model.latent_shapes,
+            num_steps=num_steps,
+            step_size=step,
+            generator=post_generator,
+        ).sample()
         post_opt.zero_grad()
         loss = -post_model.log_joint(x, z).mean()
         loss.backward()
         post_opt.step()
 
     trainer_model, _ = fresh()
-    trainer = Trainer(trainer_model, x, num_iterations=10**6, batch_size=args.batch,
-                      num_steps=num_steps, step_size=step, tuning=None, learning_rate=1e-4,
-                      sigma=None, progress=False)
+    trainer = Trainer(
+        trainer_model,
+        x,
+        num_iterations=10**6,
+        batch_size=args.batch,
+        num_steps=num_steps,
+        step_size=step,
+        tuning=None,
+        learning_rate=1e-4,
+        sigma=None,
+        progress=False,
+    )
 
     candidates = {
         "reference loop": reference_step,
@@ -192,22 +239,29 @@ def bench_train(args: argparse.Namespace) -> tuple[str, dict]:
         row["images_per_second"] = args.batch / row["median_s"]
     lines = [
         f"Reference generator, {args.num_filters} filters, B = {args.batch}, "
-        f"K = {num_steps}, s = {step}, Adam lr 1e-4 (θ requires grad).", "",
+        f"K = {num_steps}, s = {step}, Adam lr 1e-4 (θ requires grad).",
+        "",
         "| candidate | images/s (median) | throughput / reference | paired [min, max] |",
         "|---|---:|---:|---:|",
     ]
     for row in rows:
         paired = 1 / row["paired_ratio"]
-        lines.append(f"| {row['name']} | {row['images_per_second']:.2f} | "
-                     f"{row['speedup']:.3f} | {paired:.3f} [{1 / row['paired_max']:.3f}, "
-                     f"{1 / row['paired_min']:.3f}] |")
+        lines.append(
+            f"| {row['name']} | {row['images_per_second']:.2f} | "
+            f"{row['speedup']:.3f} | {paired:.3f} [{1 / row['paired_max']:.3f}, "
+            f"{1 / row['paired_min']:.3f}] |"
+        )
     verdicts = ", ".join(f"{row['name']}: {row['speedup']:.3f}×" for row in rows[1:])
     best = max(row["speedup"] for row in rows[1:])
     verdict = "met" if rows[1]["speedup"] >= GOAL_TRAIN else "not met"
-    text = ("## Training throughput\n\n" + "\n".join(lines) + "\n\nRaw timings:\n\n"
-            + timing_table(rows, "reference loop")
-            + f"\n\nGoal (train_step throughput ≥ {GOAL_TRAIN}× the reference loop): "
-            f"**{verdict}** ({verdicts}; best {best:.3f}×).")
+    text = (
+        "## Training throughput\n\n"
+        + "\n".join(lines)
+        + "\n\nRaw timings:\n\n"
+        + timing_table(rows, "reference loop")
+        + f"\n\nGoal (train_step throughput ≥ {GOAL_TRAIN}× the reference loop): "
+        f"**{verdict}** ({verdicts}; best {best:.3f}×)."
+    )
     print(text, flush=True)
     return text, {"train": {"times": times, "rows": rows}}
 
@@ -231,10 +285,11 @@ def main() -> None:
     env = environment()
     body, data = bench_sample(args) if args.what == "sample" else bench_train(args)
     title = "Sampling" if args.what == "sample" else "Training throughput"
-    text = (f"# {title}\n\nProduced by `benchmarks/sampling.py` (see its docstring).\n\n"
-            f"## Environment\n\n{environment_markdown(env)}\n\n{body}")
-    name = ("sampling" if args.what == "sample" else "training") + ("_quick" if args.quick
-                                                                     else "")
+    text = (
+        f"# {title}\n\nProduced by `benchmarks/sampling.py` (see its docstring).\n\n"
+        f"## Environment\n\n{environment_markdown(env)}\n\n{body}"
+    )
+    name = ("sampling" if args.what == "sample" else "training") + ("_quick" if args.quick else "")
     write_result(name, text, {"environment": env, "args": vars(args), **data})
 
 

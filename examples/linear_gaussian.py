@@ -17,11 +17,18 @@ from shortinfer.models import LinearGaussian
 
 torch.manual_seed(0)
 D, P, K = 4, 10, 25
-model = LinearGaussian(torch.randn(P, D, dtype=torch.float64) / P**0.5,
-                       torch.zeros(P, dtype=torch.float64), sigma=0.5)
+model = LinearGaussian(
+    torch.randn(P, D, dtype=torch.float64) / P**0.5, torch.zeros(P, dtype=torch.float64), sigma=0.5
+)
 x = model.sample_observations(8, generator=torch.Generator().manual_seed(1))
-post = shortinfer.short_run(model.log_joint, x, latent_shape=(D,), num_steps=K,
-                            step_size=0.05, generator=torch.Generator().manual_seed(2))
+post = shortinfer.short_run(
+    model.log_joint,
+    x,
+    latent_shape=(D,),
+    num_steps=K,
+    step_size=0.05,
+    generator=torch.Generator().manual_seed(2),
+)
 
 tuned = post.tune_step_size("grid", num_samples=32)
 s = tuned.step_size
@@ -43,5 +50,7 @@ for label, p in (("paper default s=0.05", post), (f"tuned s={s}", tuned)):
     print(f"  max |mean error| vs exact posterior:           {err_posterior:.4f}")
     print(f"  max |cov error| vs exact posterior (example 0): {cov_err:.4f}")
     print(f"  exact KL(q_s || p(z|x)) per example:            {kl:.4f} nats")
-    print(f"  ELBO estimate {elbo:.3f} vs closed form {elbo_exact:.3f} "
-          f"(log p(x) = {model.log_evidence(x).mean().item():.3f})")
+    print(
+        f"  ELBO estimate {elbo:.3f} vs closed form {elbo_exact:.3f} "
+        f"(log p(x) = {model.log_evidence(x).mean().item():.3f})"
+    )

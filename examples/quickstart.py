@@ -43,8 +43,14 @@ step_size = 0.05
 for iteration in range(200):
     x = data[torch.randint(0, len(data), (64,))]
     # The three lines: wrap the model, draw z_K by short-run Langevin, learn on it.
-    post = shortinfer.short_run(model.log_joint, x, latent_shape=(LATENT,), num_steps=25,
-                                step_size=step_size, validate=iteration == 0)
+    post = shortinfer.short_run(
+        model.log_joint,
+        x,
+        latent_shape=(LATENT,),
+        num_steps=25,
+        step_size=step_size,
+        validate=iteration == 0,
+    )
     z = post.sample()
     loss = -model.log_joint(x, z).mean()
     optimiser.zero_grad()
@@ -55,8 +61,13 @@ for iteration in range(200):
         print(f"iteration {iteration + 1}: loss {loss.item():.2f}, tuned step size {step_size}")
 
 x = data[:128]
-post = shortinfer.short_run(model.log_joint, x, latent_shape=(LATENT,), step_size=step_size,
-                            generator=torch.Generator().manual_seed(1))
+post = shortinfer.short_run(
+    model.log_joint,
+    x,
+    latent_shape=(LATENT,),
+    step_size=step_size,
+    generator=torch.Generator().manual_seed(1),
+)
 z = post.sample()
 mse = (model.net(z) - x).square().mean().item()
 print(f"reconstruction MSE {mse:.4f} (noise floor sigma^2 = {SIGMA**2:.4f})")

@@ -70,8 +70,14 @@ def reconstruction_error(model: nn.Module, x: torch.Tensor, step_size, generator
     """Mean squared error of f(z_K), z_K from the short-run posterior q_s(z | x)."""
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    posterior = short_run(model.log_joint, x, latent_shape=(2,), num_steps=20,
-                          step_size=step_size, generator=generator)
+    posterior = short_run(
+        model.log_joint,
+        x,
+        latent_shape=(2,),
+        num_steps=20,
+        step_size=step_size,
+        generator=generator,
+    )
     error = (model.decoder(posterior.sample()) - x).square().mean()
     for parameter in model.parameters():
         parameter.requires_grad_(True)
@@ -88,29 +94,51 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as output_dir:
         trainer = Trainer(
-            model, train, num_iterations=300, batch_size=64, num_steps=20, step_size=0.01,
+            model,
+            train,
+            num_iterations=300,
+            batch_size=64,
+            num_steps=20,
+            step_size=0.01,
             tuning=StepSizeTuning(method="grid", interval=50, grid=GRID, batch_size=16),
             learning_rate=LearningRateSchedule(base=1e-2),  # x0.5 at T/3, x0.1 at 2T/3
             sigma=SigmaSchedule(start=0.5, end=0.2, anneal_fraction=0.5),
-            output_dir=output_dir, checkpoint_interval=100, log_interval=50, progress=False,
+            output_dir=output_dir,
+            checkpoint_interval=100,
+            log_interval=50,
+            progress=False,
         )
         result = trainer.fit()
-        print(f"trained {result.iterations} iterations in {result.wall_time:.1f} s; final loss "
-              f"{result.final_loss:.2f} nats per point at sigma {model.sigma:.2f}")
+        print(
+            f"trained {result.iterations} iterations in {result.wall_time:.1f} s; final loss "
+            f"{result.final_loss:.2f} nats per point at sigma {model.sigma:.2f}"
+        )
         for record in result.history:
-            print(f"  iteration {record.iteration:3d}: tuned step size {record.step_size} "
-                  f"(objective {record.objective:.2f})")
+            print(
+                f"  iteration {record.iteration:3d}: tuned step size {record.step_size} "
+                f"(objective {record.objective:.2f})"
+            )
         checkpoint = load_checkpoint(output_dir)  # weights_only: tensors and plain values
-        print(f"checkpoint {LATEST_NAME}: iteration {checkpoint['iteration']}, step size "
-              f"{checkpoint['step_size']}")
+        print(
+            f"checkpoint {LATEST_NAME}: iteration {checkpoint['iteration']}, step size "
+            f"{checkpoint['step_size']}"
+        )
 
     after = reconstruction_error(model, test, result.step_size, generator)
-    print(f"held-out reconstruction MSE: {before:.3f} before training, {after:.3f} after "
-          "(data noise variance 0.01)")
+    print(
+        f"held-out reconstruction MSE: {before:.3f} before training, {after:.3f} after "
+        "(data noise variance 0.01)"
+    )
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    posterior = short_run(model.log_joint, test, latent_shape=(2,), num_steps=20,
-                          step_size=result.step_size, generator=generator)
+    posterior = short_run(
+        model.log_joint,
+        test,
+        latent_shape=(2,),
+        num_steps=20,
+        step_size=result.step_size,
+        generator=generator,
+    )
     print(f"held-out ELBO: {posterior.elbo(num_samples=4).mean():.2f} nats per point")
 
 

@@ -1,6 +1,6 @@
 r"""shortinfer: short-run Langevin posteriors for any latent-variable model.
 
-Wrap a ``log_joint(x, z)`` in :func:`short_run` to get a :class:`ShortRunPosterior` with
+Wrap a ``log_joint(x, z)`` in `short_run` to get a `ShortRunPosterior` with
 ``sample``, an exact ``entropy`` and ``tune_step_size`` (Nijkamp et al., ECCV 2020).
 """
 

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Union
 
 import torch
 from torch import Tensor
 
 __all__ = ["LatentLayout", "Latent", "ShapeLike"]
 
-ShapeLike = Union[int, Sequence[int], torch.Size]
-Latent = Union[Tensor, dict[str, Tensor]]
+ShapeLike = int | Sequence[int] | torch.Size
+Latent = Tensor | dict[str, Tensor]
 
 
 def _as_shape(shape: ShapeLike, *, name: str) -> torch.Size:
@@ -35,7 +34,7 @@ def _as_shape(shape: ShapeLike, *, name: str) -> torch.Size:
 
 
 class LatentLayout:
-    r"""Maps between the user's latent structure and flat vectors of size :math:`D`.
+    r"""Maps between the user's latent structure and flat vectors of size $D$.
 
     Arguments:
         latent_shape: Per-example shape of a single latent tensor, or a dict mapping block names
@@ -75,7 +74,7 @@ class LatentLayout:
         pieces = torch.split(z_flat, self.sizes, dim=-1)
         return {
             name: piece.reshape(*batch, *shape)
-            for (name, shape), piece in zip(self.shapes.items(), pieces)
+            for (name, shape), piece in zip(self.shapes.items(), pieces, strict=True)
         }
 
     def flatten(self, z: Latent, *, batch_dims: int = 1) -> Tensor:
@@ -86,7 +85,9 @@ class LatentLayout:
             return z.reshape(*z.shape[:batch_dims], -1)
         if not isinstance(z, Mapping) or set(z) != set(self.names):
             received = sorted(z) if isinstance(z, Mapping) else type(z).__name__
-            raise ValueError(f"expected a latent dict with keys {self.names}; received {received}.")
+            raise ValueError(
+                f"expected a latent dict with keys {self.names}; received {received}."
+            )
         return torch.cat(
             [z[name].reshape(*z[name].shape[:batch_dims], -1) for name in self.names], dim=-1
         )

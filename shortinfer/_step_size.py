@@ -2,7 +2,7 @@ r"""Step sizes in their three shapes, and the canonical ``(K|1, N|1)`` table beh
 
 A user gives one of:
 
-- a scalar :math:`s` (the paper);
+- a scalar $s$ (the paper);
 - one value per step, shape ``(K,)`` (the paper leaves this to future work);
 - one value per latent block, a dict ``{name: s}`` (or ``{name: (K,) tensor}`` for both).
 
@@ -13,7 +13,6 @@ Internally this is a table of shape ``(K or 1, N or 1)`` for N latent blocks, ex
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Union
 
 import torch
 from torch import Tensor
@@ -22,7 +21,7 @@ from shortinfer._latents import LatentLayout
 
 __all__ = ["StepSize", "canonical_step_size", "expand_step_size", "public_step_size"]
 
-StepSize = Union[float, Sequence[float], Tensor, Mapping[str, Union[float, Tensor]]]
+StepSize = float | Sequence[float] | Tensor | Mapping[str, float | Tensor]
 
 _EXPECTED = (
     "a positive float, a tensor of shape (num_steps,) with one value per step, or (for dict "

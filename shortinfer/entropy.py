@@ -1,39 +1,41 @@
 r"""The log-determinant of the short-run map's Jacobian, and the entropy it gives.
 
-With the injected noise :math:`\epsilon` held fixed, :math:`z_K = F(z_0, \epsilon)` is a
+With the injected noise $\epsilon$ held fixed, $z_K = F(z_0, \epsilon)$ is a
 deterministic, (locally) invertible map, so by change of variables (equation (13) of the paper)
 
-.. math::
-    \log q(z_K \mid \epsilon)
-    = \log p(z_0) - \log\left|\det \frac{\partial F}{\partial z_0}\right|.
+$$
+\log q(z_K \mid \epsilon)
+= \log p(z_0) - \log\left|\det \frac{\partial F}{\partial z_0}\right|.
+$$
 
-The per-example entropy estimate is :math:`-\log q(z_K \mid \epsilon)`. It conditions on the
-noise, so its expectation :math:`H(z_K \mid \epsilon)` is a *lower* bound on the marginal
-entropy :math:`H(z_K)`, and the step-size objective built on it is an *upper* bound on
-:math:`\mathrm{KL}(q_s \,\|\, p(z \mid x)) - \log p(x)`.
+The per-example entropy estimate is $-\log q(z_K \mid \epsilon)$. It conditions on the
+noise, so its expectation $H(z_K \mid \epsilon)$ is a *lower* bound on the marginal
+entropy $H(z_K)$, and the step-size objective built on it is an *upper* bound on
+$\mathrm{KL}(q_s \,\|\, p(z \mid x)) - \log p(x)$.
 
-The Jacobian is block-diagonal over the batch (examples are independent), so row :math:`j` of
+The Jacobian is block-diagonal over the batch (examples are independent), so row $j$ of
 every example's Jacobian comes from **one** vector-Jacobian product of the batched map with the
-cotangent :math:`e_j` placed in every example. ``torch.func.vmap`` runs the :math:`D` products at
+cotangent $e_j$ placed in every example. ``torch.func.vmap`` runs the $D$ products at
 once (optionally in chunks), which is the "batched vjp under vmap" of ``jacrev``; forward mode
 (``jvp``, as in ``jacfwd``) gives columns instead.
 
-**Estimators** (:func:`estimate_log_det`). Step :math:`k` has Jacobian
-:math:`I + S_k H_k`, with :math:`S_k = \operatorname{diag}(s_k)` and
-:math:`H_k = \nabla_z^2 \log p(x, z_k)` (the injected noise does not depend on :math:`z_0`), so
+**Estimators** (`estimate_log_det`). Step $k$ has Jacobian
+$I + S_k H_k$, with $S_k = \operatorname{diag}(s_k)$ and
+$H_k = \nabla_z^2 \log p(x, z_k)$ (the injected noise does not depend on $z_0$), so
 
-.. math::
-    \log\left|\det \frac{\partial z_K}{\partial z_0}\right|
-    = \sum_{k=0}^{K-1} \log\lvert\det(I + S_k H_k)\rvert.
+$$
+\log\left|\det \frac{\partial z_K}{\partial z_0}\right|
+= \sum_{k=0}^{K-1} \log\lvert\det(I + S_k H_k)\rvert.
+$$
 
-- ``"exact"``: the :math:`D \times D` Jacobian of the whole chain (:func:`jacobian`), then LU.
-- ``"per_step_exact"``: the sum above with each :math:`H_k` built from :math:`D` Hessian-vector
-  products at :math:`z_k` (:func:`per_step_log_abs_det`); exact, same arithmetic cost as
+- ``"exact"``: the $D \times D$ Jacobian of the whole chain (`jacobian`), then LU.
+- ``"per_step_exact"``: the sum above with each $H_k$ built from $D$ Hessian-vector
+  products at $z_k$ (`per_step_log_abs_det`); exact, same arithmetic cost as
   ``"exact"``, but only one step's work is alive at a time.
 - ``"stochastic"``: each term replaced by a truncated series with Hutchinson probes
-  (:func:`stochastic_log_det`); cost independent of :math:`D`, biased by the truncation.
-- ``"auto"``: ``"per_step_exact"`` up to :data:`AUTO_EXACT_MAX_DIM` latent coordinates,
-  ``"stochastic"`` beyond (:func:`auto_log_det_method`).
+  (`stochastic_log_det`); cost independent of $D$, biased by the truncation.
+- ``"auto"``: ``"per_step_exact"`` up to `AUTO_EXACT_MAX_DIM` latent coordinates,
+  ``"stochastic"`` beyond (`auto_log_det_method`).
 
 Costs, bias and variance of each are measured in ``benchmarks/README.md`` and summarised in
 ``docs/performance.md``.
@@ -87,23 +89,23 @@ def jacobian(
     mode: JacobianMode = "reverse",
     chunk_size: int | None = None,
 ) -> tuple[Tensor, Tensor]:
-    r"""Per-example Jacobians :math:`J_b = \partial z_{K,b} / \partial z_{0,b}` of the rollout.
+    r"""Per-example Jacobians $J_b = \partial z_{K,b} / \partial z_{0,b}$ of the rollout.
 
     Arguments:
-        log_joint: Maps flat latents ``(B, D)`` to :math:`\log p(x, z)` with shape ``(B,)``;
+        log_joint: Maps flat latents ``(B, D)`` to $\log p(x, z)$ with shape ``(B,)``;
             examples must be independent of each other.
-        z0: Initial flat latents :math:`z_0`, with shape ``(B, D)``.
-        noise: Injected noise :math:`\epsilon`, with shape ``(K, B, D)``.
+        z0: Initial flat latents $z_0$, with shape ``(B, D)``.
+        noise: Injected noise $\epsilon$, with shape ``(K, B, D)``.
         step_sizes: Step-size table, with shape ``(K, D)`` or ``(K, 1)``. It may require grad,
             in which case the result is differentiable with respect to it.
         mode: ``"reverse"`` builds rows with vector-Jacobian products (``jacrev``);
             ``"forward"`` builds columns with Jacobian-vector products (``jacfwd``).
         chunk_size: Number of basis vectors pushed through the map at once (``None``: all
-            :math:`D`). Smaller chunks trade speed for memory.
+            $D$). Smaller chunks trade speed for memory.
 
     Returns:
         ``(z_K, J)``: the rollout's output with shape ``(B, D)`` and the Jacobians with shape
-        ``(B, D, D)``, where ``J[b, i, j]`` is :math:`\partial z_{K,b,i} / \partial z_{0,b,j}`.
+        ``(B, D, D)``, where ``J[b, i, j]`` is $\partial z_{K,b,i} / \partial z_{0,b,j}$.
 
     Examples:
         >>> log_joint = lambda z: -0.5 * z.square().sum(-1)   # A = I, so J = (1 - s)^K I
@@ -148,18 +150,18 @@ def log_abs_det_jacobian(
     mode: JacobianMode = "reverse",
     chunk_size: int | None = None,
 ) -> tuple[Tensor, Tensor]:
-    r"""Exact :math:`\log\lvert\det \partial z_K / \partial z_0\rvert` for each example.
+    r"""Exact $\log\lvert\det \partial z_K / \partial z_0\rvert$ for each example.
 
-    The Jacobian comes from :func:`jacobian`; its log-determinant from an LU factorisation
+    The Jacobian comes from `jacobian`; its log-determinant from an LU factorisation
     (``torch.linalg.slogdet``), which is differentiable.
 
     Arguments:
-        log_joint: Maps flat latents ``(B, D)`` to :math:`\log p(x, z)` with shape ``(B,)``.
+        log_joint: Maps flat latents ``(B, D)`` to $\log p(x, z)$ with shape ``(B,)``.
         z0: Initial flat latents, with shape ``(B, D)``.
         noise: Injected noise, with shape ``(K, B, D)``.
         step_sizes: Step-size table, with shape ``(K, D)`` or ``(K, 1)``.
-        mode: ``"reverse"`` or ``"forward"``, see :func:`jacobian`.
-        chunk_size: See :func:`jacobian`.
+        mode: ``"reverse"`` or ``"forward"``, see `jacobian`.
+        chunk_size: See `jacobian`.
 
     Returns:
         ``(z_K, log_det)`` with shapes ``(B, D)`` and ``(B,)``.
@@ -179,26 +181,26 @@ LogDetMethod = Literal["exact", "per_step_exact", "stochastic", "auto"]
 _METHODS: tuple[str, ...] = ("exact", "per_step_exact", "stochastic", "auto")
 
 AUTO_EXACT_MAX_DIM: int = 64
-r"""Largest latent dimension :math:`D` for which ``method="auto"`` computes the log-det exactly.
+r"""Largest latent dimension $D$ for which ``method="auto"`` computes the log-det exactly.
 
-Above it, ``"auto"`` uses ``"stochastic"``. The exact methods cost :math:`K D` Hessian-vector
-products, the stochastic one :math:`K \lceil J/2 \rceil P` (2 per step by default), so their
-ratio grows linearly in :math:`D`. Up to :math:`D = 64` the exact log-det costs at most about
+Above it, ``"auto"`` uses ``"stochastic"``. The exact methods cost $K D$ Hessian-vector
+products, the stochastic one $K \lceil J/2 \rceil P$ (2 per step by default), so their
+ratio grows linearly in $D$. Up to $D = 64$ the exact log-det costs at most about
 8 times the stochastic estimate and carries neither bias nor variance; beyond, the ratio keeps
-doubling with :math:`D` (measured on a 2-core CPU with an MLP decoder, :math:`B = 16`,
-:math:`K = 25`: 1.3× at :math:`D = 8`, 7.8× at 64, 11× at 128, 69× at 512;
+doubling with $D$ (measured on a 2-core CPU with an MLP decoder, $B = 16$,
+$K = 25$: 1.3× at $D = 8$, 7.8× at 64, 11× at 128, 69× at 512;
 ``benchmarks/results/cost_growth.md``).
 """
 
 DEFAULT_ORDER: int = 4
-r"""Default truncation order :math:`J` of the stochastic estimator's series.
+r"""Default truncation order $J$ of the stochastic estimator's series.
 
-Orders :math:`2m - 1` and :math:`2m` share a Hessian-vector product, so :math:`J = 4` costs
+Orders $2m - 1$ and $2m$ share a Hessian-vector product, so $J = 4$ costs
 two products per probe and step. On the reference generator (L = 5, D = 416) its bias is
-0.001% of the exact log-det at the grid-tuned :math:`s = 0.01` and 0.85% at :math:`s = 0.05`
-(largest :math:`s\lambda = 0.79`), against 0.13% and 4.9% for :math:`J = 2`
+0.001% of the exact log-det at the grid-tuned $s = 0.01$ and 0.85% at $s = 0.05$
+(largest $s\lambda = 0.79$), against 0.13% and 4.9% for $J = 2$
 (``benchmarks/results/estimators.md``, ``estimators_s0.05.md``). Raise it when
-:math:`s \lambda_{\max}(-H)` approaches 1.
+$s \lambda_{\max}(-H)$ approaches 1.
 """
 
 DEFAULT_NUM_PROBES: int = 1
@@ -206,7 +208,7 @@ r"""Default number of Hutchinson probes per step for the stochastic estimator.
 
 With one probe per step the per-example standard deviation is about 0.7% of the log-det on the
 reference generator (2% on the linear-Gaussian oracle); objectives average it over examples, and
-:math:`P` probes divide the variance by :math:`P` at :math:`P` times the cost
+$P$ probes divide the variance by $P$ at $P$ times the cost
 (``benchmarks/results/estimators.md``).
 """
 
@@ -223,7 +225,7 @@ def _check_count(value: object, name: str, hint: str) -> int:
 
 
 def _basis(batch: int, dim: int, like: Tensor) -> Tensor:
-    """The basis vectors :math:`e_j` placed in every example, with shape ``(D, B, D)``."""
+    """The basis vectors $e_j$ placed in every example, with shape ``(D, B, D)``."""
     eye = torch.eye(dim, dtype=like.dtype, device=like.device)
     return eye.unsqueeze(1).expand(dim, batch, dim)
 
@@ -231,7 +233,7 @@ def _basis(batch: int, dim: int, like: Tensor) -> Tensor:
 def _score_and_hessian(
     score: ScoreFn, z: Tensor, basis: Tensor, mode: JacobianMode, chunk_size: int | None
 ) -> tuple[Tensor, Tensor]:
-    r"""The score :math:`\nabla \log p` at ``z`` ``(B, D)`` and the Hessians ``(B, D, D)``."""
+    r"""The score $\nabla \log p$ at ``z`` ``(B, D)`` and the Hessians ``(B, D, D)``."""
     if mode == "reverse":
         # One primal pass; its backward graph is reused by every row (reverse-over-reverse).
         gradient, vjp_fn, *_ = torch.func.vjp(score, z)
@@ -255,7 +257,7 @@ def _score_and_hessian(
 def _score_and_hvp(
     score: ScoreFn, z: Tensor, mode: JacobianMode
 ) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-    r"""The score at ``z`` and :math:`v \mapsto H v` for a stack of vectors ``(P, B, D)``."""
+    r"""The score at ``z`` and $v \mapsto H v$ for a stack of vectors ``(P, B, D)``."""
     if mode == "reverse":
         # One primal pass whose graph serves every product (reverse-over-reverse).
         gradient, vjp_fn, *_ = torch.func.vjp(score, z)
@@ -278,35 +280,36 @@ def per_step_log_abs_det(
 ) -> tuple[Tensor, Tensor]:
     r"""Exact log-determinant from the per-step factorisation of the chain's Jacobian.
 
-    Step :math:`k` maps :math:`z_k \mapsto z_k + S_k \nabla_z \log p(x, z_k) + \sqrt{2 S_k}
-    \epsilon_k` with Jacobian :math:`I + S_k H_k`, where :math:`S_k = \operatorname{diag}(s_k)`
-    and :math:`H_k = \nabla_z^2 \log p(x, z_k)`. The chain rule and
-    :math:`\det(AB) = \det A \det B` give
+    Step $k$ maps $z_k \mapsto z_k + S_k \nabla_z \log p(x, z_k) + \sqrt{2 S_k}
+    \epsilon_k$ with Jacobian $I + S_k H_k$, where $S_k = \operatorname{diag}(s_k)$
+    and $H_k = \nabla_z^2 \log p(x, z_k)$. The chain rule and
+    $\det(AB) = \det A \det B$ give
 
-    .. math::
-        \log\left|\det \frac{\partial z_K}{\partial z_0}\right|
-        = \sum_{k=0}^{K-1} \log\lvert\det(I + S_k H_k)\rvert,
+    $$
+    \log\left|\det \frac{\partial z_K}{\partial z_0}\right|
+    = \sum_{k=0}^{K-1} \log\lvert\det(I + S_k H_k)\rvert,
+    $$
 
-    the same value as :func:`log_abs_det_jacobian` (up to rounding). Each :math:`H_k` is built
-    from :math:`D` Hessian-vector products at :math:`z_k` (with :math:`e_j` placed in every
+    the same value as `log_abs_det_jacobian` (up to rounding). Each $H_k$ is built
+    from $D$ Hessian-vector products at $z_k$ (with $e_j$ placed in every
     example, since examples are independent), so the arithmetic matches the full Jacobian's
-    :math:`K D` products, but no product ever runs through more than one step. That bounds the
-    memory of forward-mode derivatives in :math:`s` (``torch.func.jvp``) by one step's work.
+    $K D$ products, but no product ever runs through more than one step. That bounds the
+    memory of forward-mode derivatives in $s$ (``torch.func.jvp``) by one step's work.
 
     Arguments:
-        log_joint: Maps flat latents ``(B, D)`` to :math:`\log p(x, z)` with shape ``(B,)``;
+        log_joint: Maps flat latents ``(B, D)`` to $\log p(x, z)$ with shape ``(B,)``;
             examples must be independent of each other.
-        z0: Initial flat latents :math:`z_0`, with shape ``(B, D)``.
-        noise: Injected noise :math:`\epsilon`, with shape ``(K, B, D)``.
+        z0: Initial flat latents $z_0$, with shape ``(B, D)``.
+        noise: Injected noise $\epsilon$, with shape ``(K, B, D)``.
         step_sizes: Step-size table, with shape ``(K, D)`` or ``(K, 1)``; may require grad.
         mode: ``"reverse"`` builds Hessian rows with vector-Jacobian products of the score
             (one primal pass per step, reused); ``"forward"`` builds columns with
             Jacobian-vector products (forward-over-reverse).
-        chunk_size: Number of basis vectors pushed at once (``None``: all :math:`D`).
+        chunk_size: Number of basis vectors pushed at once (``None``: all $D$).
 
     Returns:
         ``(z_K, log_det)`` with shapes ``(B, D)`` and ``(B,)``. ``z_K`` equals
-        :func:`~shortinfer.langevin.rollout`'s output for the same inputs.
+        `shortinfer.langevin.rollout`'s output for the same inputs.
 
     Raises:
         ValueError: For an unknown ``mode``.
@@ -352,48 +355,50 @@ def stochastic_log_det(
     mode: JacobianMode = "reverse",
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
-    r"""Truncated-series estimate of the log-determinant, at a cost independent of :math:`D`.
+    r"""Truncated-series estimate of the log-determinant, at a cost independent of $D$.
 
-    Each term of the per-step factorisation (:func:`per_step_log_abs_det`) is expanded as
+    Each term of the per-step factorisation (`per_step_log_abs_det`) is expanded as
 
-    .. math::
-        \log\det(I + A_k) = \sum_{j=1}^{\infty} \frac{(-1)^{j+1}}{j} \operatorname{tr}(A_k^j),
-        \qquad A_k = S_k^{1/2} H_k S_k^{1/2},
+    $$
+    \log\det(I + A_k) = \sum_{j=1}^{\infty} \frac{(-1)^{j+1}}{j} \operatorname{tr}(A_k^j),
+    \qquad A_k = S_k^{1/2} H_k S_k^{1/2},
+    $$
 
-    (:math:`A_k` is similar to :math:`S_k H_k` and symmetric; the series converges when every
-    eigenvalue of :math:`A_k` is in :math:`(-1, 1]`, which holds near a mode for
-    :math:`s < 1/\lambda_{\max}(-H)`, where :math:`H_k` is negative definite). The series is
-    cut after :math:`J` = ``order`` terms and each trace is estimated with :math:`P` =
-    ``num_probes`` Rademacher probes :math:`v` (Hutchinson, :math:`\mathbb{E}[v^\top M v] =
-    \operatorname{tr} M`), using one probe for all orders:
+    ($A_k$ is similar to $S_k H_k$ and symmetric; the series converges when every
+    eigenvalue of $A_k$ is in $(-1, 1]$, which holds near a mode for
+    $s < 1/\lambda_{\max}(-H)$, where $H_k$ is negative definite). The series is
+    cut after $J$ = ``order`` terms and each trace is estimated with $P$ =
+    ``num_probes`` Rademacher probes $v$ (Hutchinson, $\mathbb{E}[v^\top M v] =
+    \operatorname{tr} M$), using one probe for all orders:
 
-    .. math::
-        \widehat{\log\det} = \sum_{k=0}^{K-1} \frac1P \sum_{p=1}^{P} \sum_{j=1}^{J}
-        \frac{(-1)^{j+1}}{j}\, u_{p,\lfloor j/2 \rfloor}^\top u_{p,\lceil j/2 \rceil},
-        \qquad u_{p,0} = v_{p,k},\ u_{p,m+1} = A_k u_{p,m},
+    $$
+    \widehat{\log\det} = \sum_{k=0}^{K-1} \frac1P \sum_{p=1}^{P} \sum_{j=1}^{J}
+    \frac{(-1)^{j+1}}{j}\, u_{p,\lfloor j/2 \rfloor}^\top u_{p,\lceil j/2 \rceil},
+    \qquad u_{p,0} = v_{p,k},\ u_{p,m+1} = A_k u_{p,m},
+    $$
 
-    since :math:`u_{a}^\top u_{b} = v^\top A^{a+b} v` for symmetric :math:`A`. Orders
-    :math:`2m - 1` and :math:`2m` share a product, so the cost is :math:`\lceil J/2 \rceil P`
-    Hessian-vector products per step (plus the score), whatever :math:`D`.
+    since $u_{a}^\top u_{b} = v^\top A^{a+b} v$ for symmetric $A$. Orders
+    $2m - 1$ and $2m$ share a product, so the cost is $\lceil J/2 \rceil P$
+    Hessian-vector products per step (plus the score), whatever $D$.
 
     **Bias and variance.** The expectation over probes is exactly the truncated series
-    :math:`\sum_k \sum_{j \le J} (-1)^{j+1} \operatorname{tr}(A_k^j)/j`; near a mode
-    (:math:`A_k \preceq 0`) every dropped term is negative, so the estimate is biased *upwards*
-    by :math:`\sum_k \sum_i \sum_{j > J} |a_{k,i}|^j / j` over the eigenvalues
-    :math:`a_{k,i}`, which is small when :math:`s \lambda_{\max}(-H) \ll 1`. The variance of
-    one probe's trace of a symmetric :math:`M` is :math:`2(\lVert M\rVert_F^2 - \sum_i M_{ii}^2)`;
-    it falls as :math:`1/P`. The estimate is differentiable in :math:`s` (forward or reverse
-    mode) through :math:`S_k` and the path :math:`z_k`.
+    $\sum_k \sum_{j \le J} (-1)^{j+1} \operatorname{tr}(A_k^j)/j$; near a mode
+    ($A_k \preceq 0$) every dropped term is negative, so the estimate is biased *upwards*
+    by $\sum_k \sum_i \sum_{j > J} |a_{k,i}|^j / j$ over the eigenvalues
+    $a_{k,i}$, which is small when $s \lambda_{\max}(-H) \ll 1$. The variance of
+    one probe's trace of a symmetric $M$ is $2(\lVert M\rVert_F^2 - \sum_i M_{ii}^2)$;
+    it falls as $1/P$. The estimate is differentiable in $s$ (forward or reverse
+    mode) through $S_k$ and the path $z_k$.
 
     Arguments:
-        log_joint: Maps flat latents ``(B, D)`` to :math:`\log p(x, z)` with shape ``(B,)``;
+        log_joint: Maps flat latents ``(B, D)`` to $\log p(x, z)$ with shape ``(B,)``;
             examples must be independent of each other.
-        z0: Initial flat latents :math:`z_0`, with shape ``(B, D)``.
-        noise: Injected noise :math:`\epsilon`, with shape ``(K, B, D)``.
+        z0: Initial flat latents $z_0$, with shape ``(B, D)``.
+        noise: Injected noise $\epsilon$, with shape ``(K, B, D)``.
         step_sizes: Step-size table, with shape ``(K, D)`` or ``(K, 1)``; may require grad.
-        order: Truncation order :math:`J \ge 1` (default :data:`DEFAULT_ORDER`).
-        num_probes: Probes per step and example :math:`P \ge 1` (default
-            :data:`DEFAULT_NUM_PROBES`).
+        order: Truncation order $J \ge 1$ (default `DEFAULT_ORDER`).
+        num_probes: Probes per step and example $P \ge 1$ (default
+            `DEFAULT_NUM_PROBES`).
         mode: ``"reverse"``: one primal pass per step whose graph serves every product
             (reverse-over-reverse); ``"forward"``: Jacobian-vector products of the score
             (forward-over-reverse), recomputing the primal each time.
@@ -401,7 +406,7 @@ def stochastic_log_det(
 
     Returns:
         ``(z_K, log_det)`` with shapes ``(B, D)`` and ``(B,)``; ``z_K`` equals
-        :func:`~shortinfer.langevin.rollout`'s output.
+        `shortinfer.langevin.rollout`'s output.
 
     Raises:
         ValueError: For an unknown ``mode`` or a non-positive ``order`` or ``num_probes``.
@@ -442,21 +447,22 @@ def stochastic_log_det(
 
 
 def auto_log_det_method(latent_dim: int) -> Literal["per_step_exact", "stochastic"]:
-    r"""The estimator ``method="auto"`` uses for a latent dimension :math:`D`.
+    r"""The estimator ``method="auto"`` uses for a latent dimension $D$.
 
-    .. math::
-        \text{auto}(D) = \begin{cases}
-            \texttt{"per\_step\_exact"} & D \le D_{\max} \\
-            \texttt{"stochastic"} & D > D_{\max}
-        \end{cases}
-        \qquad D_{\max} = \texttt{AUTO\_EXACT\_MAX\_DIM}
+    $$
+    \text{auto}(D) = \begin{cases}
+    \texttt{"per\_step\_exact"} & D \le D_{\max} \\
+    \texttt{"stochastic"} & D > D_{\max}
+    \end{cases}
+    \qquad D_{\max} = \texttt{AUTO\_EXACT\_MAX\_DIM}
+    $$
 
-    Exact costs :math:`K D` Hessian-vector products, the stochastic estimator
-    :math:`K \lceil J/2 \rceil P`; see :data:`AUTO_EXACT_MAX_DIM` for where the threshold
+    Exact costs $K D$ Hessian-vector products, the stochastic estimator
+    $K \lceil J/2 \rceil P$; see `AUTO_EXACT_MAX_DIM` for where the threshold
     comes from.
 
     Arguments:
-        latent_dim: :math:`D`, the number of latent coordinates per example.
+        latent_dim: $D$, the number of latent coordinates per example.
 
     Returns:
         ``"per_step_exact"`` or ``"stochastic"``.
@@ -481,32 +487,32 @@ def estimate_log_det(
     order: int = DEFAULT_ORDER,
     num_probes: int = DEFAULT_NUM_PROBES,
 ) -> tuple[Tensor, Tensor]:
-    r"""Estimate :math:`\log\lvert\det \partial z_K / \partial z_0\rvert` with a chosen method.
+    r"""Estimate $\log\lvert\det \partial z_K / \partial z_0\rvert$ with a chosen method.
 
     Cost in Hessian-vector products (each about one backward pass of ``log_joint`` over the
-    batch), memory of a forward-mode derivative in :math:`s`, and bias:
+    batch), memory of a forward-mode derivative in $s$, and bias:
 
-    - ``"exact"``: :math:`K D` products; all :math:`K` steps' graph is kept for a reverse-mode
+    - ``"exact"``: $K D$ products; all $K$ steps' graph is kept for a reverse-mode
       derivative; unbiased.
-    - ``"per_step_exact"``: :math:`K D` products, one step alive at a time (forward-mode
-      derivative in :math:`s`: about one step's :math:`D B` products of memory); unbiased.
-    - ``"stochastic"``: :math:`K \lceil J/2 \rceil P` products, independent of :math:`D`;
-      biased by the series truncation (upwards near a mode), variance :math:`\propto 1/P`.
-    - ``"auto"``: one of the above by :func:`auto_log_det_method`.
+    - ``"per_step_exact"``: $K D$ products, one step alive at a time (forward-mode
+      derivative in $s$: about one step's $D B$ products of memory); unbiased.
+    - ``"stochastic"``: $K \lceil J/2 \rceil P$ products, independent of $D$;
+      biased by the series truncation (upwards near a mode), variance $\propto 1/P$.
+    - ``"auto"``: one of the above by `auto_log_det_method`.
 
     Arguments:
-        log_joint: Maps flat latents ``(B, D)`` to :math:`\log p(x, z)` with shape ``(B,)``.
+        log_joint: Maps flat latents ``(B, D)`` to $\log p(x, z)$ with shape ``(B,)``.
         z0: Initial flat latents, with shape ``(B, D)``.
         noise: Injected noise, with shape ``(K, B, D)``.
         step_sizes: Step-size table, with shape ``(K, D)`` or ``(K, 1)``.
-        method: ``"exact"`` (:func:`log_abs_det_jacobian`), ``"per_step_exact"``
-            (:func:`per_step_log_abs_det`), ``"stochastic"`` (:func:`stochastic_log_det`) or
-            ``"auto"`` (:func:`auto_log_det_method` of :math:`D`).
+        method: ``"exact"`` (`log_abs_det_jacobian`), ``"per_step_exact"``
+            (`per_step_log_abs_det`), ``"stochastic"`` (`stochastic_log_det`) or
+            ``"auto"`` (`auto_log_det_method` of $D$).
         mode: ``"reverse"`` or ``"forward"`` products, see each method.
         chunk_size: Basis vectors pushed at once by the exact methods (``None``: all).
         generator: Randomness for the stochastic method's probes.
-        order: Series truncation :math:`J` of the stochastic method.
-        num_probes: Probes :math:`P` of the stochastic method.
+        order: Series truncation $J$ of the stochastic method.
+        num_probes: Probes $P$ of the stochastic method.
 
     Returns:
         ``(z_K, log_det)`` with shapes ``(B, D)`` and ``(B,)``.
@@ -535,7 +541,13 @@ def estimate_log_det(
         )
     if method == "stochastic":
         return stochastic_log_det(
-            log_joint, z0, noise, step_sizes, order=order, num_probes=num_probes, mode=mode,
+            log_joint,
+            z0,
+            noise,
+            step_sizes,
+            order=order,
+            num_probes=num_probes,
+            mode=mode,
             generator=generator,
         )
     raise ValueError(

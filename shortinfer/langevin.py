@@ -2,19 +2,20 @@ r"""Pure short-run Langevin dynamics: one step, and the K-step rollout with expl
 
 The short-run chain of Nijkamp et al. (2020), equation (10), is
 
-.. math::
-    z_0 \sim p(z), \qquad
-    z_{k+1} = z_k + s_k \odot \nabla_z \log p(x, z_k) + \sqrt{2 s_k} \odot \epsilon_k,
-    \qquad \epsilon_k \sim \mathcal{N}(0, I),
+$$
+z_0 \sim p(z), \qquad
+z_{k+1} = z_k + s_k \odot \nabla_z \log p(x, z_k) + \sqrt{2 s_k} \odot \epsilon_k,
+\qquad \epsilon_k \sim \mathcal{N}(0, I),
+$$
 
-for :math:`k = 0, \dots, K-1`. With the noise :math:`\epsilon = (\epsilon_0, \dots, \epsilon_{K-1})`
-passed in as an argument, the rollout :math:`z_K = F(z_0, \epsilon)` is a deterministic function
-of :math:`z_0`, which is what makes its Jacobian, and hence the entropy, computable.
+for $k = 0, \dots, K-1$. With the noise $\epsilon = (\epsilon_0, \dots, \epsilon_{K-1})$
+passed in as an argument, the rollout $z_K = F(z_0, \epsilon)$ is a deterministic function
+of $z_0$, which is what makes its Jacobian, and hence the entropy, computable.
 
-**Step-size parameterisation.** The paper writes :math:`s \nabla + \sqrt{2s}\,\epsilon`. The
-authors' reference code writes :math:`\tfrac{\delta^2}{2} \nabla + \delta\, \epsilon`. The two are
-the same update with :math:`s = \delta^2 / 2`, i.e. :math:`\delta = \sqrt{2 s}`; see
-:func:`step_size_from_delta` and :func:`delta_from_step_size`.
+**Step-size parameterisation.** The paper writes $s \nabla + \sqrt{2s}\,\epsilon$. The
+authors' reference code writes $\tfrac{\delta^2}{2} \nabla + \delta\, \epsilon$. The two are
+the same update with $s = \delta^2 / 2$, i.e. $\delta = \sqrt{2 s}$; see
+`step_size_from_delta` and `delta_from_step_size`.
 
 All functions here work on flat latents of shape ``(B, D)`` and a step-size table of shape
 ``(K, D)`` (or anything broadcastable to it, such as ``(K, 1)``).
@@ -43,20 +44,20 @@ __all__ = [
 ]
 
 ScoreFn = Callable[[Tensor], Tensor]
-r"""A function :math:`z \mapsto \nabla_z \log p(x, z)` on flat latents ``(B, D) -> (B, D)``."""
+r"""A function $z \mapsto \nabla_z \log p(x, z)$ on flat latents ``(B, D) -> (B, D)``."""
 
 
 def step_size_from_delta(delta: float | Tensor) -> float | Tensor:
-    r"""Convert the reference code's :math:`\delta` to the paper's step size :math:`s = \delta^2/2`.
+    r"""Convert the reference code's $\delta$ to the paper's step size $s = \delta^2/2$.
 
-    The update :math:`z + \tfrac{\delta^2}{2}\nabla + \delta\epsilon` equals
-    :math:`z + s\nabla + \sqrt{2s}\,\epsilon` exactly when :math:`s = \delta^2 / 2`.
+    The update $z + \tfrac{\delta^2}{2}\nabla + \delta\epsilon$ equals
+    $z + s\nabla + \sqrt{2s}\,\epsilon$ exactly when $s = \delta^2 / 2$.
 
     Arguments:
-        delta: The reference code's Langevin step :math:`\delta > 0`.
+        delta: The reference code's Langevin step $\delta > 0$.
 
     Returns:
-        The step size :math:`s`, same type as ``delta``.
+        The step size $s$, same type as ``delta``.
 
     Examples:
         >>> step_size_from_delta(0.3)
@@ -66,13 +67,13 @@ def step_size_from_delta(delta: float | Tensor) -> float | Tensor:
 
 
 def delta_from_step_size(step_size: float | Tensor) -> float | Tensor:
-    r"""Convert the paper's step size :math:`s` to the reference code's :math:`\delta = \sqrt{2s}`.
+    r"""Convert the paper's step size $s$ to the reference code's $\delta = \sqrt{2s}$.
 
     Arguments:
-        step_size: The paper's step size :math:`s > 0`.
+        step_size: The paper's step size $s > 0$.
 
     Returns:
-        :math:`\delta = \sqrt{2 s}`, same type as ``step_size``.
+        $\delta = \sqrt{2 s}$, same type as ``step_size``.
 
     Examples:
         >>> round(delta_from_step_size(0.045), 12)
@@ -81,11 +82,13 @@ def delta_from_step_size(step_size: float | Tensor) -> float | Tensor:
     return (2 * step_size) ** 0.5
 
 
-def autograd_score(log_joint: Callable[[Tensor], Tensor], *, create_graph: bool = False) -> ScoreFn:
-    r"""The score :math:`\nabla_z \log p(x, z)` computed with ``torch.autograd.grad``.
+def autograd_score(
+    log_joint: Callable[[Tensor], Tensor], *, create_graph: bool = False
+) -> ScoreFn:
+    r"""The score $\nabla_z \log p(x, z)$ computed with ``torch.autograd.grad``.
 
     This is the fast path for plain sampling outside ``torch.func`` transforms. Examples are
-    independent, so the gradient of :math:`\sum_b \log p(x_b, z_b)` is the per-example score.
+    independent, so the gradient of $\sum_b \log p(x_b, z_b)$ is the per-example score.
 
     Arguments:
         log_joint: Maps flat latents ``(B, D)`` to log densities ``(B,)``, with ``x`` bound.
@@ -93,7 +96,7 @@ def autograd_score(log_joint: Callable[[Tensor], Tensor], *, create_graph: bool 
             (with respect to the step size or model parameters).
 
     Returns:
-        A :data:`ScoreFn`.
+        A `ScoreFn`.
 
     Examples:
         >>> score = autograd_score(lambda z: -0.5 * z.square().sum(-1))
@@ -115,7 +118,7 @@ def autograd_score(log_joint: Callable[[Tensor], Tensor], *, create_graph: bool 
 
 
 def functional_score(log_joint: Callable[[Tensor], Tensor]) -> ScoreFn:
-    r"""The score :math:`\nabla_z \log p(x, z)` computed with ``torch.func.grad``.
+    r"""The score $\nabla_z \log p(x, z)$ computed with ``torch.func.grad``.
 
     Use this inside ``torch.func`` transforms (``vmap``, ``jacrev``, ``jvp``), where
     ``torch.autograd.grad`` must not be used.
@@ -124,7 +127,7 @@ def functional_score(log_joint: Callable[[Tensor], Tensor]) -> ScoreFn:
         log_joint: Maps flat latents ``(B, D)`` to log densities ``(B,)``, with ``x`` bound.
 
     Returns:
-        A :data:`ScoreFn`.
+        A `ScoreFn`.
 
     Examples:
         >>> score = functional_score(lambda z: -0.5 * z.square().sum(-1))
@@ -135,13 +138,13 @@ def functional_score(log_joint: Callable[[Tensor], Tensor]) -> ScoreFn:
 
 
 def langevin_step(score: ScoreFn, z: Tensor, noise: Tensor, step_size: Tensor) -> Tensor:
-    r"""One Langevin step :math:`z + s \odot \nabla_z \log p(x, z) + \sqrt{2s} \odot \epsilon`.
+    r"""One Langevin step $z + s \odot \nabla_z \log p(x, z) + \sqrt{2s} \odot \epsilon$.
 
     Arguments:
-        score: The score function, see :data:`ScoreFn`.
+        score: The score function, see `ScoreFn`.
         z: Current flat latents, with shape ``(B, D)``.
-        noise: Standard normal :math:`\epsilon`, with shape ``(B, D)``.
-        step_size: :math:`s`, positive, broadcastable to ``(B, D)`` (e.g. ``()`` or ``(D,)``).
+        noise: Standard normal $\epsilon$, with shape ``(B, D)``.
+        step_size: $s$, positive, broadcastable to ``(B, D)`` (e.g. ``()`` or ``(D,)``).
 
     Returns:
         The next latents, with shape ``(B, D)``.
@@ -162,22 +165,23 @@ def rollout(
     *,
     trajectory: bool = False,
 ) -> Tensor:
-    r"""The K-step short-run map :math:`z_K = F(z_0, \epsilon)` with the noise given.
+    r"""The K-step short-run map $z_K = F(z_0, \epsilon)$ with the noise given.
 
-    .. math::
-        z_{k+1} = z_k + s_k \odot \nabla_z \log p(x, z_k) + \sqrt{2 s_k} \odot \epsilon_k,
-        \qquad k = 0, \dots, K - 1
+    $$
+    z_{k+1} = z_k + s_k \odot \nabla_z \log p(x, z_k) + \sqrt{2 s_k} \odot \epsilon_k,
+    \qquad k = 0, \dots, K - 1
+    $$
 
     Arguments:
-        score: The score function, see :data:`ScoreFn`.
-        z0: Initial flat latents :math:`z_0`, with shape ``(B, D)``.
-        noise: The injected noise :math:`\epsilon`, with shape ``(K, B, D)``.
-        step_sizes: Per-step step sizes :math:`s_k`, with shape ``(K, D)`` or ``(K, 1)``.
+        score: The score function, see `ScoreFn`.
+        z0: Initial flat latents $z_0$, with shape ``(B, D)``.
+        noise: The injected noise $\epsilon$, with shape ``(K, B, D)``.
+        step_sizes: Per-step step sizes $s_k$, with shape ``(K, D)`` or ``(K, 1)``.
         trajectory: Return every state instead of the last.
 
     Returns:
-        :math:`z_K` with shape ``(B, D)``, or the whole trajectory
-        :math:`(z_0, \dots, z_K)` with shape ``(K + 1, B, D)`` when ``trajectory=True``.
+        $z_K$ with shape ``(B, D)``, or the whole trajectory
+        $(z_0, \dots, z_K)$ with shape ``(K + 1, B, D)`` when ``trajectory=True``.
 
     Examples:
         >>> score = autograd_score(lambda z: -0.5 * z.square().sum(-1))

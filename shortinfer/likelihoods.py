@@ -24,19 +24,20 @@ def gaussian_log_likelihood(
     mask: Tensor | None = None,
     event_dims: int | None = None,
 ) -> Tensor:
-    r"""Log density of :math:`x \mid z \sim \mathcal{N}(\mu(z), \sigma^2 I)`, optionally masked.
+    r"""Log density of $x \mid z \sim \mathcal{N}(\mu(z), \sigma^2 I)$, optionally masked.
 
-    .. math::
-        \log p(x \mid z) = \sum_j m_j \Big[-\frac{(x_j - \mu_j)^2}{2\sigma^2}
-            - \log \sigma - \tfrac12 \log 2\pi\Big]
+    $$
+    \log p(x \mid z) = \sum_j m_j \Big[-\frac{(x_j - \mu_j)^2}{2\sigma^2}
+    - \log \sigma - \tfrac12 \log 2\pi\Big]
+    $$
 
-    where :math:`m_j \in \{0, 1\}` marks observed entries (all ones without a mask). With a
+    where $m_j \in \{0, 1\}$ marks observed entries (all ones without a mask). With a
     mask, unobserved pixels drop out of the likelihood, which is how inpainting is expressed
     (Section 5.3 of the paper): short-run inference then fills them in from the prior.
 
     Arguments:
         x: Observations, with shape ``(*batch, *event)``.
-        mean: The decoder's mean :math:`\mu(z)`, broadcastable to ``x``; leading sample
+        mean: The decoder's mean $\mu(z)$, broadcastable to ``x``; leading sample
             dimensions ``(S, B, ...)`` are allowed.
         sigma: Observation noise standard deviation, a positive float or a tensor
             broadcastable to ``x``.
@@ -83,10 +84,11 @@ def gaussian_log_likelihood(
 
 
 def standard_normal_log_prob(z: Tensor, *, event_dims: int = 1) -> Tensor:
-    r"""Log density of :math:`z \sim \mathcal{N}(0, I)`, summed over the event dimensions.
+    r"""Log density of $z \sim \mathcal{N}(0, I)$, summed over the event dimensions.
 
-    .. math::
-        \log \mathcal{N}(z; 0, I) = -\tfrac12 \lVert z \rVert^2 - \tfrac{D}{2} \log 2\pi
+    $$
+    \log \mathcal{N}(z; 0, I) = -\tfrac12 \lVert z \rVert^2 - \tfrac{D}{2} \log 2\pi
+    $$
 
     Arguments:
         z: Latent values with shape ``(*batch, *event)``.

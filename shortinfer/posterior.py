@@ -1,15 +1,15 @@
-r"""The short-run posterior :math:`q_s(z \mid x)`: the thin object users hold.
+r"""The short-run posterior $q_s(z \mid x)$: the thin object users hold.
 
-:func:`short_run` binds a user's ``log_joint(x, z)``, the observations ``x`` and the chain's
-hyperparameters; the algorithms are the pure functions of :mod:`shortinfer.langevin`,
-:mod:`shortinfer.entropy` and :mod:`shortinfer.tuning`.
+`short_run` binds a user's ``log_joint(x, z)``, the observations ``x`` and the chain's
+hyperparameters; the algorithms are the pure functions of `shortinfer.langevin`,
+`shortinfer.entropy` and `shortinfer.tuning`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, NamedTuple, Union
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -37,19 +37,19 @@ from shortinfer.tuning import PAPER_GRID, default_derivative, gradient_search, g
 
 __all__ = ["ChainNoise", "Observations", "ShortRunPosterior", "TuningTrace", "short_run"]
 
-Observations = Union[Tensor, Sequence[Tensor], Mapping[str, Tensor]]
+Observations = Tensor | Sequence[Tensor] | Mapping[str, Tensor]
 """``x``: a tensor, or a tuple/list/dict of tensors that share the leading batch dimension."""
 
 LogJoint = Callable[[Any, Any], Tensor]
-Prior = Union[Distribution, Mapping[str, Distribution], None]
+Prior = Distribution | Mapping[str, Distribution] | None
 
 
 class ChainNoise(NamedTuple):
     r"""All the randomness of a batch of short-run chains, drawn before the rollout.
 
     Attributes:
-        z0: Initial flat latents :math:`z_0 \sim p(z)`, with shape ``(S·B, D)``.
-        noise: Injected noise :math:`\epsilon`, with shape ``(K, S·B, D)``.
+        z0: Initial flat latents $z_0 \sim p(z)$, with shape ``(S·B, D)``.
+        noise: Injected noise $\epsilon$, with shape ``(K, S·B, D)``.
     """
 
     z0: Tensor
@@ -64,7 +64,7 @@ class TuningTrace(NamedTuple):
         step_sizes: The step size at each grid point or iteration, with shape ``(G, *shape)``
             where ``shape`` is ``()`` for a scalar, ``(K,)`` per step, ``(N,)`` per block
             and ``(K, N)`` for both.
-        objectives: The objective :math:`J(s)` there, with shape ``(G,)`` (a gradient trace
+        objectives: The objective $J(s)$ there, with shape ``(G,)`` (a gradient trace
             has one fewer objective than step sizes: the last step size is not evaluated).
     """
 
@@ -101,25 +101,26 @@ def _repeat(x: Observations, times: int) -> Observations:
 
 
 class ShortRunPosterior:
-    r"""The distribution of the short-run chain's output :math:`z_K`, given ``x``.
+    r"""The distribution of the short-run chain's output $z_K$, given ``x``.
 
-    .. math::
-        z_0 \sim p(z), \quad
-        z_{k+1} = z_k + s_k \nabla_z \log p(x, z_k) + \sqrt{2 s_k}\,\epsilon_k, \quad
-        q_s(z \mid x) = \text{law of } z_K.
+    $$
+    z_0 \sim p(z), \quad
+    z_{k+1} = z_k + s_k \nabla_z \log p(x, z_k) + \sqrt{2 s_k}\,\epsilon_k, \quad
+    q_s(z \mid x) = \text{law of } z_K.
+    $$
 
-    Build it with :func:`short_run`. It speaks the ``torch.distributions`` vocabulary:
-    :meth:`sample` and :meth:`rsample` take a ``sample_shape``; :meth:`entropy` returns one value
-    per example. It is immutable: :meth:`tune_step_size` and :meth:`with_step_size` return new
+    Build it with `short_run`. It speaks the ``torch.distributions`` vocabulary:
+    `sample` and `rsample` take a ``sample_shape``; `entropy` returns one value
+    per example. It is immutable: `tune_step_size` and `with_step_size` return new
     posteriors.
 
     Arguments:
-        log_joint: ``log_joint(x, z) -> (B,)``, see :func:`short_run`.
+        log_joint: ``log_joint(x, z) -> (B,)``, see `short_run`.
         x: Observations, batch first (``B`` examples).
         latent_shape: Per-example latent shape, or a dict of block name to shape.
         num_steps: K.
         step_size: s (scalar, per step, or per block).
-        prior: The initial distribution :math:`p(z)` (default standard normal).
+        prior: The initial distribution $p(z)$ (default standard normal).
         generator: A ``torch.Generator`` for reproducible draws.
         validate: Probe ``log_joint`` once at construction.
     """
@@ -254,8 +255,9 @@ class ShortRunPosterior:
         seed = None
         if self.generator is not None:
             # torch.distributions cannot take a generator: derive a seed from it instead.
-            draw = torch.randint(2**62, (1,), generator=self.generator,
-                                 device=self.generator.device)
+            draw = torch.randint(
+                2**62, (1,), generator=self.generator, device=self.generator.device
+            )
             seed = int(draw)
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices, enabled=seed is not None):
@@ -266,13 +268,13 @@ class ShortRunPosterior:
         return self.layout.flatten(z).to(dtype=self.dtype, device=self.device)
 
     def prior_log_prob(self, z0: Tensor) -> Tensor:
-        r"""Log density of the initial distribution :math:`\log p(z_0)`.
+        r"""Log density of the initial distribution $\log p(z_0)$.
 
         Arguments:
             z0: Flat initial latents, with shape ``(N, D)``.
 
         Returns:
-            :math:`\log p(z_0)` with shape ``(N,)``.
+            $\log p(z_0)$ with shape ``(N,)``.
         """
         if self.prior is None:
             return standard_normal_log_prob(z0)
@@ -280,19 +282,21 @@ class ShortRunPosterior:
         blocks = self.layout.unflatten(z0)
         blocks = blocks if isinstance(blocks, dict) else {"z": blocks}
         return sum(
-            (priors[name].log_prob(blocks[name]).reshape(z0.shape[0], -1).sum(-1)
-             for name in self.layout.names),
+            (
+                priors[name].log_prob(blocks[name]).reshape(z0.shape[0], -1).sum(-1)
+                for name in self.layout.names
+            ),
             torch.zeros(z0.shape[0], dtype=z0.dtype, device=z0.device),
         )
 
     def draw_noise(self, num_samples: int = 1) -> ChainNoise:
-        r"""Draw :math:`z_0 \sim p(z)` and :math:`\epsilon` for ``num_samples`` chains per example.
+        r"""Draw $z_0 \sim p(z)$ and $\epsilon$ for ``num_samples`` chains per example.
 
         Arguments:
             num_samples: S, chains per example.
 
         Returns:
-            A :class:`ChainNoise` with ``z0`` of shape ``(S·B, D)`` and ``noise`` of shape
+            A `ChainNoise` with ``z0`` of shape ``(S·B, D)`` and ``noise`` of shape
             ``(K, S·B, D)``; chain ``i`` belongs to example ``i % B``.
 
         Examples:
@@ -311,19 +315,19 @@ class ShortRunPosterior:
     def run_chain(
         self, chain: ChainNoise, *, differentiable: bool = False, table: Tensor | None = None
     ) -> Tensor:
-        r"""Run the K-step map :math:`z_K = F(z_0, \epsilon)` on given noise.
+        r"""Run the K-step map $z_K = F(z_0, \epsilon)$ on given noise.
 
         Arguments:
-            chain: The noise, from :meth:`draw_noise` (or built by hand with the same shapes).
-            differentiable: Keep the graph, so that :math:`z_K` can be differentiated with
+            chain: The noise, from `draw_noise` (or built by hand with the same shapes).
+            differentiable: Keep the graph, so that $z_K$ can be differentiated with
                 respect to model parameters and the step size.
             table: An alternative step-size table (internal use by tuning).
 
         Returns:
-            Flat :math:`z_K` with shape ``(S·B, D)``.
+            Flat $z_K$ with shape ``(S·B, D)``.
 
         Raises:
-            ChainDivergenceError: If some :math:`z_k` is non-finite; the message names the
+            ChainDivergenceError: If some $z_k$ is non-finite; the message names the
                 first such step.
         """
         num_samples = chain.z0.shape[0] // self.batch_size
@@ -353,13 +357,13 @@ class ShortRunPosterior:
         return self.layout.unflatten(z)
 
     def sample(self, sample_shape: Sequence[int] = torch.Size()) -> Latent:
-        r"""Draw :math:`z_K \sim q_s(z \mid x)`, without gradients.
+        r"""Draw $z_K \sim q_s(z \mid x)$, without gradients.
 
         Arguments:
             sample_shape: Leading shape S of independent draws per example.
 
         Returns:
-            :math:`z_K` with shape ``(*sample_shape, B, *latent_shape)``, or a dict of such
+            $z_K$ with shape ``(*sample_shape, B, *latent_shape)``, or a dict of such
             tensors for dict latents.
 
         Examples:
@@ -374,17 +378,17 @@ class ShortRunPosterior:
         return self._structured(self.run_chain(chain).detach(), sample_shape)
 
     def rsample(self, sample_shape: Sequence[int] = torch.Size()) -> Latent:
-        r"""Draw :math:`z_K` with the graph kept (reparameterised through the K steps).
+        r"""Draw $z_K$ with the graph kept (reparameterised through the K steps).
 
         Gradients flow to model parameters inside ``log_joint`` and through every step. This
-        costs a second-order graph; use :meth:`sample` inside training steps (Algorithm 1
-        detaches :math:`z_K`).
+        costs a second-order graph; use `sample` inside training steps (Algorithm 1
+        detaches $z_K$).
 
         Arguments:
             sample_shape: Leading shape S of independent draws per example.
 
         Returns:
-            Same as :meth:`sample`, differentiable.
+            Same as `sample`, differentiable.
 
         Examples:
             >>> mu = torch.zeros(2, requires_grad=True)
@@ -415,8 +419,16 @@ class ShortRunPosterior:
         log_joint = self._flat_log_joint(num_samples)
         step_sizes = self._step_table(table)
         z_k, entropy = entropy_bound(
-            objective, log_joint, chain.z0, chain.noise, step_sizes, self.prior_log_prob,
-            method=method, mode=mode, chunk_size=chunk_size, generator=self.generator,
+            objective,
+            log_joint,
+            chain.z0,
+            chain.noise,
+            step_sizes,
+            self.prior_log_prob,
+            method=method,
+            mode=mode,
+            chunk_size=chunk_size,
+            generator=self.generator,
             num_examples=self.batch_size,  # chain i is example i % B (see draw_noise)
         )
         if not bool(torch.isfinite(z_k).all()):
@@ -439,18 +451,19 @@ class ShortRunPosterior:
         mode: JacobianMode = "reverse",
         chunk_size: int | None = None,
     ) -> Tensor:
-        r"""Per-example estimate of the entropy of :math:`z_K` given the injected noise.
+        r"""Per-example estimate of the entropy of $z_K$ given the injected noise.
 
-        .. math::
-            \hat H_b = \frac1S \sum_{i=1}^S \Big[-\log p(z_0^{(i)})
-                + \log\Big|\det \frac{\partial F}{\partial z_0}(z_0^{(i)}, \epsilon^{(i)})\Big|\Big]
+        $$
+        \hat H_b = \frac1S \sum_{i=1}^S \Big[-\log p(z_0^{(i)})
+        + \log\Big|\det \frac{\partial F}{\partial z_0}(z_0^{(i)}, \epsilon^{(i)})\Big|\Big]
+        $$
 
-        an unbiased estimate of :math:`H(z_K \mid \epsilon) \le H(z_K)`, with the exact
-        Jacobian from ``torch.func`` (see :mod:`shortinfer.entropy`).
+        an unbiased estimate of $H(z_K \mid \epsilon) \le H(z_K)$, with the exact
+        Jacobian from ``torch.func`` (see `shortinfer.entropy`).
 
         Arguments:
             num_samples: S, chains per example.
-            method: Log-determinant estimator, see :func:`shortinfer.entropy.estimate_log_det`.
+            method: Log-determinant estimator, see `shortinfer.entropy.estimate_log_det`.
             mode: ``"reverse"`` (vjp rows) or ``"forward"`` (jvp columns) for exact Jacobians.
             chunk_size: How many Jacobian rows/columns to push at once (``None``: all D).
 
@@ -458,8 +471,11 @@ class ShortRunPosterior:
             The estimate, with shape ``(B,)``.
 
         Examples:
-            >>> post = short_run(lambda x, z: -0.5 * z.square().sum(-1) - 0.5 * (x - z).square().sum(-1),
-            ...                  torch.zeros(2, 3), latent_shape=(3,), num_steps=5, step_size=0.1)
+            >>> def log_joint(x, z):
+            ...     return -0.5 * z.square().sum(-1) - 0.5 * (x - z).square().sum(-1)
+            >>> post = short_run(
+            ...     log_joint, torch.zeros(2, 3), latent_shape=(3,), num_steps=5, step_size=0.1
+            ... )
             >>> post.entropy().shape
             torch.Size([2])
         """
@@ -480,34 +496,42 @@ class ShortRunPosterior:
     ) -> Tensor:
         r"""Per-example evidence lower bound under the short-run posterior.
 
-        .. math::
-            \mathrm{ELBO}_b = \mathbb{E}_q[\log p(x_b, z_K)] + \hat H_b
-            = \log p(x_b) - \mathrm{KL}(q_s \| p(z \mid x_b)) - \text{gap}
+        $$
+        \mathrm{ELBO}_b = \mathbb{E}_q[\log p(x_b, z_K)] + \hat H_b
+        = \log p(x_b) - \mathrm{KL}(q_s \| p(z \mid x_b)) - \text{gap}
+        $$
 
         With the paper's ``objective="conditional"``, the gap
-        :math:`H(z_K) - H(z_K \mid \epsilon) \ge 0` comes from conditioning on the noise, so
-        this is a lower bound on :math:`\log p(x)` in expectation. Its negative mean over
+        $H(z_K) - H(z_K \mid \epsilon) \ge 0$ comes from conditioning on the noise, so
+        this is a lower bound on $\log p(x)$ in expectation. Its negative mean over
         examples is the paper's step-size objective, equation (20).
 
         Arguments:
             num_samples: S, chains per example.
-            objective: The entropy bound, see :mod:`shortinfer.bounds`.
-            entropy_method: Log-determinant estimator, see :meth:`entropy`.
-            mode: See :meth:`entropy`.
-            chunk_size: See :meth:`entropy`.
+            objective: The entropy bound, see `shortinfer.bounds`.
+            entropy_method: Log-determinant estimator, see `entropy`.
+            mode: See `entropy`.
+            chunk_size: See `entropy`.
 
         Returns:
             The ELBO estimate, with shape ``(B,)``.
 
         Examples:
-            >>> post = short_run(lambda x, z: -0.5 * z.square().sum(-1) - 0.5 * (x - z).square().sum(-1),
-            ...                  torch.zeros(2, 3), latent_shape=(3,), num_steps=5, step_size=0.1)
+            >>> def log_joint(x, z):
+            ...     return -0.5 * z.square().sum(-1) - 0.5 * (x - z).square().sum(-1)
+            >>> post = short_run(
+            ...     log_joint, torch.zeros(2, 3), latent_shape=(3,), num_steps=5, step_size=0.1
+            ... )
             >>> post.elbo(num_samples=4).shape
             torch.Size([2])
         """
         chain = self.draw_noise(num_samples)
         log_p, entropy = self._terms(
-            chain, None, objective=objective, method=entropy_method, mode=mode,
+            chain,
+            None,
+            objective=objective,
+            method=entropy_method,
+            mode=mode,
             chunk_size=chunk_size,
         )
         return self._per_example(log_p + entropy)
@@ -522,15 +546,15 @@ class ShortRunPosterior:
         mode: JacobianMode = "reverse",
         chunk_size: int | None = None,
     ) -> Tensor:
-        r"""The step-size objective :math:`J(s) = -\frac1B\sum_b \mathrm{ELBO}_b` on fixed noise.
+        r"""The step-size objective $J(s) = -\frac1B\sum_b \mathrm{ELBO}_b$ on fixed noise.
 
         Arguments:
-            chain: Noise from :meth:`draw_noise`, shared by every evaluation.
+            chain: Noise from `draw_noise`, shared by every evaluation.
             table: The step-size table, shape ``(K or 1, N or 1)``; may require grad.
-            objective: See :meth:`elbo`.
-            entropy_method: See :meth:`elbo`.
-            mode: See :meth:`entropy`.
-            chunk_size: See :meth:`entropy`.
+            objective: See `elbo`.
+            entropy_method: See `elbo`.
+            mode: See `entropy`.
+            chunk_size: See `entropy`.
 
         Returns:
             A scalar tensor, differentiable with respect to ``table``.
@@ -542,7 +566,11 @@ class ShortRunPosterior:
             torch.Size([])
         """
         log_p, entropy = self._terms(
-            chain, table, objective=objective, method=entropy_method, mode=mode,
+            chain,
+            table,
+            objective=objective,
+            method=entropy_method,
+            mode=mode,
             chunk_size=chunk_size,
         )
         return -(log_p + entropy).mean()
@@ -550,7 +578,7 @@ class ShortRunPosterior:
     # -- tuning ---------------------------------------------------------------------------
 
     def with_step_size(self, step_size: StepSize) -> ShortRunPosterior:
-        """A copy of this posterior with another step size (validated as in :func:`short_run`).
+        """A copy of this posterior with another step size (validated as in `short_run`).
 
         Examples:
             >>> post = short_run(lambda x, z: -0.5 * (z - x).square().sum(-1),
@@ -574,22 +602,23 @@ class ShortRunPosterior:
         chunk_size: int | None = None,
         all_reduce: Callable[[Tensor], Tensor] | None = None,
     ) -> ShortRunPosterior:
-        r"""Return a posterior whose step size minimises the objective :math:`J(s)`.
+        r"""Return a posterior whose step size minimises the objective $J(s)$.
 
-        .. math::
-            J(s) = \frac1B \sum_b \mathbb{E}\big[\log q_s(z_K \mid \epsilon, x_b)
-                - \log p(x_b, z_K)\big]
+        $$
+        J(s) = \frac1B \sum_b \mathbb{E}\big[\log q_s(z_K \mid \epsilon, x_b)
+        - \log p(x_b, z_K)\big]
+        $$
 
-        (equation (20) of the paper), estimated on one draw of :math:`(z_0, \epsilon)` per chain
+        (equation (20) of the paper), estimated on one draw of $(z_0, \epsilon)$ per chain
         shared by all candidates (common random numbers).
 
-        - ``method="grid"`` evaluates a scalar :math:`s` at each grid point (default: the
+        - ``method="grid"`` evaluates a scalar $s$ at each grid point (default: the
           paper's 0.01, 0.02, ..., 0.15) and keeps the best.
-        - ``method="gradient"`` runs Adam on :math:`\log s`, differentiating through the K
+        - ``method="gradient"`` runs Adam on $\log s$, differentiating through the K
           steps and the log-determinant. It keeps the current step size's shape: scalar, per
           step ``(K,)``, or per block. The derivative is taken in forward mode (one
           ``torch.func.jvp`` per parameter, no stored graph) for few parameters on non-toy
-          chains, in reverse mode otherwise (:func:`shortinfer.tuning.default_derivative`).
+          chains, in reverse mode otherwise (`shortinfer.tuning.default_derivative`).
         - With ``entropy_method="stochastic"`` (or ``"auto"``) every candidate sees the same
           Hutchinson probes.
 
@@ -598,25 +627,26 @@ class ShortRunPosterior:
             grid: Candidate step sizes for the grid (positive floats).
             num_samples: S, chains per example in the objective.
             num_iterations: Gradient iterations.
-            learning_rate: Adam's learning rate on :math:`\log s`.
-            objective: The entropy bound that defines :math:`J`, see :meth:`elbo`.
-            entropy_method: Log-determinant estimator, see :meth:`elbo`.
-            mode: Jacobian mode, see :meth:`entropy`.
-            chunk_size: See :meth:`entropy`.
+            learning_rate: Adam's learning rate on $\log s$.
+            objective: The entropy bound that defines $J$, see `elbo`.
+            entropy_method: Log-determinant estimator, see `elbo`.
+            mode: Jacobian mode, see `entropy`.
+            chunk_size: See `entropy`.
             all_reduce: For data-parallel training: maps a local tensor to its mean over
                 processes (e.g. ``torch.distributed.all_reduce`` then divide by the world
                 size), so that every process selects the same step size.
 
         Returns:
-            A new :class:`ShortRunPosterior` with the tuned step size; its ``trace`` is a
-            :class:`TuningTrace` of the search. ``self`` is unchanged.
+            A new `ShortRunPosterior` with the tuned step size; its ``trace`` is a
+            `TuningTrace` of the search. ``self`` is unchanged.
 
         Raises:
             ValueError: For an unknown method or a bad grid.
 
         Examples:
-            >>> post = short_run(lambda x, z: -0.5 * z.square().sum(-1) - 2 * (x - z).square().sum(-1),
-            ...                  torch.zeros(4, 2), latent_shape=(2,), num_steps=10,
+            >>> def log_joint(x, z):
+            ...     return -0.5 * z.square().sum(-1) - 2 * (x - z).square().sum(-1)
+            >>> post = short_run(log_joint, torch.zeros(4, 2), latent_shape=(2,), num_steps=10,
             ...                  generator=torch.Generator().manual_seed(0))
             >>> tuned = post.tune_step_size("grid", grid=[0.01, 0.05, 0.1])
             >>> tuned.step_size in (0.01, 0.05, 0.1), tuned.trace.objectives.shape
@@ -635,7 +665,11 @@ class ShortRunPosterior:
             if posterior is not self:
                 posterior.generator = torch.Generator(device or "cpu").manual_seed(seed)
             return posterior.step_size_objective(
-                chain, table, objective=objective, entropy_method=entropy_method, mode=mode,
+                chain,
+                table,
+                objective=objective,
+                entropy_method=entropy_method,
+                mode=mode,
                 chunk_size=chunk_size,
             )
 
@@ -652,8 +686,11 @@ class ShortRunPosterior:
             return self._replace(result.step_size, trace)
         if method == "gradient":
             found = gradient_search(
-                evaluate, self._table, num_iterations=num_iterations,
-                learning_rate=learning_rate, all_reduce=all_reduce,
+                evaluate,
+                self._table,
+                num_iterations=num_iterations,
+                learning_rate=learning_rate,
+                all_reduce=all_reduce,
                 derivative=default_derivative(self._table.numel(), chain.noise.numel()),
             )
             # Trace shape: () scalar, (K,) per step, (N,) per block, (K, N) for both.
@@ -675,18 +712,19 @@ def short_run(
     generator: torch.Generator | None = None,
     validate: bool = True,
 ) -> ShortRunPosterior:
-    r"""Wrap any ``log_joint(x, z)`` into a short-run Langevin posterior :math:`q_s(z \mid x)`.
+    r"""Wrap any ``log_joint(x, z)`` into a short-run Langevin posterior $q_s(z \mid x)$.
 
-    .. math::
-        z_0 \sim p(z), \qquad
-        z_{k+1} = z_k + s\,\nabla_z \log p(x, z_k) + \sqrt{2s}\,\epsilon_k,
-        \qquad k = 0, \dots, K-1
+    $$
+    z_0 \sim p(z), \qquad
+    z_{k+1} = z_k + s\,\nabla_z \log p(x, z_k) + \sqrt{2s}\,\epsilon_k,
+    \qquad k = 0, \dots, K-1
+    $$
 
     (Nijkamp et al. 2020, equation (10)). In the authors' code's notation
-    :math:`\tfrac{\delta^2}{2}\nabla + \delta\epsilon`, :math:`s = \delta^2/2`.
+    $\tfrac{\delta^2}{2}\nabla + \delta\epsilon$, $s = \delta^2/2$.
 
     Arguments:
-        log_joint: ``log_joint(x, z)`` returns :math:`\log p(x, z)` per example, a tensor of
+        log_joint: ``log_joint(x, z)`` returns $\log p(x, z)$ per example, a tensor of
             shape ``(B,)``; ``z`` has shape ``(B, *latent_shape)`` (a dict of such tensors for
             dict latents). Examples must not interact, and the function must be traceable by
             ``torch.func`` (no ``.item()``, no data-dependent ``if``, no in-place writes to
@@ -698,7 +736,7 @@ def short_run(
         num_steps: K, the number of Langevin steps (the paper uses 25).
         step_size: s: a float, a ``(K,)`` tensor (one per step), or a dict of block name to
             float or ``(K,)`` tensor (per latent block).
-        prior: The initial distribution :math:`p(z)`: ``None`` for :math:`\mathcal{N}(0, I)`, a
+        prior: The initial distribution $p(z)$: ``None`` for $\mathcal{N}(0, I)$, a
             ``torch.distributions.Distribution`` whose ``batch_shape + event_shape`` is
             ``latent_shape``, or a dict of those for dict latents. It should be the prior inside
             ``log_joint``.
@@ -706,7 +744,7 @@ def short_run(
         validate: Check ``x`` for non-finite values and probe ``log_joint`` once (recommended).
 
     Returns:
-        A :class:`ShortRunPosterior`.
+        A `ShortRunPosterior`.
 
     Raises:
         LogJointError: If ``log_joint`` returns the wrong shape, non-finite values, or a value
@@ -724,6 +762,12 @@ def short_run(
         torch.Size([16, 8])
     """
     return ShortRunPosterior(
-        log_joint, x, latent_shape=latent_shape, num_steps=num_steps, step_size=step_size,
-        prior=prior, generator=generator, validate=validate,
+        log_joint,
+        x,
+        latent_shape=latent_shape,
+        num_steps=num_steps,
+        step_size=step_size,
+        prior=prior,
+        generator=generator,
+        validate=validate,
     )

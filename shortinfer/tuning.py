@@ -1,16 +1,17 @@
-r"""Step-size search rules: pure functions of an objective :math:`J(s)`.
+r"""Step-size search rules: pure functions of an objective $J(s)$.
 
-The paper (Section 4.3, equation (20)) picks :math:`s` by minimising
+The paper (Section 4.3, equation (20)) picks $s$ by minimising
 
-.. math::
-    J(s) = \frac{1}{n}\sum_{i=1}^n \mathbb{E}_{q_s}\big[\log q_s(z_i \mid x_i)
-        - \log p(x_i, z_i)\big],
+$$
+J(s) = \frac{1}{n}\sum_{i=1}^n \mathbb{E}_{q_s}\big[\log q_s(z_i \mid x_i)
+- \log p(x_i, z_i)\big],
+$$
 
-an upper bound (up to :math:`\log p(x)`) on the average :math:`\mathrm{KL}(q_s \| p(z \mid x))`,
+an upper bound (up to $\log p(x)$) on the average $\mathrm{KL}(q_s \| p(z \mid x))$,
 either by a grid search or by gradient descent through the K steps and the log-determinant.
-These rules know nothing about models; :class:`~shortinfer.ShortRunPosterior` builds the
+These rules know nothing about models; `shortinfer.ShortRunPosterior` builds the
 objective and calls them. Objectives are evaluated with common random numbers (the same
-:math:`z_0` and :math:`\epsilon` for every candidate), so comparisons between candidates are not
+$z_0$ and $\epsilon$ for every candidate), so comparisons between candidates are not
 swamped by Monte Carlo noise.
 """
 
@@ -42,14 +43,14 @@ r"""Largest number of step-size parameters for which ``derivative="auto"`` uses 
 
 Forward mode costs one ``torch.func.jvp`` of the whole objective per parameter and keeps no
 graph, so its memory is that of a single evaluation; reverse mode costs one backward pass but
-keeps every step's graph alive (about 10 GB for the exact log-det at :math:`D = 128`). A scalar
-step size or one per block (up to 8 blocks) is cheaper forward; a per-step table (:math:`K = 25`
+keeps every step's graph alive (about 10 GB for the exact log-det at $D = 128$). A scalar
+step size or one per block (up to 8 blocks) is cheaper forward; a per-step table ($K = 25$
 parameters) runs reverse. Measured in ``benchmarks/results/entropy.md``.
 """
 
 FORWARD_MIN_ELEMENTS: int = 8192
-r"""Smallest chain, in latent coordinates times steps :math:`K \cdot S B \cdot D`, for which
-:func:`default_derivative` prefers forward mode.
+r"""Smallest chain, in latent coordinates times steps $K \cdot S B \cdot D$, for which
+`default_derivative` prefers forward mode.
 
 Below it the reverse graph is small (a few MB), and forward mode's fixed per-operation cost
 (some backward formulas run as Python decompositions under ``jvp``) makes it several times
@@ -59,18 +60,19 @@ no graph (``benchmarks/results/entropy.md``).
 
 
 def default_derivative(num_parameters: int, num_elements: int) -> Literal["forward", "reverse"]:
-    r"""How :meth:`~shortinfer.ShortRunPosterior.tune_step_size` differentiates :math:`J(s)`.
+    r"""How `shortinfer.ShortRunPosterior.tune_step_size` differentiates $J(s)$.
 
-    .. math::
-        \text{forward if } n \le n_{\max} \text{ and } K S B D \ge N_{\min},
-        \text{ else reverse}
+    $$
+    \text{forward if } n \le n_{\max} \text{ and } K S B D \ge N_{\min},
+    \text{ else reverse}
+    $$
 
-    with :math:`n_{\max}` = :data:`FORWARD_MAX_PARAMETERS` and :math:`N_{\min}` =
-    :data:`FORWARD_MIN_ELEMENTS`.
+    with $n_{\max}$ = `FORWARD_MAX_PARAMETERS` and $N_{\min}$ =
+    `FORWARD_MIN_ELEMENTS`.
 
     Arguments:
-        num_parameters: :math:`n`, the number of step-size parameters.
-        num_elements: :math:`K \cdot S B \cdot D`, the size of the chain's noise.
+        num_parameters: $n$, the number of step-size parameters.
+        num_elements: $K \cdot S B \cdot D$, the size of the chain's noise.
 
     Returns:
         ``"forward"`` or ``"reverse"``.
@@ -84,16 +86,16 @@ def default_derivative(num_parameters: int, num_elements: int) -> Literal["forwa
 
 
 PAPER_GRID: tuple[float, ...] = tuple(round(0.01 * i, 2) for i in range(1, 16))
-"""The paper's grid :math:`s \\in \\{0.01, 0.02, \\dots, 0.15\\}` (Section 5.5)."""
+"""The paper's grid $s \\in \\{0.01, 0.02, \\dots, 0.15\\}$ (Section 5.5)."""
 
 
 class GridSearchResult(NamedTuple):
-    """Outcome of :func:`grid_search`.
+    """Outcome of `grid_search`.
 
     Attributes:
         step_size: The best candidate, a table with the candidates' shape.
         candidates: Every candidate, with shape ``(G, *table)``.
-        objectives: :math:`J` at each candidate, with shape ``(G,)`` (``inf`` where the
+        objectives: $J$ at each candidate, with shape ``(G,)`` (``inf`` where the
             chain diverged).
     """
 
@@ -103,12 +105,12 @@ class GridSearchResult(NamedTuple):
 
 
 class GradientSearchResult(NamedTuple):
-    """Outcome of :func:`gradient_search`.
+    """Outcome of `gradient_search`.
 
     Attributes:
         step_size: The step-size table after the last iteration.
         step_sizes: The table at every iteration, with shape ``(T + 1, *table)``.
-        objectives: :math:`J` at every iteration, with shape ``(T,)``.
+        objectives: $J$ at every iteration, with shape ``(T,)``.
     """
 
     step_size: Tensor
@@ -122,24 +124,24 @@ def grid_search(
     *,
     all_reduce: Callable[[Tensor], Tensor] | None = None,
 ) -> GridSearchResult:
-    r"""Evaluate :math:`J` at every candidate and return the minimiser.
+    r"""Evaluate $J$ at every candidate and return the minimiser.
 
-    .. math:: s^\star = \arg\min_{s \in \mathcal{G}} J(s)
+    $$s^\star = \arg\min_{s \in \mathcal{G}} J(s)$$
 
-    A candidate at which :math:`J` is not finite (a diverging chain or a singular Jacobian)
+    A candidate at which $J$ is not finite (a diverging chain or a singular Jacobian)
     scores ``inf`` instead of stopping the search.
 
     Arguments:
-        objective: Maps a step-size table to a scalar tensor :math:`J(s)`.
+        objective: Maps a step-size table to a scalar tensor $J(s)$.
         candidates: The grid, with shape ``(G, *table)``.
         all_reduce: Maps this process's objectives ``(G,)`` to their mean over processes
             (data-parallel training), so that every process picks the same step size.
 
     Returns:
-        A :class:`GridSearchResult`.
+        A `GridSearchResult`.
 
     Raises:
-        FloatingPointError: If :math:`J` is non-finite at every candidate.
+        FloatingPointError: If $J$ is non-finite at every candidate.
 
     Examples:
         >>> result = grid_search(lambda s: (s - 0.05).square().sum(), torch.tensor(PAPER_GRID))
@@ -172,23 +174,23 @@ def objective_and_gradient(
     *,
     derivative: Literal["forward", "reverse"] = "reverse",
 ) -> tuple[Tensor, Tensor]:
-    r""":math:`J(e^u)` and :math:`\nabla_u J(e^u)` for a table of log step sizes :math:`u`.
+    r"""$J(e^u)$ and $\nabla_u J(e^u)$ for a table of log step sizes $u$.
 
-    - ``"reverse"``: one backward pass (``torch.autograd.grad``; only :math:`u` receives a
+    - ``"reverse"``: one backward pass (``torch.autograd.grad``; only $u$ receives a
       gradient, model parameters are left untouched). Memory holds the whole graph.
-    - ``"forward"``: one ``torch.func.jvp`` per entry of :math:`u` with tangent :math:`e_i`,
-      :math:`\partial_i J = \frac{d}{dt} J(e^{u + t e_i})\big|_{t=0}`, run under
+    - ``"forward"``: one ``torch.func.jvp`` per entry of $u$ with tangent $e_i$,
+      $\partial_i J = \frac{d}{dt} J(e^{u + t e_i})\big|_{t=0}$, run under
       ``torch.no_grad`` so no graph is kept: memory is that of one evaluation, time is about
-      :math:`(1 + c)` evaluations per entry.
+      $(1 + c)$ evaluations per entry.
 
     Arguments:
         objective: Maps a step-size table to a scalar tensor; it must be traceable by
             ``torch.func.jvp`` for ``"forward"`` (the posterior's objectives are).
-        log_step_size: :math:`u`, any shape.
+        log_step_size: $u$, any shape.
         derivative: ``"forward"`` or ``"reverse"``.
 
     Returns:
-        ``(value, gradient)``: the detached scalar :math:`J` and :math:`\nabla_u J` with the
+        ``(value, gradient)``: the detached scalar $J$ and $\nabla_u J$ with the
         shape of ``log_step_size``.
 
     Examples:
@@ -231,17 +233,18 @@ def gradient_search(
     all_reduce: Callable[[Tensor], Tensor] | None = None,
     derivative: DerivativeMode = "auto",
 ) -> GradientSearchResult:
-    r"""Minimise :math:`J(s)` by Adam on :math:`\log s`, differentiating through the chain.
+    r"""Minimise $J(s)$ by Adam on $\log s$, differentiating through the chain.
 
-    Optimising :math:`u = \log s` keeps :math:`s > 0` without projection; the learning rate is
-    thus a relative change of :math:`s` per iteration. :math:`s` is clamped to ``bounds``.
+    Optimising $u = \log s$ keeps $s > 0$ without projection; the learning rate is
+    thus a relative change of $s$ per iteration. $s$ is clamped to ``bounds``.
 
-    .. math::
-        u_{t+1} = u_t - \eta\,\mathrm{Adam}\big(\nabla_u J(e^{u_t})\big)
+    $$
+    u_{t+1} = u_t - \eta\,\mathrm{Adam}\big(\nabla_u J(e^{u_t})\big)
+    $$
 
-    The gradient comes from :func:`objective_and_gradient`: forward mode (one ``jvp`` per
+    The gradient comes from `objective_and_gradient`: forward mode (one ``jvp`` per
     parameter, no stored graph) or reverse mode (one backward pass, every step's graph
-    stored). ``"auto"`` picks forward mode for at most :data:`FORWARD_MAX_PARAMETERS`
+    stored). ``"auto"`` picks forward mode for at most `FORWARD_MAX_PARAMETERS`
     parameters (a scalar step size, or one per block) and reverse mode otherwise.
 
     Arguments:
@@ -249,14 +252,14 @@ def gradient_search(
         initial: The starting table, positive, any shape (e.g. ``(1, 1)``, ``(K, 1)``,
             ``(1, N)``); its shape is kept.
         num_iterations: Number of Adam steps T.
-        learning_rate: Adam's learning rate :math:`\eta` on :math:`\log s`.
-        bounds: Lower and upper clamps for :math:`s`.
+        learning_rate: Adam's learning rate $\eta$ on $\log s$.
+        bounds: Lower and upper clamps for $s$.
         all_reduce: Maps a local tensor to its mean over processes; applied to the gradient
             and the objective, so that data-parallel processes take identical steps.
         derivative: ``"auto"``, ``"forward"`` or ``"reverse"``.
 
     Returns:
-        A :class:`GradientSearchResult`.
+        A `GradientSearchResult`.
 
     Raises:
         FloatingPointError: If the objective or its gradient becomes non-finite.

@@ -15,10 +15,24 @@ from shortinfer.bench.runner import run_fid
 from shortinfer.data import make_synthetic_celeba
 
 # A budget small enough that every cell trains in well under a second on one CPU core.
-TINY = dict(num_iterations=3, batch_size=4, num_filters=4, bottom_latent_size=4,
-            layers=(1, 2), steps_ablation=(2, 5), num_steps=5, tune_every=2,
-            tune_grid=(0.02, 0.05), tune_batch=1, num_test=6, num_elbo_images=2,
-            eval_batch_size=6, checkpoint_every=1, log_every=1, abp_num_steps=3)
+TINY = dict(
+    num_iterations=3,
+    batch_size=4,
+    num_filters=4,
+    bottom_latent_size=4,
+    layers=(1, 2),
+    steps_ablation=(2, 5),
+    num_steps=5,
+    tune_every=2,
+    tune_grid=(0.02, 0.05),
+    tune_batch=1,
+    num_test=6,
+    num_elbo_images=2,
+    eval_batch_size=6,
+    checkpoint_every=1,
+    log_every=1,
+    abp_num_steps=3,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +75,11 @@ def test_presets_paper_schedule_and_overrides():
 def test_schedules_follow_appendix_7_1():
     rates = (1e-4, 5e-5, 1e-5)
     assert [learning_rate(t, 300_000, rates) for t in (0, 99_999, 100_000, 299_999)] == [
-        1e-4, 1e-4, 5e-5, 1e-5]
+        1e-4,
+        1e-4,
+        5e-5,
+        1e-5,
+    ]
     assert sigma_at(0, 90, 0.3, 0.15, 1 / 3) == pytest.approx(0.3)
     assert sigma_at(15, 90, 0.3, 0.15, 1 / 3) == pytest.approx(0.225)
     assert sigma_at(89, 90, 0.3, 0.15, 1 / 3) == pytest.approx(0.15)
@@ -72,8 +90,14 @@ def test_schedules_follow_appendix_7_1():
 def test_plan_shares_the_table1_cell_with_the_k_ablation():
     keys = [cell.key for cell in plan_cells(get_preset("paper"), abp=True)]
     assert keys.count("short_run-L5-K25") == 1
-    assert {"ladder_vae-L1", "ladder_vae-L3", "ladder_vae-L5", "short_run-L5-K5",
-            "short_run-L5-K50", "abp-L1-K40"} <= set(keys)
+    assert {
+        "ladder_vae-L1",
+        "ladder_vae-L3",
+        "ladder_vae-L5",
+        "short_run-L5-K5",
+        "short_run-L5-K50",
+        "abp-L1-K40",
+    } <= set(keys)
     assert len(keys) == 10
 
 
@@ -88,8 +112,10 @@ def test_cell_resumes_from_checkpoint_then_skips(tmp_path):
 
     result = run_cell(cell, _data(), preset, tmp_path)
     assert result is not None and result["num_iterations"] == 3
-    iterations = [json.loads(line)["iteration"] for line in
-                  (folder / "metrics.jsonl").read_text().splitlines()]
+    iterations = [
+        json.loads(line)["iteration"]
+        for line in (folder / "metrics.jsonl").read_text().splitlines()
+    ]
     assert iterations == [1, 2, 3]  # resumed at 1: iteration 1 was not trained twice
     assert not (folder / "checkpoint.pt").exists()
     assert 0 < result["mse"] < 4 and result["num_test"] == 6
@@ -124,20 +150,41 @@ def test_baselines_train_and_evaluate(tmp_path, method):
 
 
 def test_fid_is_skipped_with_a_note_when_weights_are_missing(tmp_path):
-    note = run_fid([], _data(), get_preset("smoke", **TINY), tmp_path,
-                   weights=str(tmp_path / "missing.pth"))
+    note = run_fid(
+        [], _data(), get_preset("smoke", **TINY), tmp_path, weights=str(tmp_path / "missing.pth")
+    )
     assert note is not None and note.startswith("FID skipped: no Inception weights")
     assert run_fid([], _data(), get_preset("smoke", num_fid_samples=0), tmp_path) == (
-        "FID skipped: num_fid_samples is 0.")
+        "FID skipped: num_fid_samples is 0."
+    )
 
 
 def test_cli_hook_parses_every_dataset():
     root = argparse.ArgumentParser(prog="shortinfer")
     add_bench_subparser(root.add_subparsers(dest="command"))
-    args = root.parse_args(["bench", "celeba", "--data-root", "d", "--size", "64",
-                            "--preset", "paper", "--fid-weights", "w.pth", "--iterations", "10"])
+    args = root.parse_args(
+        [
+            "bench",
+            "celeba",
+            "--data-root",
+            "d",
+            "--size",
+            "64",
+            "--preset",
+            "paper",
+            "--fid-weights",
+            "w.pth",
+            "--iterations",
+            "10",
+        ]
+    )
     assert (args.func, args.size, args.preset, args.fid_weights, args.iterations) == (
-        run_bench, 64, "paper", "w.pth", 10)
+        run_bench,
+        64,
+        "paper",
+        "w.pth",
+        10,
+    )
     args = root.parse_args(["bench", "mnist", "--source", "fashion"])
     assert args.source == "fashion" and args.data_root is None
     with pytest.raises(SystemExit):
@@ -147,14 +194,43 @@ def test_cli_hook_parses_every_dataset():
 def test_smoke_benchmark_on_synthetic_celeba(tmp_path, capsys):
     root = make_synthetic_celeba(tmp_path / "data", num_images=60, seed=0)
     out = tmp_path / "run"
-    argv = ["celeba", "--data-root", str(root), "--size", "32", "--preset", "smoke",
-            "--iterations", "2", "--batch-size", "4", "--layers", "1", "2", "--steps", "3", "25",
-            "--num-test", "4", "--no-fid", "--threads", "1", "--out", str(out),
-            "--cache-dir", str(tmp_path / "cache")]
+    argv = [
+        "celeba",
+        "--data-root",
+        str(root),
+        "--size",
+        "32",
+        "--preset",
+        "smoke",
+        "--iterations",
+        "2",
+        "--batch-size",
+        "4",
+        "--layers",
+        "1",
+        "2",
+        "--steps",
+        "3",
+        "25",
+        "--num-test",
+        "4",
+        "--no-fid",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
     assert main(argv) == 0
     keys = json.loads((out / "run.json").read_text())["cells"]
-    assert keys == ["short_run-L1-K25", "ladder_vae-L1", "short_run-L2-K25", "ladder_vae-L2",
-                    "short_run-L2-K3"]
+    assert keys == [
+        "short_run-L1-K25",
+        "ladder_vae-L1",
+        "short_run-L2-K25",
+        "ladder_vae-L2",
+        "short_run-L2-K3",
+    ]
     for key in keys:
         result = json.loads((out / "cells" / key / "result.json").read_text())
         assert result["dataset"] == "celeba32" and result["num_iterations"] == 2

@@ -114,8 +114,14 @@ def test_conditional_estimate_is_unbiased_for_the_conditional_entropy():
     model, x = _setting()
     chains = 500
     z0, noise = _draw(4 * chains, 3, 10, seed=0)
-    _, h = entropy_bound("conditional", _rows(model, x, chains), z0, noise, _table(0.05, 10),
-                         standard_normal_log_prob)
+    _, h = entropy_bound(
+        "conditional",
+        _rows(model, x, chains),
+        z0,
+        noise,
+        _table(0.05, 10),
+        standard_normal_log_prob,
+    )
     mean, se = float(h.mean()), float(h.std() / math.sqrt(h.numel()))
     assert abs(mean - float(model.conditional_entropy(0.05, 10))) <= Z * se
 
@@ -126,16 +132,16 @@ def test_epi_estimate_matches_closed_form_and_exceeds_conditional(step_size):
     chains = 200
     z0, noise = _draw(4 * chains, 3, 10, seed=1)
     log_joint, table = _rows(model, x, chains), _table(step_size, 10)
-    _, h_epi = entropy_bound("epi", log_joint, z0, noise, table, standard_normal_log_prob,
-                             num_examples=4)
+    _, h_epi = entropy_bound(
+        "epi", log_joint, z0, noise, table, standard_normal_log_prob, num_examples=4
+    )
     # Affine chain: the per-step log-dets are constant, so the only randomness is the batch
     # mean of -log p(z0), whose error the recursion passes on with slope <= 1.
     prior_entropy = -standard_normal_log_prob(z0)
     se = float(prior_entropy.std() / math.sqrt(z0.shape[0]))
     assert abs(float(h_epi.mean()) - float(model.epi_entropy(step_size, 10))) <= Z * se
     assert float(h_epi.mean()) <= float(model.short_run_entropy(step_size, 10)) + Z * se
-    _, h_cond = entropy_bound("conditional", log_joint, z0, noise, table,
-                              standard_normal_log_prob)
+    _, h_cond = entropy_bound("conditional", log_joint, z0, noise, table, standard_normal_log_prob)
     shifted = h_cond + prior_entropy.mean() + standard_normal_log_prob(z0)  # same H(p) estimate
     assert (h_epi > shifted).all()
 
@@ -147,8 +153,9 @@ def test_lower_bound_objectives_give_elbos_below_the_evidence():
     log_joint, table = _rows(model, x, chains), _table(0.05, 10)
     log_evidence = float(model.log_evidence(x).mean())
     for objective in ["conditional", "epi", "semi_implicit"]:
-        z_k, h = entropy_bound(objective, log_joint, z0, noise, table, standard_normal_log_prob,
-                               num_examples=4)
+        z_k, h = entropy_bound(
+            objective, log_joint, z0, noise, table, standard_normal_log_prob, num_examples=4
+        )
         elbo = log_joint(z_k) + h
         se = float(elbo.std() / math.sqrt(elbo.numel()))
         assert float(elbo.mean()) <= log_evidence + Z * se, objective
@@ -164,8 +171,14 @@ def test_linearized_is_exact_in_expectation_for_affine_chains(step_size):
     model, x = _setting()
     chains = 400
     z0, noise = _draw(4 * chains, 3, 10, seed=3)
-    _, h = entropy_bound("linearized", _rows(model, x, chains), z0, noise,
-                         _table(step_size, 10), standard_normal_log_prob)
+    _, h = entropy_bound(
+        "linearized",
+        _rows(model, x, chains),
+        z0,
+        noise,
+        _table(step_size, 10),
+        standard_normal_log_prob,
+    )
     mean, se = float(h.mean()), float(h.std() / math.sqrt(h.numel()))
     assert abs(mean - float(model.short_run_entropy(step_size, 10))) <= Z * se
     # ... while the conditional bound is far below at the larger step sizes
@@ -205,8 +218,10 @@ def _mlp_log_joint(seed=0, dim=2, rows=3):
     x = torch.randn(rows, 4, generator=g, dtype=torch.float64)
 
     def log_joint(z):
-        return -0.5 * z.square().sum(-1) - 0.5 * (x - torch.tanh(z @ w1.T) @ w2.T).square().sum(
-            -1) / 0.5**2
+        return (
+            -0.5 * z.square().sum(-1)
+            - 0.5 * (x - torch.tanh(z @ w1.T) @ w2.T).square().sum(-1) / 0.5**2
+        )
 
     return log_joint
 
@@ -216,15 +231,16 @@ def test_linearized_matches_brute_force_jacobians_on_a_nonlinear_model(mode):
     log_joint = _mlp_log_joint()
     z0, noise = _draw(3, 2, 4, seed=5)
     table = _table(0.05, 4)
-    _, h = entropy_bound("linearized", log_joint, z0, noise, table, standard_normal_log_prob,
-                         mode=mode)
+    _, h = entropy_bound(
+        "linearized", log_joint, z0, noise, table, standard_normal_log_prob, mode=mode
+    )
 
     def one(b):
         def chain(start, eps):  # example b's z_K as a function of its own (z0, noise)
-            z = torch.cat([z0[:b], start[None], z0[b + 1:]])
+            z = torch.cat([z0[:b], start[None], z0[b + 1 :]])
             for k in range(4):
                 grad = torch.autograd.grad(log_joint(z).sum(), z, create_graph=True)[0]
-                step_noise = torch.cat([noise[k, :b], eps[k][None], noise[k, b + 1:]])
+                step_noise = torch.cat([noise[k, :b], eps[k][None], noise[k, b + 1 :]])
                 z = z + 0.05 * grad + math.sqrt(0.1) * step_noise
             return z[b]
 
@@ -250,8 +266,9 @@ def test_semi_implicit_bounds_bracket_the_entropy_and_tighten_with_more_chains()
     lower_gap, upper_gap = [], []
     for chains in [4, 32, 256]:
         z0, noise = _draw(chains * groups, 3, 10, seed=6)
-        bounds = semi_implicit_bounds(_rows(model, x, chains * groups), z0, noise,
-                                      _table(0.07, 10), num_examples=groups)
+        bounds = semi_implicit_bounds(
+            _rows(model, x, chains * groups), z0, noise, _table(0.07, 10), num_examples=groups
+        )
         lower, se_lower = _mean_and_se(bounds.lower, groups)
         upper, se_upper = _mean_and_se(bounds.upper, groups)
         assert lower <= true + Z * se_lower
@@ -284,13 +301,15 @@ def test_semi_implicit_objective_is_the_lower_bound_and_sandwich_is_projected():
     z0, noise = _draw(4 * chains, 3, 10, seed=7)
     log_joint, table = _rows(model, x, chains), _table(0.07, 10)
     bounds = semi_implicit_bounds(log_joint, z0, noise, table, num_examples=4)
-    z_k, h_si = entropy_bound("semi_implicit", log_joint, z0, noise, table,
-                              standard_normal_log_prob, num_examples=4)
+    z_k, h_si = entropy_bound(
+        "semi_implicit", log_joint, z0, noise, table, standard_normal_log_prob, num_examples=4
+    )
     torch.testing.assert_close(h_si, bounds.lower)
     torch.testing.assert_close(z_k, bounds.z_k)
     _, h_lin = entropy_bound("linearized", log_joint, z0, noise, table, standard_normal_log_prob)
-    _, h_sw = entropy_bound("sandwich", log_joint, z0, noise, table, standard_normal_log_prob,
-                            num_examples=4)
+    _, h_sw = entropy_bound(
+        "sandwich", log_joint, z0, noise, table, standard_normal_log_prob, num_examples=4
+    )
 
     def per_example(v):
         return v.reshape(chains, 4).mean(0)
@@ -301,15 +320,23 @@ def test_semi_implicit_objective_is_the_lower_bound_and_sandwich_is_projected():
     prior_entropy = -standard_normal_log_prob(z0)
     pooled = h_lin - prior_entropy + prior_entropy.mean()  # the same H(p) for every example
     var_lin = standard_error(pooled).square() + prior_entropy.var() / prior_entropy.numel()
-    low = per_example(bounds.lower) - SANDWICH_MARGIN * (
-        standard_error(bounds.lower).square() + var_lin).sqrt()
-    high = per_example(bounds.upper) + SANDWICH_MARGIN * (
-        standard_error(bounds.upper).square() + var_lin).sqrt()
+    low = (
+        per_example(bounds.lower)
+        - SANDWICH_MARGIN * (standard_error(bounds.lower).square() + var_lin).sqrt()
+    )
+    high = (
+        per_example(bounds.upper)
+        + SANDWICH_MARGIN * (standard_error(bounds.upper).square() + var_lin).sqrt()
+    )
     expected = torch.minimum(torch.maximum(per_example(pooled), low), high)
     torch.testing.assert_close(per_example(h_sw), expected)
     # within an example, the chains keep the (pooled) linearized estimate's spread
-    torch.testing.assert_close((h_sw - pooled).reshape(chains, 4).std(0),
-                               torch.zeros(4, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        (h_sw - pooled).reshape(chains, 4).std(0),
+        torch.zeros(4, dtype=torch.float64),
+        atol=1e-12,
+        rtol=0,
+    )
 
 
 def test_sandwich_clips_a_linearized_estimate_that_a_bound_contradicts():
@@ -324,8 +351,7 @@ def test_sandwich_clips_a_linearized_estimate_that_a_bound_contradicts():
     z0, noise = _draw(1024, 1, 5, seed=11)
     table = _table(0.3, 5)
     _, h_lin = entropy_bound("linearized", log_joint, z0, noise, table, wrong_prior)
-    _, h_sw = entropy_bound("sandwich", log_joint, z0, noise, table, wrong_prior,
-                            num_examples=1)
+    _, h_sw = entropy_bound("sandwich", log_joint, z0, noise, table, wrong_prior, num_examples=1)
     bounds = semi_implicit_bounds(log_joint, z0, noise, table, num_examples=1)
     assert float(h_lin.mean()) > float(bounds.upper.mean()) + 2.5
     assert float(h_sw.mean()) < float(bounds.upper.mean()) + 0.1
@@ -343,8 +369,9 @@ def test_objectives_are_differentiable_in_the_step_size(objective):
 
     def value(step):
         table = step.reshape(1, 1).expand(6, 1)
-        z_k, h = entropy_bound(objective, log_joint, z0, noise, table, standard_normal_log_prob,
-                               num_examples=4)
+        z_k, h = entropy_bound(
+            objective, log_joint, z0, noise, table, standard_normal_log_prob, num_examples=4
+        )
         return -(log_joint(z_k) + h).mean()
 
     step = torch.tensor(0.04, dtype=torch.float64, requires_grad=True)
@@ -363,18 +390,28 @@ def test_grid_tuning_with_sandwich_lands_within_1_5x_of_the_oracle_kl():
     log_joint = _rows(model, x, chains)
 
     def objective(table):
-        z_k, h = entropy_bound("sandwich", log_joint, z0, noise, table.expand(10, 1),
-                               standard_normal_log_prob, num_examples=4)
+        z_k, h = entropy_bound(
+            "sandwich",
+            log_joint,
+            z0,
+            noise,
+            table.expand(10, 1),
+            standard_normal_log_prob,
+            num_examples=4,
+        )
         return -(log_joint(z_k) + h).mean()
 
-    candidates = torch.exp(torch.linspace(math.log(0.005), math.log(0.19), 30,
-                                          dtype=torch.float64)).reshape(-1, 1, 1)
+    candidates = torch.exp(
+        torch.linspace(math.log(0.005), math.log(0.19), 30, dtype=torch.float64)
+    ).reshape(-1, 1, 1)
     chosen = float(grid_search(objective, candidates).step_size)
     assert float(model.kl_to_posterior(x, chosen, 10).mean()) <= 1.5 * KL_STAR
+
     # the paper's objective on the same draw does not
     def paper(table):
-        z_k, h = entropy_bound("conditional", log_joint, z0, noise, table.expand(10, 1),
-                               standard_normal_log_prob)
+        z_k, h = entropy_bound(
+            "conditional", log_joint, z0, noise, table.expand(10, 1), standard_normal_log_prob
+        )
         return -(log_joint(z_k) + h).mean()
 
     paper_s = float(grid_search(paper, candidates).step_size)
@@ -384,11 +421,23 @@ def test_grid_tuning_with_sandwich_lands_within_1_5x_of_the_oracle_kl():
 @pytest.mark.parametrize("method", ["grid", "gradient"])
 def test_posterior_tuning_with_sandwich_lands_within_1_5x_of_the_oracle_kl(method):
     model, x = _setting()
-    post = short_run(model.log_joint, x, latent_shape=(3,), num_steps=10, step_size=0.01,
-                     generator=torch.Generator().manual_seed(10))
+    post = short_run(
+        model.log_joint,
+        x,
+        latent_shape=(3,),
+        num_steps=10,
+        step_size=0.01,
+        generator=torch.Generator().manual_seed(10),
+    )
     grid = torch.exp(torch.linspace(math.log(0.005), math.log(0.19), 30)).tolist()
-    tuned = post.tune_step_size(method, grid=grid, num_samples=64, objective="sandwich",
-                                num_iterations=60, learning_rate=0.1)
+    tuned = post.tune_step_size(
+        method,
+        grid=grid,
+        num_samples=64,
+        objective="sandwich",
+        num_iterations=60,
+        learning_rate=0.1,
+    )
     assert float(model.kl_to_posterior(x, tuned.step_size, 10).mean()) <= 1.5 * KL_STAR
 
 
@@ -398,8 +447,14 @@ def test_posterior_tuning_with_sandwich_lands_within_1_5x_of_the_oracle_kl(metho
 def test_unknown_objective_lists_the_choices():
     z0, noise = _draw(4, 2, 3, seed=0)
     with pytest.raises(ValueError, match=r"objective must be one of \['conditional', 'epi'"):
-        entropy_bound("exact", lambda z: -z.square().sum(-1), z0, noise, _table(0.1, 3),
-                      standard_normal_log_prob)
+        entropy_bound(
+            "exact",
+            lambda z: -z.square().sum(-1),
+            z0,
+            noise,
+            _table(0.1, 3),
+            standard_normal_log_prob,
+        )
 
 
 @pytest.mark.parametrize("objective", ["semi_implicit", "sandwich"])
@@ -417,5 +472,12 @@ def test_semi_implicit_objectives_need_two_chains_per_example(objective):
 def test_linearized_rejects_an_unknown_mode():
     z0, noise = _draw(4, 2, 3, seed=0)
     with pytest.raises(ValueError, match="mode must be 'reverse' or 'forward'"):
-        entropy_bound("linearized", lambda z: -z.square().sum(-1), z0, noise, _table(0.1, 3),
-                      standard_normal_log_prob, mode="sideways")
+        entropy_bound(
+            "linearized",
+            lambda z: -z.square().sum(-1),
+            z0,
+            noise,
+            _table(0.1, 3),
+            standard_normal_log_prob,
+            mode="sideways",
+        )

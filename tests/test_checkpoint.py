@@ -28,7 +28,6 @@ from shortinfer.train.checkpoint import (
     set_rng_state,
 )
 
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -200,7 +199,8 @@ _SCRIPT = textwrap.dedent(
 def _run_script(script, *args):
     return subprocess.Popen(
         [sys.executable, str(script), *map(str, args)],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
 

@@ -37,11 +37,37 @@ def image_folder(tmp_path):
 
 def _train_args(data, out, *extra):
     return [
-        "train", "--dataset", "folder", "--data-root", str(data), "--batch-size", "4",
-        "-K", "2", "--num-filters", "4", "--latent-sizes", "2,3", "--tune-interval", "2",
-        "--tune-grid", "0.01,0.02", "--tune-batch-size", "2", "--output-dir", str(out),
-        "--no-progress", "--checkpoint-interval", "2", "--threads", "1", "--lr", "1e-3",
-        "--log-interval", "1", *extra,
+        "train",
+        "--dataset",
+        "folder",
+        "--data-root",
+        str(data),
+        "--batch-size",
+        "4",
+        "-K",
+        "2",
+        "--num-filters",
+        "4",
+        "--latent-sizes",
+        "2,3",
+        "--tune-interval",
+        "2",
+        "--tune-grid",
+        "0.01,0.02",
+        "--tune-batch-size",
+        "2",
+        "--output-dir",
+        str(out),
+        "--no-progress",
+        "--checkpoint-interval",
+        "2",
+        "--threads",
+        "1",
+        "--lr",
+        "1e-3",
+        "--log-interval",
+        "1",
+        *extra,
     ]
 
 
@@ -61,8 +87,11 @@ def test_version_in_process_and_as_module(capsys):
     assert info.value.code == 0
     assert capsys.readouterr().out.strip() == f"shortinfer {shortinfer.__version__}"
     completed = subprocess.run(
-        [sys.executable, "-m", "shortinfer", "--version"], capture_output=True, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60,
+        [sys.executable, "-m", "shortinfer", "--version"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
     )
     assert completed.returncode == 0
     assert completed.stdout.strip() == f"shortinfer {shortinfer.__version__}"
@@ -82,16 +111,25 @@ def test_train_then_sample_reconstruct_inpaint_and_resume(image_folder, tmp_path
     assert checkpoint["iteration"] == 3
     assert checkpoint["model_config"]["channels"] == 3  # folders load as RGB
     assert checkpoint["settings"]["tuning"]["grid"] == [0.01, 0.02]
-    for name in ("summary.md", "samples.png", "reconstructions.png", "inpainting-centre.png",
-                 "step_size.png", "objective.png", "metrics.jsonl"):
+    for name in (
+        "summary.md",
+        "samples.png",
+        "reconstructions.png",
+        "inpainting-centre.png",
+        "step_size.png",
+        "objective.png",
+        "metrics.jsonl",
+    ):
         assert (out / name).is_file(), name
 
-    for command, extra in (("sample", []), ("reconstruct", ["--dataset", "folder"]),
-                           ("inpaint", ["--dataset", "folder", "--mask", "random"])):
+    for command, extra in (
+        ("sample", []),
+        ("reconstruct", ["--dataset", "folder"]),
+        ("inpaint", ["--dataset", "folder", "--mask", "random"]),
+    ):
         target = tmp_path / f"{command}.png"
         data = ["--data-root", str(image_folder)] if extra else []
-        code = cli.main([command, str(out), "-o", str(target), "--num-images", "4", *extra,
-                         *data])
+        code = cli.main([command, str(out), "-o", str(target), "--num-images", "4", *extra, *data])
         assert code == 0, capsys.readouterr().err
         with Image.open(target) as picture:
             assert picture.format == "PNG"
@@ -101,12 +139,17 @@ def test_train_then_sample_reconstruct_inpaint_and_resume(image_folder, tmp_path
     result = cli.main(_train_args(image_folder, out, "--iterations", "5"))
     _one_line_error(capsys, 2, "pass --resume", result)
     # Another architecture cannot resume it; the message names the difference.
-    result = cli.main(_train_args(image_folder, out, "--iterations", "5", "--resume",
-                                  "--num-filters", "8", "--no-report"))
+    result = cli.main(
+        _train_args(
+            image_folder, out, "--iterations", "5", "--resume", "--num-filters", "8", "--no-report"
+        )
+    )
     _one_line_error(capsys, 2, "num_filters: checkpoint 4 vs model 8", result)
     # The same one continues where it stopped.
-    assert cli.main(_train_args(image_folder, out, "--iterations", "5", "--resume",
-                                "--no-report")) == 0
+    assert (
+        cli.main(_train_args(image_folder, out, "--iterations", "5", "--resume", "--no-report"))
+        == 0
+    )
     assert load_checkpoint(out)["iteration"] == 5
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["iteration"] for row in rows if "loss" in row][-2:] == [4, 5]
@@ -140,8 +183,9 @@ def test_checkpoint_commands_reject_bad_checkpoints(tmp_path, capsys):
     _one_line_error(capsys, 2, "no checkpoint at", cli.main(["sample", str(tmp_path)]))
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.ones(1)}, other)
-    _one_line_error(capsys, 2, "not a shortinfer training checkpoint",
-                    cli.main(["reconstruct", str(other)]))
+    _one_line_error(
+        capsys, 2, "not a shortinfer training checkpoint", cli.main(["reconstruct", str(other)])
+    )
 
 
 def test_demo_without_mnist5k_names_the_install_command(monkeypatch, tmp_path, capsys):
@@ -151,25 +195,54 @@ def test_demo_without_mnist5k_names_the_install_command(monkeypatch, tmp_path, c
 
 
 def test_demo_end_to_end_with_tiny_settings(monkeypatch, tmp_path, capsys):
-    rows = [[(7 * i + 13 * digit) % 256 for i in range(784)] + [digit]
-            for digit in range(10) for _ in range(20)]
+    rows = [
+        [(7 * i + 13 * digit) % 256 for i in range(784)] + [digit]
+        for digit in range(10)
+        for _ in range(20)
+    ]
     csv = tmp_path / "mnist_5k.csv"
     csv.write_text("\n".join(",".join(map(str, row)) for row in rows))
-    tiny = {"latent_sizes": (2, 2, 3), "num_filters": 4, "iterations": 3, "batch_size": 8,
-            "num_steps": 2, "tune_interval": 2, "tune_batch_size": 2,
-            "tune_grid": (0.01, 0.02)}
+    tiny = {
+        "latent_sizes": (2, 2, 3),
+        "num_filters": 4,
+        "iterations": 3,
+        "batch_size": 8,
+        "num_steps": 2,
+        "tune_interval": 2,
+        "tune_batch_size": 2,
+        "tune_grid": (0.01, 0.02),
+    }
     for key, value in tiny.items():
         monkeypatch.setitem(cli.DEMO_SETTINGS, key, value)
     out = tmp_path / "demo"
     (out).mkdir()
     (out / "latest.pt").write_bytes(b"stale")  # the demo owns its folder and starts afresh
-    assert cli.main(["demo", "--data-root", str(csv), "--output-dir", str(out),
-                     "--threads", "1", "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "demo",
+                "--data-root",
+                str(csv),
+                "--output-dir",
+                str(out),
+                "--threads",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     stdout = capsys.readouterr().out
     assert "held-out reconstruction MSE: " in stdout and "per pixel on the [-1, 1] scale" in stdout
     assert "over 20 MNIST-5k test digits" in stdout
     summary = (out / "summary.md").read_text()
-    for needle in ("held-out reconstruction MSE", "training wall time (s)", "final step size",
-                   "Langevin steps K | 2", "inpainting-bottom.png", "objective.png"):
+    for needle in (
+        "held-out reconstruction MSE",
+        "training wall time (s)",
+        "final step size",
+        "Langevin steps K | 2",
+        "inpainting-bottom.png",
+        "objective.png",
+    ):
         assert needle in summary, needle
     assert load_checkpoint(out)["iteration"] == 3

@@ -79,16 +79,25 @@ def _images(count=32):
 
 def _worker(rank, world_size, store, out_dir):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
-                            world_size=world_size)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=world_size
+    )
     try:
         torch.manual_seed(100 + rank)  # different inits: DDP must start both from rank 0's
         model = MultiLayerGenerator(image_size=28, channels=1, latent_sizes=(2, 3), num_filters=4)
         initial = [p.detach().clone() for p in model.parameters()]
         trainer = Trainer(
-            model, _images(), num_iterations=4, batch_size=4, num_steps=3, step_size=0.02,
+            model,
+            _images(),
+            num_iterations=4,
+            batch_size=4,
+            num_steps=3,
+            step_size=0.02,
             tuning=StepSizeTuning(interval=2, grid=(0.005, 0.01, 0.02, 0.04), batch_size=2),
-            learning_rate=1e-2, output_dir=out_dir, checkpoint_interval=2, log_interval=1,
+            learning_rate=1e-2,
+            output_dir=out_dir,
+            checkpoint_interval=2,
+            log_interval=1,
             progress=False,
         )
         first_batch = trainer.batch(0)
@@ -116,9 +125,11 @@ def test_two_gloo_processes_end_with_identical_parameters_and_step_sizes(tmp_pat
     # Each rank trained on its own shard ...
     assert not torch.equal(rank0["batch"], rank1["batch"])
     # ... from rank 0's initialisation (DDP broadcasts it), to identical parameters.
-    for a, b in zip(rank0["final"], rank1["final"]):
+    for a, b in zip(rank0["final"], rank1["final"], strict=True):
         assert torch.equal(a, b)
-    assert any(not torch.equal(a, b) for a, b in zip(rank0["final"], rank0["initial"]))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(rank0["final"], rank0["initial"], strict=True)
+    )
     # The step size was tuned on the mean objective over ranks: same choices, same objectives.
     assert rank0["step_size"] == rank1["step_size"]
     assert rank0["history"] == rank1["history"]
@@ -129,5 +140,5 @@ def test_two_gloo_processes_end_with_identical_parameters_and_step_sizes(tmp_pat
     assert [row["iteration"] for row in rows] == [1, 2, 3, 4]
     checkpoint = torch.load(tmp_path / "latest.pt", weights_only=True)
     assert checkpoint["data_position"]["world_size"] == 2
-    for a, (key, b) in zip(rank0["final"], checkpoint["model_state"].items()):
+    for a, (key, b) in zip(rank0["final"], checkpoint["model_state"].items(), strict=True):
         assert torch.equal(a, b), key

@@ -45,10 +45,16 @@ def _mlp_log_joint(seed: int, latent_dim: int):
 
 
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 1000), latent_dim=st.integers(1, 5), num_steps=st.integers(1, 6),
-       step=st.floats(0.005, 0.08), chunk=st.sampled_from([None, 1, 2]))
-def test_func_log_det_matches_autograd_functional_jacobian(seed, latent_dim, num_steps, step,
-                                                           chunk):
+@given(
+    seed=st.integers(0, 1000),
+    latent_dim=st.integers(1, 5),
+    num_steps=st.integers(1, 6),
+    step=st.floats(0.005, 0.08),
+    chunk=st.sampled_from([None, 1, 2]),
+)
+def test_func_log_det_matches_autograd_functional_jacobian(
+    seed, latent_dim, num_steps, step, chunk
+):
     log_joint = _mlp_log_joint(seed, latent_dim)
     g = torch.Generator().manual_seed(seed + 1)
     z0 = torch.randn(2, latent_dim, generator=g, dtype=torch.float64)
@@ -57,10 +63,12 @@ def test_func_log_det_matches_autograd_functional_jacobian(seed, latent_dim, num
     score = autograd_score(log_joint, create_graph=True)
     reference = []
     for b in range(2):
+
         def one(z, b=b):
             full = z0.clone()
-            full = torch.cat([full[:b], z.unsqueeze(0), full[b + 1:]])
+            full = torch.cat([full[:b], z.unsqueeze(0), full[b + 1 :]])
             return rollout(score, full, noise, table)[b]
+
         reference.append(torch.autograd.functional.jacobian(one, z0[b]))
     reference = torch.stack(reference)
     for mode in ("reverse", "forward"):
@@ -87,5 +95,10 @@ def test_log_det_is_differentiable_in_step_size():
 
 def test_unknown_mode_is_rejected():
     with pytest.raises(ValueError, match="mode must be 'reverse' or 'forward'"):
-        jacobian(lambda z: -z.square().sum(-1), torch.zeros(1, 2), torch.zeros(1, 1, 2),
-                 torch.full((1, 1), 0.1), mode="sideways")
+        jacobian(
+            lambda z: -z.square().sum(-1),
+            torch.zeros(1, 2),
+            torch.zeros(1, 1, 2),
+            torch.full((1, 1), 0.1),
+            mode="sideways",
+        )

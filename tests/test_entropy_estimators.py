@@ -146,7 +146,12 @@ def test_stochastic_is_unbiased_for_its_truncated_series(order, table):
         steps = (0.3 + 0.4 * spread) / largest
     matrices = _step_matrices(model, steps, num_steps)
     _, estimate = stochastic_log_det(
-        log_joint, z0, noise, steps, order=order, num_probes=probes,
+        log_joint,
+        z0,
+        noise,
+        steps,
+        order=order,
+        num_probes=probes,
         generator=torch.Generator().manual_seed(order),
     )
     truncated = _truncated_series(matrices, order)
@@ -164,7 +169,12 @@ def test_stochastic_variance_matches_hutchinson_formula():
     model, log_joint, z0, noise, _ = _linear_problem(batch=batch, num_steps=num_steps)
     steps = torch.full((num_steps, 1), 0.2, dtype=F64)
     _, estimate = stochastic_log_det(
-        log_joint, z0, noise, steps, order=order, num_probes=1,
+        log_joint,
+        z0,
+        noise,
+        steps,
+        order=order,
+        num_probes=1,
         generator=torch.Generator().manual_seed(0),
     )
     expected = _probe_variance(_step_matrices(model, steps, num_steps), order)
@@ -175,7 +185,12 @@ def test_stochastic_converges_to_exact_with_order_and_probes():
     model, log_joint, z0, noise, steps = _linear_problem(batch=2)
     _, exact = per_step_log_abs_det(log_joint, z0, noise, steps)
     _, estimate = stochastic_log_det(
-        log_joint, z0, noise, steps, order=12, num_probes=4000,
+        log_joint,
+        z0,
+        noise,
+        steps,
+        order=12,
+        num_probes=4000,
         generator=torch.Generator().manual_seed(0),
     )
     torch.testing.assert_close(estimate, exact, rtol=2e-2, atol=0)
@@ -185,19 +200,22 @@ def test_stochastic_converges_to_exact_with_order_and_probes():
 def test_stochastic_is_reproducible_and_keeps_the_chain(mode):
     _, log_joint, z0, noise, steps = _linear_problem()
     runs = [
-        stochastic_log_det(log_joint, z0, noise, steps, mode=mode,
-                           generator=torch.Generator().manual_seed(7))
+        stochastic_log_det(
+            log_joint, z0, noise, steps, mode=mode, generator=torch.Generator().manual_seed(7)
+        )
         for _ in range(2)
     ]
     torch.testing.assert_close(runs[0][1], runs[1][1], rtol=0, atol=0)
-    other = stochastic_log_det(log_joint, z0, noise, steps, mode=mode,
-                               generator=torch.Generator().manual_seed(8))[1]
+    other = stochastic_log_det(
+        log_joint, z0, noise, steps, mode=mode, generator=torch.Generator().manual_seed(8)
+    )[1]
     assert not torch.equal(runs[0][1], other)
     torch.testing.assert_close(runs[0][0], rollout(autograd_score(log_joint), z0, noise, steps))
     # Both modes compute the same estimate from the same probes.
     swapped = "forward" if mode == "reverse" else "reverse"
-    again = stochastic_log_det(log_joint, z0, noise, steps, mode=swapped,
-                               generator=torch.Generator().manual_seed(7))[1]
+    again = stochastic_log_det(
+        log_joint, z0, noise, steps, mode=swapped, generator=torch.Generator().manual_seed(7)
+    )[1]
     torch.testing.assert_close(again, runs[0][1], rtol=1e-10, atol=1e-10)
 
 
@@ -230,8 +248,10 @@ def test_per_step_exact_gradient_follows_the_path_on_mlp():
     # On a nonlinear model H_k depends on z_k(s): the gradient must include that path.
     log_joint = _mlp_log_joint(4, latent_dim=4, batch=2)
     g = torch.Generator().manual_seed(5)
-    z0, noise = torch.randn(2, 4, generator=g, dtype=F64), torch.randn(5, 2, 4, generator=g,
-                                                                       dtype=F64)
+    z0, noise = (
+        torch.randn(2, 4, generator=g, dtype=F64),
+        torch.randn(5, 2, 4, generator=g, dtype=F64),
+    )
     s0 = torch.tensor(0.03, dtype=F64)
 
     def per_step(s):
@@ -254,8 +274,14 @@ def test_stochastic_is_differentiable_in_step_size():
     s0 = torch.tensor(0.05, dtype=F64)
 
     def total(s):
-        return stochastic_log_det(log_joint, z0, noise, _scalar_table(s, 5), num_probes=2,
-                                  generator=torch.Generator().manual_seed(0))[1].sum()
+        return stochastic_log_det(
+            log_joint,
+            z0,
+            noise,
+            _scalar_table(s, 5),
+            num_probes=2,
+            generator=torch.Generator().manual_seed(0),
+        )[1].sum()
 
     s = s0.clone().requires_grad_(True)
     (reverse,) = torch.autograd.grad(total(s), s)
@@ -291,20 +317,30 @@ def test_auto_dispatches_to_the_method_it_picks():
     def big(z):
         return -0.5 * z.square().sum(-1)
 
-    _, auto = estimate_log_det(big, z0, noise, steps, method="auto",
-                               generator=torch.Generator().manual_seed(1))
-    _, stochastic = stochastic_log_det(big, z0, noise, steps,
-                                       generator=torch.Generator().manual_seed(1))
+    _, auto = estimate_log_det(
+        big, z0, noise, steps, method="auto", generator=torch.Generator().manual_seed(1)
+    )
+    _, stochastic = stochastic_log_det(
+        big, z0, noise, steps, generator=torch.Generator().manual_seed(1)
+    )
     torch.testing.assert_close(auto, stochastic, rtol=0, atol=0)
 
 
 def test_posterior_entropy_accepts_every_method():
     model, _, _, _, _ = _linear_problem()
     x = model.sample_observations(3, generator=torch.Generator().manual_seed(0))
-    post = short_run(model.log_joint, x, latent_shape=(4,), num_steps=5, step_size=0.04,
-                     generator=torch.Generator().manual_seed(1))
-    values = {m: post.entropy(method=m, num_samples=64).mean()
-              for m in ("exact", "per_step_exact", "stochastic", "auto")}
+    post = short_run(
+        model.log_joint,
+        x,
+        latent_shape=(4,),
+        num_steps=5,
+        step_size=0.04,
+        generator=torch.Generator().manual_seed(1),
+    )
+    values = {
+        m: post.entropy(method=m, num_samples=64).mean()
+        for m in ("exact", "per_step_exact", "stochastic", "auto")
+    }
     for value in values.values():
         assert float(value) == pytest.approx(float(values["exact"]), abs=0.3)
 
@@ -329,10 +365,17 @@ def test_forward_and_reverse_step_size_gradients_agree(table):
     model, _, _, _, _ = _linear_problem()
     x = model.sample_observations(4, generator=torch.Generator().manual_seed(0))
     step = 0.03 if table == "scalar" else torch.linspace(0.02, 0.05, 5)
-    post = short_run(model.log_joint, x, latent_shape=(4,), num_steps=5, step_size=step,
-                     generator=torch.Generator().manual_seed(2))
+    post = short_run(
+        model.log_joint,
+        x,
+        latent_shape=(4,),
+        num_steps=5,
+        step_size=step,
+        generator=torch.Generator().manual_seed(2),
+    )
     chain = post.draw_noise(8)
     for method in ("exact", "per_step_exact"):
+
         def objective(t, method=method):
             return post.step_size_objective(chain, t, entropy_method=method)
 
@@ -347,16 +390,25 @@ def test_forward_and_reverse_step_size_gradients_agree(table):
 def test_gradient_search_is_the_same_in_both_modes_and_leaves_parameters_alone():
     model, _, _, _, _ = _linear_problem(frozen=False)
     x = model.sample_observations(4, generator=torch.Generator().manual_seed(0))
-    post = short_run(model.log_joint, x, latent_shape=(4,), num_steps=5, step_size=0.02,
-                     generator=torch.Generator().manual_seed(3))
+    post = short_run(
+        model.log_joint,
+        x,
+        latent_shape=(4,),
+        num_steps=5,
+        step_size=0.02,
+        generator=torch.Generator().manual_seed(3),
+    )
     chain = post.draw_noise(4)
 
     def objective(t):
         return post.step_size_objective(chain, t, entropy_method="per_step_exact")
 
-    runs = {d: gradient_search(objective, post._table, num_iterations=5, learning_rate=0.1,
-                               derivative=d)
-            for d in ("forward", "reverse")}
+    runs = {
+        d: gradient_search(
+            objective, post._table, num_iterations=5, learning_rate=0.1, derivative=d
+        )
+        for d in ("forward", "reverse")
+    }
     torch.testing.assert_close(runs["forward"].step_sizes, runs["reverse"].step_sizes)
     assert all(p.grad is None for p in model.parameters())
     with pytest.raises(ValueError, match="derivative must be 'auto', 'forward' or 'reverse'"):
@@ -373,8 +425,14 @@ def test_default_derivative_rule():
 def test_stochastic_tuning_uses_common_probes():
     model, _, _, _, _ = _linear_problem()
     x = model.sample_observations(4, generator=torch.Generator().manual_seed(0))
-    post = short_run(model.log_joint, x, latent_shape=(4,), num_steps=5, step_size=0.02,
-                     generator=torch.Generator().manual_seed(3))
+    post = short_run(
+        model.log_joint,
+        x,
+        latent_shape=(4,),
+        num_steps=5,
+        step_size=0.02,
+        generator=torch.Generator().manual_seed(3),
+    )
     tuned = post.tune_step_size("grid", grid=[0.03, 0.03], entropy_method="stochastic")
     objectives = tuned.trace.objectives
     assert float(objectives[0]) == float(objectives[1])  # same candidate, same probes
@@ -401,8 +459,14 @@ def test_sample_equals_a_hand_written_research_loop():
     model = MultiLayerGenerator(image_size=28, channels=1, latent_sizes=(4, 8), num_filters=4)
     x = model.sample_images(3).detach()
     generator = torch.Generator().manual_seed(11)
-    post = short_run(model.log_joint, x, latent_shape=model.latent_shapes, num_steps=6,
-                     step_size=0.05, generator=generator)
+    post = short_run(
+        model.log_joint,
+        x,
+        latent_shape=model.latent_shapes,
+        num_steps=6,
+        step_size=0.05,
+        generator=generator,
+    )
     state = generator.get_state()
     sample = post.sample()
     generator.set_state(state)
@@ -424,10 +488,13 @@ def test_per_step_exact_keeps_float32_accuracy_when_the_chain_contracts():
     for p in net64.parameters():
         p.copy_(torch.randn(p.shape, generator=g, dtype=F64) / p.shape[-1] ** 0.5)
     net32 = copy.deepcopy(net64).float()
-    x = net64(torch.randn(2, 8, generator=g, dtype=F64)) + 0.1 * torch.randn(2, 64, generator=g,
-                                                                            dtype=F64)
-    z0, noise = torch.randn(2, 8, generator=g, dtype=F64), torch.randn(25, 2, 8, generator=g,
-                                                                       dtype=F64)
+    x = net64(torch.randn(2, 8, generator=g, dtype=F64)) + 0.1 * torch.randn(
+        2, 64, generator=g, dtype=F64
+    )
+    z0, noise = (
+        torch.randn(2, 8, generator=g, dtype=F64),
+        torch.randn(25, 2, 8, generator=g, dtype=F64),
+    )
 
     def log_det(net, dtype, method):
         obs = x.to(dtype)
@@ -436,11 +503,13 @@ def test_per_step_exact_keeps_float32_accuracy_when_the_chain_contracts():
             return -0.5 * z.square().sum(-1) - 0.5 * (obs - net(z)).square().sum(-1) / 0.1**2
 
         table = torch.full((25, 1), 0.0005, dtype=dtype)
-        return estimate_log_det(log_joint, z0.to(dtype), noise.to(dtype), table,
-                                method=method)[1].double()
+        return estimate_log_det(log_joint, z0.to(dtype), noise.to(dtype), table, method=method)[
+            1
+        ].double()
 
     reference = log_det(net64, F64, "per_step_exact")
     torch.testing.assert_close(log_det(net64, F64, "exact"), reference, rtol=1e-8, atol=1e-8)
     assert bool((reference < -35).all())  # strongly contracting: the hard case for float32
-    torch.testing.assert_close(log_det(net32, torch.float32, "per_step_exact"), reference,
-                               rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(
+        log_det(net32, torch.float32, "per_step_exact"), reference, rtol=1e-5, atol=1e-4
+    )

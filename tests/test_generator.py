@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 import math
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -25,9 +25,15 @@ def _single_thread() -> Iterator[None]:
     torch.set_num_threads(previous)
 
 
-def tiny(*, image_size: int = 28, channels: int = 1, num_layers: int = 3,
-         dtype: torch.dtype = torch.float64, seed: int = 0,
-         sigma: float = 0.3) -> MultiLayerGenerator:
+def tiny(
+    *,
+    image_size: int = 28,
+    channels: int = 1,
+    num_layers: int = 3,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+    sigma: float = 0.3,
+) -> MultiLayerGenerator:
     torch.manual_seed(seed)
     model = MultiLayerGenerator(
         image_size=image_size,
@@ -52,8 +58,9 @@ def random_images(model: MultiLayerGenerator, batch_size: int, seed: int = 1) ->
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("num_layers", [1, 3, 5])
 def test_shapes(image_size: int, channels: int, num_layers: int) -> None:
-    model = tiny(image_size=image_size, channels=channels, num_layers=num_layers,
-                 dtype=torch.float32)
+    model = tiny(
+        image_size=image_size, channels=channels, num_layers=num_layers, dtype=torch.float32
+    )
     sizes = LATENT_SIZES[num_layers]
     expected_keys = [f"z{num_layers - k}" for k in range(num_layers)]
     assert list(model.latent_shapes) == expected_keys
@@ -218,28 +225,30 @@ def test_func_transforms_agree_with_autograd() -> None:
 
     def per_example_flat(flat: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         pieces = torch.split(flat, sizes, dim=-1)
-        latents = {n: p[None] for n, p in zip(names, pieces)}
+        latents = {n: p[None] for n, p in zip(names, pieces, strict=True)}
         return model.log_joint(image[None], latents)[0]
 
     flat = torch.cat([z[n] for n in names], dim=-1)  # (B, D)
     for b in range(2):
-        expected = torch.autograd.functional.jacobian(lambda v: per_example_flat(v, x[b]), flat[b])
+        expected = torch.autograd.functional.jacobian(
+            lambda v, b=b: per_example_flat(v, x[b]), flat[b]
+        )
         got = torch.func.jacrev(per_example_flat)(flat[b], x[b])
         torch.testing.assert_close(got, expected)
         # Forward-over-reverse (used by the entropy estimators) against autograd's Hessian.
-        hessian = torch.autograd.functional.hessian(lambda v: per_example_flat(v, x[b]), flat[b])
+        hessian = torch.autograd.functional.hessian(
+            lambda v, b=b: per_example_flat(v, x[b]), flat[b]
+        )
         got_hessian = torch.func.jacfwd(torch.func.grad(per_example_flat))(flat[b], x[b])
         torch.testing.assert_close(got_hessian, hessian)
 
     # vmap of the per-example function equals the batched call.
-    torch.testing.assert_close(
-        torch.func.vmap(per_example_flat)(flat, x), model.log_joint(x, z)
-    )
+    torch.testing.assert_close(torch.func.vmap(per_example_flat)(flat, x), model.log_joint(x, z))
     # grad over the latent dict equals autograd.grad.
     grads = torch.func.grad(lambda zz: model.log_joint(x, zz).sum())(z)
     leaves = {k: v.detach().requires_grad_(True) for k, v in z.items()}
     expected_grads = torch.autograd.grad(model.log_joint(x, leaves).sum(), list(leaves.values()))
-    for name, expected in zip(leaves, expected_grads):
+    for name, expected in zip(leaves, expected_grads, strict=True):
         torch.testing.assert_close(grads[name], expected)
     # jvp agrees with the Jacobian-vector product.
     tangent = torch.randn(
@@ -344,8 +353,11 @@ def test_log_joint_rejects_bad_inputs() -> None:
     model = tiny()
     z = model.sample_latents(2)
     x = random_images(model, 2)
-    with pytest.raises(ValueError, match=r"x must have shape \(B, C, H, W\) = \(B, 1, 28, 28\); "
-                       r"received \(2, 3, 28, 28\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"x must have shape \(B, C, H, W\) = \(B, 1, 28, 28\); "
+        r"received \(2, 3, 28, 28\)",
+    ):
         model.log_joint(torch.zeros(2, 3, 28, 28, dtype=torch.float64), z)
     with pytest.raises(ValueError, match=r"received \(28, 28\)"):
         model.log_joint(torch.zeros(28, 28, dtype=torch.float64), z)
@@ -357,8 +369,11 @@ def test_log_joint_rejects_bad_inputs() -> None:
         model.log_joint(x, {**z, "z1": torch.zeros(2, 5, dtype=torch.float64)})
     with pytest.raises(ValueError, match="share the batch shape"):
         model.log_joint(x, {**z, "z1": torch.zeros(3, 4, dtype=torch.float64)})
-    with pytest.raises(TypeError, match=r"dtype torch.float32 but the model's parameters are "
-                       r"torch.float64"):
+    with pytest.raises(
+        TypeError,
+        match=r"dtype torch.float32 but the model's parameters are "
+        r"torch.float64",
+    ):
         model.log_joint(x, {k: v.float() for k, v in z.items()})
     with pytest.raises(ValueError, match=r"x with batch shape \(3,\) does not match"):
         model.log_joint(random_images(model, 3), z)

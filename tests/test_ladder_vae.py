@@ -25,11 +25,19 @@ def _single_thread() -> Iterator[None]:
     torch.set_num_threads(previous)
 
 
-def tiny_vae(*, image_size: int = 28, channels: int = 1, num_layers: int = 3,
-             dtype: torch.dtype = torch.float64, seed: int = 0) -> LadderVAE:
+def tiny_vae(
+    *,
+    image_size: int = 28,
+    channels: int = 1,
+    num_layers: int = 3,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+) -> LadderVAE:
     torch.manual_seed(seed)
     generator = MultiLayerGenerator(
-        image_size=image_size, channels=channels, latent_sizes=LATENT_SIZES[num_layers],
+        image_size=image_size,
+        channels=channels,
+        latent_sizes=LATENT_SIZES[num_layers],
         num_filters=3,
     )
     return LadderVAE(generator).to(dtype)
@@ -51,8 +59,9 @@ def seeded(seed: int) -> torch.Generator:
     [(28, 1, 1), (32, 3, 3), (64, 3, 5), (28, 1, 5), (64, 1, 1)],
 )
 def test_shapes(image_size: int, channels: int, num_layers: int) -> None:
-    vae = tiny_vae(image_size=image_size, channels=channels, num_layers=num_layers,
-                   dtype=torch.float32)
+    vae = tiny_vae(
+        image_size=image_size, channels=channels, num_layers=num_layers, dtype=torch.float32
+    )
     x = random_images(vae, 2)
     assert vae.elbo(x).shape == (2,)
     assert vae.elbo(x, num_samples=3).shape == (2,)
@@ -115,7 +124,8 @@ def test_analytic_kl_matches_monte_carlo() -> None:
         standard_error = difference.std(0) / num_samples**0.5
         assert analytic.mean() > 1.0
         assert (difference.mean(0).abs() < 4 * standard_error).all(), (
-            difference.mean(0), standard_error
+            difference.mean(0),
+            standard_error,
         )
         # The same identity through the generator's log_joint: the ELBO two ways.
         elbo_samples = gaussian_log_likelihood(x, draw.mean, vae.generator.sigma) - analytic
@@ -149,8 +159,9 @@ def test_loss_is_negative_mean_elbo_and_beta_scales_kl() -> None:
     torch.testing.assert_close(loss, -vae.elbo(x, generator=seeded(4)).mean())
     draw = vae.sample_posterior(x, generator=seeded(4))
     total_kl = sum(draw.kl.values())
-    torch.testing.assert_close(vae.loss(x, beta=0.25, generator=seeded(4)),
-                               loss - 0.75 * total_kl.mean())
+    torch.testing.assert_close(
+        vae.loss(x, beta=0.25, generator=seeded(4)), loss - 0.75 * total_kl.mean()
+    )
 
 
 def test_examples_are_independent() -> None:

@@ -23,8 +23,14 @@ def _setup(batch=2, latent_dim=3, seed=0):
 
 def test_sample_moments_match_exact_recursion():
     model, x = _setup()
-    post = short_run(model.log_joint, x, latent_shape=(3,), num_steps=10, step_size=0.08,
-                     generator=torch.Generator().manual_seed(1))
+    post = short_run(
+        model.log_joint,
+        x,
+        latent_shape=(3,),
+        num_steps=10,
+        step_size=0.08,
+        generator=torch.Generator().manual_seed(1),
+    )
     n = 4000
     z = post.sample((n,))
     assert z.shape == (n, 2, 3)
@@ -43,7 +49,9 @@ def test_entropy_per_draw_is_exact_change_of_variables():
     model, x = _setup()
     post = short_run(model.log_joint, x, latent_shape=(3,), num_steps=6, step_size=0.05)
     chain = post.draw_noise(3)
-    _, entropy = post._terms(chain, None, objective="conditional", method="exact", mode="reverse", chunk_size=None)
+    _, entropy = post._terms(
+        chain, None, objective="conditional", method="exact", mode="reverse", chunk_size=None
+    )
     log_det = torch.linalg.slogdet(model.short_run_jacobian(0.05, 6)).logabsdet.detach()
     expected = log_det + 0.5 * chain.z0.square().sum(-1) + 1.5 * math.log(2 * math.pi)
     torch.testing.assert_close(entropy.detach(), expected, rtol=1e-10, atol=1e-10)
@@ -51,11 +59,19 @@ def test_entropy_per_draw_is_exact_change_of_variables():
 
 def test_entropy_and_elbo_match_closed_forms():
     model, x = _setup()
-    post = short_run(model.log_joint, x, latent_shape=(3,), num_steps=10, step_size=0.06,
-                     generator=torch.Generator().manual_seed(2))
+    post = short_run(
+        model.log_joint,
+        x,
+        latent_shape=(3,),
+        num_steps=10,
+        step_size=0.06,
+        generator=torch.Generator().manual_seed(2),
+    )
     n = 2000
     chain = post.draw_noise(n)
-    log_p, entropy = post._terms(chain, None, objective="conditional", method="exact", mode="reverse", chunk_size=None)
+    log_p, entropy = post._terms(
+        chain, None, objective="conditional", method="exact", mode="reverse", chunk_size=None
+    )
     elbo = (log_p + entropy).detach().reshape(n, 2)
     entropy = entropy.detach().reshape(n, 2)
     log_det = torch.linalg.slogdet(model.short_run_jacobian(0.06, 10)).logabsdet.detach()
@@ -80,8 +96,14 @@ def test_grid_tuning_returns_closed_form_argmin():
     model, x = _setup(batch=4)
     grid = [0.01, 0.03, 0.06, 0.1, 0.15]
     closed = torch.stack([_closed_objective(model, x, s, 10) for s in grid])
-    post = short_run(model.log_joint, x, latent_shape=(3,), num_steps=10, step_size=0.01,
-                     generator=torch.Generator().manual_seed(3))
+    post = short_run(
+        model.log_joint,
+        x,
+        latent_shape=(3,),
+        num_steps=10,
+        step_size=0.01,
+        generator=torch.Generator().manual_seed(3),
+    )
     tuned = post.tune_step_size("grid", grid=grid, num_samples=256)
     assert tuned.step_size == grid[int(closed.argmin())]
     assert post.step_size == 0.01  # the original is unchanged
@@ -96,10 +118,15 @@ def test_gradient_tuning_lands_near_closed_form_optimum():
     fine = torch.linspace(0.01, 0.2, 191, dtype=torch.float64)
     closed = torch.stack([_closed_objective(model, x, float(s), 10) for s in fine])
     best = float(fine[closed.argmin()])
-    post = short_run(model.log_joint, x, latent_shape=(3,), num_steps=10, step_size=0.02,
-                     generator=torch.Generator().manual_seed(4))
-    tuned = post.tune_step_size("gradient", num_samples=32, num_iterations=40,
-                                learning_rate=0.1)
+    post = short_run(
+        model.log_joint,
+        x,
+        latent_shape=(3,),
+        num_steps=10,
+        step_size=0.02,
+        generator=torch.Generator().manual_seed(4),
+    )
+    tuned = post.tune_step_size("gradient", num_samples=32, num_iterations=40, learning_rate=0.1)
     assert tuned.step_size == pytest.approx(best, rel=0.15)
     assert tuned.trace.step_sizes.shape == (41,)
     assert tuned.trace.objectives[-5:].mean() < tuned.trace.objectives[:5].mean()
@@ -119,10 +146,15 @@ def test_gradient_tuning_handles_structured_step_sizes(kind):
             return model.log_joint(xx, torch.cat([z["a"], z["b"]], -1))
 
         step = {"a": 0.02, "b": 0.03}
-    post = short_run(log_joint, x, latent_shape=latent, num_steps=k, step_size=step,
-                     generator=torch.Generator().manual_seed(5))
-    tuned = post.tune_step_size("gradient", num_samples=16, num_iterations=25,
-                                learning_rate=0.1)
+    post = short_run(
+        log_joint,
+        x,
+        latent_shape=latent,
+        num_steps=k,
+        step_size=step,
+        generator=torch.Generator().manual_seed(5),
+    )
+    tuned = post.tune_step_size("gradient", num_samples=16, num_iterations=25, learning_rate=0.1)
     if kind == "per_step":
         assert tuned.step_size.shape == (k,)
         assert tuned.trace.step_sizes.shape == (26, k)
@@ -141,8 +173,13 @@ def test_per_block_step_sizes_apply_to_their_blocks():
     def log_joint(x, z):
         return -0.5 * (z["a"].square().sum(-1) + z["b"].square().sum(-1))
 
-    post = short_run(log_joint, torch.zeros(1, 1), latent_shape={"a": (2,), "b": (1,)},
-                     num_steps=3, step_size={"a": 0.1, "b": 0.5})
+    post = short_run(
+        log_joint,
+        torch.zeros(1, 1),
+        latent_shape={"a": (2,), "b": (1,)},
+        num_steps=3,
+        step_size={"a": 0.1, "b": 0.5},
+    )
     chain = post.draw_noise()
     chain = chain._replace(noise=torch.zeros_like(chain.noise))
     z = post.layout.unflatten(post.run_chain(chain))
@@ -157,21 +194,37 @@ def test_dict_latents_equal_flat_latents():
     def split(xx, z):
         return model.log_joint(xx, torch.cat([z["top"], z["bottom"].flatten(1)], -1))
 
-    flat = short_run(model.log_joint, x, latent_shape=(3,), num_steps=5,
-                     generator=torch.Generator().manual_seed(6))
-    blocks = short_run(split, x, latent_shape={"top": (1,), "bottom": (2, 1)}, num_steps=5,
-                       generator=torch.Generator().manual_seed(6))
+    flat = short_run(
+        model.log_joint,
+        x,
+        latent_shape=(3,),
+        num_steps=5,
+        generator=torch.Generator().manual_seed(6),
+    )
+    blocks = short_run(
+        split,
+        x,
+        latent_shape={"top": (1,), "bottom": (2, 1)},
+        num_steps=5,
+        generator=torch.Generator().manual_seed(6),
+    )
     z_flat, z_dict = flat.sample((2,)), blocks.sample((2,))
     assert z_dict["top"].shape == (2, 2, 1) and z_dict["bottom"].shape == (2, 2, 2, 1)
-    torch.testing.assert_close(torch.cat([z_dict["top"], z_dict["bottom"].flatten(-2)], -1),
-                               z_flat)
+    torch.testing.assert_close(
+        torch.cat([z_dict["top"], z_dict["bottom"].flatten(-2)], -1), z_flat
+    )
     torch.testing.assert_close(blocks.elbo(), flat.elbo())
 
 
 @settings(max_examples=15, deadline=None)
-@given(batch=st.integers(1, 4), dims=st.lists(st.integers(1, 3), min_size=1, max_size=3),
-       sample_shape=st.sampled_from([(), (1,), (2,), (2, 3)]), seed=st.integers(0, 2**16),
-       dtype=st.sampled_from([torch.float32, torch.float64]), as_dict=st.booleans())
+@given(
+    batch=st.integers(1, 4),
+    dims=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+    sample_shape=st.sampled_from([(), (1,), (2,), (2, 3)]),
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    as_dict=st.booleans(),
+)
 def test_shapes_dtypes_and_reproducibility(batch, dims, sample_shape, seed, dtype, as_dict):
     x = torch.randn(batch, 2, dtype=dtype)
     if as_dict:
@@ -186,8 +239,14 @@ def test_shapes_dtypes_and_reproducibility(batch, dims, sample_shape, seed, dtyp
             return -0.5 * (z.flatten(1) - xx[:, :1]).square().sum(-1)
 
     def draw():
-        post = short_run(log_joint, x, latent_shape=latent, num_steps=3, step_size=0.1,
-                         generator=torch.Generator().manual_seed(seed))
+        post = short_run(
+            log_joint,
+            x,
+            latent_shape=latent,
+            num_steps=3,
+            step_size=0.1,
+            generator=torch.Generator().manual_seed(seed),
+        )
         return post.sample(sample_shape)
 
     a, b = draw(), draw()
@@ -209,9 +268,15 @@ def test_custom_prior_is_used_for_init_and_entropy():
     def log_joint(x, z):
         return prior.log_prob(z)
 
-    post = short_run(log_joint, torch.zeros(2, 1, dtype=torch.float64), latent_shape=(2,),
-                     num_steps=1, step_size=1e-6, prior=prior,
-                     generator=torch.Generator().manual_seed(0))
+    post = short_run(
+        log_joint,
+        torch.zeros(2, 1, dtype=torch.float64),
+        latent_shape=(2,),
+        num_steps=1,
+        step_size=1e-6,
+        prior=prior,
+        generator=torch.Generator().manual_seed(0),
+    )
     z = post.sample((500,))
     assert (z.mean((0, 1)) - loc).abs().max() < 0.1
     # With s -> 0 the map is the identity: entropy -> that of the prior.
@@ -233,10 +298,17 @@ def test_observations_may_be_a_tuple_with_a_mask():
     def log_joint(obs, z):
         images, m = obs
         return shortinfer.standard_normal_log_prob(z) + shortinfer.gaussian_log_likelihood(
-            images, z, 0.5, mask=m)
+            images, z, 0.5, mask=m
+        )
 
-    post = short_run(log_joint, (x, mask), latent_shape=(4,), num_steps=40, step_size=0.02,
-                     generator=torch.Generator().manual_seed(0))
+    post = short_run(
+        log_joint,
+        (x, mask),
+        latent_shape=(4,),
+        num_steps=40,
+        step_size=0.02,
+        generator=torch.Generator().manual_seed(0),
+    )
     z = post.sample((400,))
     assert z.shape == (400, 3, 4)
     # Observed coordinates move toward x (posterior mean x/(1+0.25)); missing stay at prior.
@@ -291,8 +363,11 @@ def test_log_joint_that_raises_is_reported():
         ({"latent_shape": (0,)}, ValueError, "positive sizes"),
         ({"latent_shape": "abc"}, TypeError, "latent_shape must be"),
         ({"prior": "normal"}, TypeError, "prior must be"),
-        ({"prior": torch.distributions.Normal(torch.zeros(2), 1.0)}, ValueError,
-         r"batch_shape \+ event_shape \(2,\); expected"),
+        (
+            {"prior": torch.distributions.Normal(torch.zeros(2), 1.0)},
+            ValueError,
+            r"batch_shape \+ event_shape \(2,\); expected",
+        ),
     ],
 )
 def test_bad_hyperparameters(kwargs, error, match):
@@ -318,8 +393,9 @@ def test_divergence_names_the_step():
     def log_joint(x, z):  # curvature 100: s = 0.05 gives |1 - 5| = 4 per step and blows up
         return -50.0 * z.square().sum(-1)
 
-    post = short_run(log_joint, torch.zeros(2, 1), latent_shape=(3,), num_steps=200,
-                     step_size=0.05)
+    post = short_run(
+        log_joint, torch.zeros(2, 1), latent_shape=(3,), num_steps=200, step_size=0.05
+    )
     with pytest.raises(ChainDivergenceError, match=r"non-finite at step \d+ of 200.*smaller step"):
         post.sample()
 
@@ -328,8 +404,13 @@ def test_grid_skips_diverging_candidates():
     def log_joint(x, z):
         return -50.0 * z.square().sum(-1)
 
-    post = short_run(log_joint, torch.zeros(2, 1, dtype=torch.float64), latent_shape=(2,),
-                     num_steps=300, step_size=0.001)
+    post = short_run(
+        log_joint,
+        torch.zeros(2, 1, dtype=torch.float64),
+        latent_shape=(2,),
+        num_steps=300,
+        step_size=0.001,
+    )
     tuned = post.tune_step_size("grid", grid=[0.001, 0.005, 0.5])
     assert tuned.trace.objectives[-1] == float("inf")
     assert tuned.step_size in (0.001, 0.005)
@@ -367,7 +448,12 @@ def test_works_under_no_grad_and_follows_x_dtype():
 def test_device(device, dtype):
     model = make_linear_gaussian(dtype=dtype, device=device)
     x = model.sample_observations(2)
-    post = short_run(model.log_joint, x, latent_shape=(3,), num_steps=4,
-                     generator=torch.Generator(device=device).manual_seed(0))
+    post = short_run(
+        model.log_joint,
+        x,
+        latent_shape=(3,),
+        num_steps=4,
+        generator=torch.Generator(device=device).manual_seed(0),
+    )
     assert post.sample().device.type == device.type
     assert post.elbo().dtype == dtype

@@ -29,8 +29,9 @@ def _model():
 
 
 def test_image_grid_places_and_scales_pixels():
-    images = torch.stack([torch.full((1, 2, 3), -1.0), torch.full((1, 2, 3), 1.0),
-                          torch.full((1, 2, 3), 0.0)])
+    images = torch.stack(
+        [torch.full((1, 2, 3), -1.0), torch.full((1, 2, 3), 1.0), torch.full((1, 2, 3), 0.0)]
+    )
     grid = image_grid(images, num_columns=2, padding=1)
     assert grid.shape == (2 * 3 + 1, 2 * 4 + 1, 1) and grid.dtype == torch.uint8
     assert grid[1:3, 1:4].unique().tolist() == [0]  # image 0: -1 -> 0
@@ -48,15 +49,17 @@ def test_image_grid_rejects_bad_shapes():
 
 
 def test_save_image_grid_writes_an_upscaled_png(tmp_path):
-    path = save_image_grid(torch.zeros(4, 3, 8, 8), tmp_path / "sub" / "g.png", num_columns=2,
-                           padding=2, scale=3)
+    path = save_image_grid(
+        torch.zeros(4, 3, 8, 8), tmp_path / "sub" / "g.png", num_columns=2, padding=2, scale=3
+    )
     with Image.open(path) as picture:
         assert picture.format == "PNG" and picture.mode == "RGB"
         assert picture.size == (3 * (2 * 10 + 2), 3 * (2 * 10 + 2))
 
 
-@pytest.mark.parametrize(("pattern", "missing"), [("centre", 0.25), ("left", 0.5),
-                                                  ("bottom", 0.5), ("random", 0.5)])
+@pytest.mark.parametrize(
+    ("pattern", "missing"), [("centre", 0.25), ("left", 0.5), ("bottom", 0.5), ("random", 0.5)]
+)
 def test_mask_patterns_hide_the_documented_fraction(pattern, missing):
     mask = inpainting_mask(pattern, (4, 3, 28, 28), generator=torch.Generator().manual_seed(0))
     assert mask.shape == (4, 1, 28, 28)
@@ -81,9 +84,14 @@ def test_masked_reconstruction_ignores_missing_pixels():
     scribbled = torch.where(mask.bool(), x, torch.ones_like(x))  # change only missing pixels
 
     def run(images, use_mask=True):
-        return reconstruct(model, images, num_steps=4, step_size=0.01,
-                           mask=mask if use_mask else None,
-                           generator=torch.Generator().manual_seed(2))
+        return reconstruct(
+            model,
+            images,
+            num_steps=4,
+            step_size=0.01,
+            mask=mask if use_mask else None,
+            generator=torch.Generator().manual_seed(2),
+        )
 
     torch.testing.assert_close(run(x), run(scribbled))
     assert not torch.allclose(run(x, use_mask=False), run(scribbled, use_mask=False))
@@ -91,21 +99,32 @@ def test_masked_reconstruction_ignores_missing_pixels():
 
 
 def test_reconstruct_in_chunks_matches_shape():
-    out = reconstruct(_model(), torch.zeros(5, 1, 28, 28), num_steps=2, step_size=0.01,
-                      batch_size=2)
+    out = reconstruct(
+        _model(), torch.zeros(5, 1, 28, 28), num_steps=2, step_size=0.01, batch_size=2
+    )
     assert out.shape == (5, 1, 28, 28) and float(out.abs().max()) <= 1.0
 
 
 def test_plots_write_pngs(tmp_path):
     history = [(0, 0.02, 10.0), (5, 0.05, 8.0), (10, {"z2": 0.04, "z1": 0.06}, 7.0)]
     traces = [
-        {"iteration": 0, "method": "grid", "step_sizes": torch.tensor([0.01, 0.02, 0.04]),
-         "objectives": torch.tensor([5.0, 4.0, float("inf")])},
-        {"iteration": 5, "method": "gradient", "step_sizes": torch.tensor([0.02, 0.03, 0.035]),
-         "objectives": torch.tensor([4.0, 3.5])},
+        {
+            "iteration": 0,
+            "method": "grid",
+            "step_sizes": torch.tensor([0.01, 0.02, 0.04]),
+            "objectives": torch.tensor([5.0, 4.0, float("inf")]),
+        },
+        {
+            "iteration": 5,
+            "method": "gradient",
+            "step_sizes": torch.tensor([0.02, 0.03, 0.035]),
+            "objectives": torch.tensor([4.0, 3.5]),
+        },
     ]
-    for path in (plot_step_size_history(history, tmp_path / "s.png"),
-                 plot_objective_curves(traces, tmp_path / "j.png")):
+    for path in (
+        plot_step_size_history(history, tmp_path / "s.png"),
+        plot_objective_curves(traces, tmp_path / "j.png"),
+    ):
         with Image.open(path) as picture:
             assert picture.format == "PNG" and picture.size[0] > 100
     with pytest.raises(ValueError, match="traces is empty"):
@@ -125,8 +144,13 @@ def test_missing_pillow_gives_install_hint(monkeypatch, tmp_path):
 
 
 def test_summary_and_metrics_reader(tmp_path):
-    path = write_summary(tmp_path / "summary.md", title="T", figures={"MSE": 0.012345},
-                         settings={"K": 25, "grid": "a|b"}, images={"Samples": "samples.png"})
+    path = write_summary(
+        tmp_path / "summary.md",
+        title="T",
+        figures={"MSE": 0.012345},
+        settings={"K": 25, "grid": "a|b"},
+        images={"Samples": "samples.png"},
+    )
     text = path.read_text()
     assert "| MSE | 0.01235 |" in text and "| grid | a\\|b |" in text
     assert "![Samples](samples.png)" in text
@@ -138,19 +162,45 @@ def test_write_report_files_and_mse(tmp_path):
     model = _model()
     test_images = torch.tanh(torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(3)))
     (tmp_path / "metrics.jsonl").write_text('{"iteration": 1, "loss": 3.0, "mse": 0.5}\n')
-    traces = [{"iteration": 0, "method": "grid", "step_sizes": torch.tensor([0.01, 0.02]),
-               "objectives": torch.tensor([2.0, 1.0])}]
-    out = write_report(model, tmp_path, test_images=test_images, num_steps=2, step_size=0.01,
-                       history=[(0, 0.02, 1.0)], traces=traces, num_images=4,
-                       figures={"wall time (s)": 1.5}, settings={"K": 2})
+    traces = [
+        {
+            "iteration": 0,
+            "method": "grid",
+            "step_sizes": torch.tensor([0.01, 0.02]),
+            "objectives": torch.tensor([2.0, 1.0]),
+        }
+    ]
+    out = write_report(
+        model,
+        tmp_path,
+        test_images=test_images,
+        num_steps=2,
+        step_size=0.01,
+        history=[(0, 0.02, 1.0)],
+        traces=traces,
+        num_images=4,
+        figures={"wall time (s)": 1.5},
+        settings={"K": 2},
+    )
     names = {p.name for p in out["files"]}
     inpainting = {f"inpainting-{p}.png" for p in INPAINTING_MASKS}
-    assert names == {"samples.png", "reconstructions.png", "step_size.png", "objective.png",
-                     "training.png", "summary.md"} | inpainting
+    assert (
+        names
+        == {
+            "samples.png",
+            "reconstructions.png",
+            "step_size.png",
+            "objective.png",
+            "training.png",
+            "summary.md",
+        }
+        | inpainting
+    )
     assert all((tmp_path / name).is_file() for name in names)
     # The reported MSE is the per-pixel error of the reconstructions on the [-1, 1] scale.
-    recon = reconstruct(model, test_images, num_steps=2, step_size=0.01,
-                        generator=torch.Generator().manual_seed(1))
+    recon = reconstruct(
+        model, test_images, num_steps=2, step_size=0.01, generator=torch.Generator().manual_seed(1)
+    )
     assert out["mse"] == pytest.approx(float((recon - test_images).square().mean()), rel=1e-5)
     summary = (tmp_path / "summary.md").read_text()
     assert "held-out reconstruction MSE (per pixel, [-1, 1] scale)" in summary

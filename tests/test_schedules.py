@@ -73,7 +73,7 @@ def test_sigma_anneals_linearly_over_first_half_then_holds():
     assert values[50] == pytest.approx(0.225)
     assert values[100] == pytest.approx(0.15)
     assert all(v == pytest.approx(0.15) for v in values[100:])
-    differences = [a - b for a, b in zip(values[:100], values[1:101])]
+    differences = [a - b for a, b in zip(values[:100], values[1:101], strict=True)]
     assert all(d == pytest.approx(0.15 / 100) for d in differences)
 
 

@@ -58,10 +58,16 @@ def _images(count=16, seed=0):
 
 def _tiny_trainer(output_dir=None, *, num_iterations=6, model=None, **kwargs):
     options = {
-        "num_iterations": num_iterations, "batch_size": 4, "num_steps": 3, "step_size": 0.02,
+        "num_iterations": num_iterations,
+        "batch_size": 4,
+        "num_steps": 3,
+        "step_size": 0.02,
         "tuning": StepSizeTuning(interval=3, grid=(0.01, 0.02), batch_size=2),
-        "learning_rate": 1e-3, "output_dir": output_dir, "checkpoint_interval": 2,
-        "log_interval": 1, "progress": False,
+        "learning_rate": 1e-3,
+        "output_dir": output_dir,
+        "checkpoint_interval": 2,
+        "log_interval": 1,
+        "progress": False,
     }
     options.update(kwargs)
     return Trainer(model if model is not None else _generator(), _images(), **options)
@@ -78,8 +84,15 @@ def test_train_step_gradient_is_that_of_the_loss_at_detached_samples():
     model = FactorModel()
     x = _factor_data(8)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # keeps θ: grads stay inspectable
-    out = train_step(model, optimizer, x, latent_shape=(2,), num_steps=4, step_size=0.05,
-                     generator=torch.Generator().manual_seed(0))
+    out = train_step(
+        model,
+        optimizer,
+        x,
+        latent_shape=(2,),
+        num_steps=4,
+        step_size=0.05,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert out.z.shape == (8, 2) and not out.z.requires_grad
     reference = FactorModel()
     reference.load_state_dict(model.state_dict())
@@ -87,7 +100,7 @@ def test_train_step_gradient_is_that_of_the_loss_at_detached_samples():
     loss.backward()
     assert float(out.loss) == pytest.approx(float(loss.detach()), rel=1e-6)
     # The Langevin steps' backward passes must not leak into the parameter gradients.
-    for ours, theirs in zip(model.parameters(), reference.parameters()):
+    for ours, theirs in zip(model.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(ours.grad, theirs.grad)
         assert ours.requires_grad  # restored after inference
 
@@ -103,7 +116,7 @@ def test_train_step_refuses_a_nonfinite_loss_without_updating():
     optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
     with pytest.raises(TrainingDivergedError, match="the loss is nan"):
         train_step(model, optimizer, _factor_data(4), latent_shape=(2,), num_steps=2)
-    for parameter, old in zip(model.parameters(), before):
+    for parameter, old in zip(model.parameters(), before, strict=True):
         assert torch.equal(parameter, old)
 
 
@@ -114,9 +127,18 @@ def test_trainer_learns_a_custom_model_with_explicit_latent_shape(tmp_path):
     torch.manual_seed(0)
     model = FactorModel()
     trainer = Trainer(
-        model, _factor_data(256), num_iterations=60, batch_size=32, latent_shape=(2,),
-        num_steps=10, step_size=0.05, tuning=None, learning_rate=3e-2,
-        output_dir=tmp_path, log_interval=1, progress=False,
+        model,
+        _factor_data(256),
+        num_iterations=60,
+        batch_size=32,
+        latent_shape=(2,),
+        num_steps=10,
+        step_size=0.05,
+        tuning=None,
+        learning_rate=3e-2,
+        output_dir=tmp_path,
+        log_interval=1,
+        progress=False,
     )
     assert trainer.sigma_schedule is None  # no sigma attribute: nothing annealed
     result = trainer.fit()
@@ -136,11 +158,21 @@ def test_trainer_input_errors():
     with pytest.raises(ValueError, match="batch_size=64 is larger than the 10 examples"):
         Trainer(FactorModel(), _factor_data(10), num_iterations=1, latent_shape=(2,))
     with pytest.raises(TypeError, match="has no float attribute sigma"):
-        Trainer(FactorModel(), _factor_data(), num_iterations=1, latent_shape=(2,),
-                sigma=SigmaSchedule())
+        Trainer(
+            FactorModel(),
+            _factor_data(),
+            num_iterations=1,
+            latent_shape=(2,),
+            sigma=SigmaSchedule(),
+        )
     with pytest.raises(ValueError, match="tuning.method must be 'grid' or 'gradient'"):
-        Trainer(FactorModel(), _factor_data(), num_iterations=1, latent_shape=(2,),
-                tuning=StepSizeTuning(method="newton"))  # type: ignore[arg-type]
+        Trainer(
+            FactorModel(),
+            _factor_data(),
+            num_iterations=1,
+            latent_shape=(2,),
+            tuning=StepSizeTuning(method="newton"),
+        )  # type: ignore[arg-type]
 
 
 # -- Algorithm 1 with the reference generator ----------------------------------------------
@@ -175,7 +207,9 @@ def test_tuning_runs_every_interval_and_passes_the_objective_through(monkeypatch
 
 def test_gradient_tuning_of_a_per_step_step_size(tmp_path):
     trainer = _tiny_trainer(
-        tmp_path, num_iterations=2, step_size=torch.full((3,), 0.02),
+        tmp_path,
+        num_iterations=2,
+        step_size=torch.full((3,), 0.02),
         tuning=StepSizeTuning(method="gradient", interval=2, num_iterations=1, batch_size=2),
     )
     result = trainer.fit()
@@ -190,8 +224,9 @@ def test_learning_rate_and_sigma_follow_their_schedules(tmp_path):
     schedule = LearningRateSchedule(base=1e-3)
     sigma = SigmaSchedule(start=0.4, end=0.2, anneal_fraction=0.5)
     model = _generator()
-    trainer = _tiny_trainer(tmp_path, num_iterations=9, model=model, learning_rate=schedule,
-                            sigma=sigma, tuning=None)
+    trainer = _tiny_trainer(
+        tmp_path, num_iterations=9, model=model, learning_rate=schedule, sigma=sigma, tuning=None
+    )
     trainer.fit()
     rows = _rows(tmp_path / "metrics.jsonl")
     assert [row["iteration"] for row in rows] == list(range(1, 10))
@@ -215,7 +250,7 @@ def test_resume_in_process_matches_uninterrupted_run(tmp_path):
     resumed = _tiny_trainer(tmp_path / "b", model=_generator(seed=123))
     result = resumed.fit(resume=True)
     assert result.iterations == 6
-    for ours, theirs in zip(resumed.model.parameters(), straight.model.parameters()):
+    for ours, theirs in zip(resumed.model.parameters(), straight.model.parameters(), strict=True):
         assert torch.equal(ours, theirs)
     assert resumed.history == straight.history
     assert resumed.step_size == straight.step_size

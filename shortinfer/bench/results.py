@@ -16,34 +16,56 @@ from torch import Tensor
 
 from shortinfer.bench._schedules import atomic_write_text
 
-__all__ = ["PAPER_TABLE1", "PAPER_TABLE3A", "PAPER_TABLE3B", "image_grid", "save_png",
-           "write_report"]
+__all__ = [
+    "PAPER_TABLE1",
+    "PAPER_TABLE3A",
+    "PAPER_TABLE3B",
+    "image_grid",
+    "save_png",
+    "write_report",
+]
 
 # Nijkamp et al. (2020), Table 1: (MSE, FID) per data set; None where the paper has "-".
 PAPER_TABLE1: dict[str, dict[tuple[str, int], tuple[float | None, float | None]]] = {
     "MNIST": {
-        ("ladder_vae", 1): (0.020, None), ("ladder_vae", 3): (0.018, None),
-        ("ladder_vae", 5): (0.018, None), ("short_run", 1): (0.019, None),
-        ("short_run", 3): (0.017, None), ("short_run", 5): (0.015, None),
+        ("ladder_vae", 1): (0.020, None),
+        ("ladder_vae", 3): (0.018, None),
+        ("ladder_vae", 5): (0.018, None),
+        ("short_run", 1): (0.019, None),
+        ("short_run", 3): (0.017, None),
+        ("short_run", 5): (0.015, None),
     },
     "SVHN": {
-        ("ladder_vae", 1): (0.019, 46.78), ("ladder_vae", 3): (0.015, 41.72),
-        ("ladder_vae", 5): (0.014, 39.26), ("short_run", 1): (0.018, 44.86),
-        ("short_run", 3): (0.015, 39.02), ("short_run", 5): (0.011, 35.23),
+        ("ladder_vae", 1): (0.019, 46.78),
+        ("ladder_vae", 3): (0.015, 41.72),
+        ("ladder_vae", 5): (0.014, 39.26),
+        ("short_run", 1): (0.018, 44.86),
+        ("short_run", 3): (0.015, 39.02),
+        ("short_run", 5): (0.011, 35.23),
     },
     "CelebA 32x32": {
-        ("ladder_vae", 1): (0.031, 69.90), ("ladder_vae", 3): (0.029, 58.33),
-        ("ladder_vae", 5): (0.028, 53.40), ("short_run", 1): (0.019, 45.74),
-        ("short_run", 3): (0.018, 41.15), ("short_run", 5): (0.011, 36.84),
+        ("ladder_vae", 1): (0.031, 69.90),
+        ("ladder_vae", 3): (0.029, 58.33),
+        ("ladder_vae", 5): (0.028, 53.40),
+        ("short_run", 1): (0.019, 45.74),
+        ("short_run", 3): (0.018, 41.15),
+        ("short_run", 5): (0.011, 36.84),
     },
 }
 # Table 3a: CelebA 64x64, K = 25, L -> (MSE, FID).
-PAPER_TABLE3A: dict[int, tuple[float, float]] = {1: (0.020, 61.03), 3: (0.018, 52.19),
-                                                 5: (0.015, 47.95)}
+PAPER_TABLE3A: dict[int, tuple[float, float]] = {
+    1: (0.020, 61.03),
+    3: (0.018, 52.19),
+    5: (0.015, 47.95),
+}
 # Table 3b: CelebA 32x32, L = 5, K -> (MSE, FID).
-PAPER_TABLE3B: dict[int, tuple[float, float]] = {5: (0.045, 82.79), 10: (0.037, 67.38),
-                                                 25: (0.011, 36.84), 50: (0.010, 35.39),
-                                                 400: (0.010, 35.16)}
+PAPER_TABLE3B: dict[int, tuple[float, float]] = {
+    5: (0.045, 82.79),
+    10: (0.037, 67.38),
+    25: (0.011, 36.84),
+    50: (0.010, 35.39),
+    400: (0.010, 35.16),
+}
 # Table 2, ABP column (L = 1): FID.
 PAPER_ABP_FID = {"SVHN": 49.71, "CelebA 32x32": 51.50}
 
@@ -62,12 +84,12 @@ def image_grid(images: Tensor, *, num_columns: int = 8, padding: int = 2) -> Ten
     r"""Tile images into one picture, like ``torchvision.utils.make_grid``.
 
     Arguments:
-        images: Images in :math:`[-1, 1]`, with shape ``(N, C, H, W)``.
+        images: Images in $[-1, 1]$, with shape ``(N, C, H, W)``.
         num_columns: Images per row.
         padding: White pixels between images.
 
     Returns:
-        Pixels in :math:`[0, 255]` as ``uint8``, with shape ``(rows·(H+p)+p, cols·(W+p)+p, 3)``.
+        Pixels in $[0, 255]$ as ``uint8``, with shape ``(rows·(H+p)+p, cols·(W+p)+p, 3)``.
 
     Examples:
         >>> image_grid(torch.zeros(5, 1, 4, 4), num_columns=3, padding=1).shape
@@ -79,8 +101,9 @@ def image_grid(images: Tensor, *, num_columns: int = 8, padding: int = 2) -> Ten
         images = images.expand(count, 3, height, width)
     columns = max(1, min(num_columns, count))
     rows = -(-count // columns)
-    canvas = torch.ones(3, rows * (height + padding) + padding,
-                        columns * (width + padding) + padding)
+    canvas = torch.ones(
+        3, rows * (height + padding) + padding, columns * (width + padding) + padding
+    )
     for index in range(count):
         top = padding + (index // columns) * (height + padding)
         left = padding + (index % columns) * (width + padding)
@@ -90,7 +113,7 @@ def image_grid(images: Tensor, *, num_columns: int = 8, padding: int = 2) -> Ten
 
 
 def save_png(pixels: Tensor, path: str | Path) -> None:
-    """Save ``(H, W, 3)`` uint8 pixels from :func:`image_grid` as a PNG (needs Pillow)."""
+    """Save ``(H, W, 3)`` uint8 pixels from `image_grid` as a PNG (needs Pillow)."""
     from PIL import Image
 
     Image.fromarray(pixels.numpy()).save(path)
@@ -155,21 +178,29 @@ def _write_grids(out: Path, run: dict[str, Any], cells: dict[str, dict[str, Any]
         import PIL  # noqa: F401
     except ImportError:
         return []
+    names = ["fig3_reconstructions.png", "samples_side_by_side.png"]
+    sources = [out / "cells" / key / "images.pt" for key in (vae_key, sr_key)]
+    if not all(path.is_file() for path in sources):
+        # The image tensors are not part of a committed results folder; keep the grids that
+        # were drawn when the cells ran.
+        return [name for name in names if (out / name).is_file()]
     vae = torch.load(out / "cells" / vae_key / "images.pt", weights_only=True)
     ours = torch.load(out / "cells" / sr_key / "images.pt", weights_only=True)
     rows = torch.cat([ours["originals"], vae["reconstructions"], ours["reconstructions"]])
     columns = ours["originals"].shape[0]
     save_png(image_grid(rows, num_columns=columns), out / "fig3_reconstructions.png")
-    save_png(_side_by_side(image_grid(vae["samples"]), image_grid(ours["samples"]), gap=16),
-             out / "samples_side_by_side.png")
-    return ["fig3_reconstructions.png", "samples_side_by_side.png"]
+    save_png(
+        _side_by_side(image_grid(vae["samples"]), image_grid(ours["samples"]), gap=16),
+        out / "samples_side_by_side.png",
+    )
+    return names
 
 
 def write_report(out: str | Path, *, note: str | None = None) -> Path:
     r"""Write ``OUT/results.md`` (and the PNG grids) from the cells finished so far.
 
     Arguments:
-        out: The run folder written by :func:`shortinfer.bench.runner.run_benchmark`.
+        out: The run folder written by `shortinfer.bench.runner.run_benchmark`.
         note: A line to print under the tables (e.g. why FID was skipped).
 
     Returns:
@@ -184,8 +215,9 @@ def write_report(out: str | Path, *, note: str | None = None) -> Path:
     top = max(preset["layers"])
     steps = preset["num_steps"]
     env = run["environment"]
-    fid_counts = sorted({c["fid_result"]["num_samples"] for c in cells.values()
-                         if "fid_result" in c})
+    fid_counts = sorted(
+        {c["fid_result"]["num_samples"] for c in cells.values() if "fid_result" in c}
+    )
     lines = [
         f"# shortinfer bench: {run['dataset']} ({'×'.join(map(str, run['image_shape']))})",
         "",
@@ -205,22 +237,31 @@ def write_report(out: str | Path, *, note: str | None = None) -> Path:
         f"image on the first {preset['num_elbo_images']} held-out images, both with the final "
         "σ (short-run: the paper's conditional-entropy bound with the exact log-determinant; "
         "Ladder-VAE: its own ELBO). FID: generated images vs "
-        + (f"{fid_counts} training images (small-sample FID is biased upward; compare only "
-           "numbers with the same count)." if fid_counts else "training images — not computed."),
+        + (
+            f"{fid_counts} training images (small-sample FID is biased upward; compare only "
+            "numbers with the same count)."
+            if fid_counts
+            else "training images — not computed."
+        ),
         "",
         f"Device `{run['device']}`; {env.get('cpu', env.get('processor', ''))} on "
         f"{env.get('platform', '')}; "
         f"torch {env.get('torch')}, shortinfer {env.get('shortinfer')}, python "
         f"{env.get('python')}, {env.get('torch_threads')} torch thread(s)"
-        + (f", GPU {env['cuda_device']}" if env.get("cuda_device") else "") + ".",
+        + (f", GPU {env['cuda_device']}" if env.get("cuda_device") else "")
+        + ".",
         "",
         f"Command: `{run['command']}`",
         "",
         "## Table 1: Ladder-VAE vs short-run inference",
         "",
         f"Paper column: {column or 'none (the paper has no table for this data set)'}"
-        + (" — the paper's MNIST numbers, shown for scale; the data set differs"
-           if column == "MNIST" and run["dataset"] != "mnist" else "") + ".",
+        + (
+            " — the paper's MNIST numbers, shown for scale; the data set differs"
+            if column == "MNIST" and run["dataset"] != "mnist"
+            else ""
+        )
+        + ".",
         "",
         "| Model | MSE (ours) | MSE (paper) | FID (ours) | FID (paper) | ELBO (ours) | "
         "updates × batch | wall min |",
@@ -228,8 +269,11 @@ def write_report(out: str | Path, *, note: str | None = None) -> Path:
     ]
     for method, label in (("ladder_vae", "Ladder-VAE"), ("short_run", "Ours (short-run)")):
         for layers in preset["layers"]:
-            key = (f"ladder_vae-L{layers}" if method == "ladder_vae"
-                   else f"short_run-L{layers}-K{steps}")
+            key = (
+                f"ladder_vae-L{layers}"
+                if method == "ladder_vae"
+                else f"short_run-L{layers}-K{steps}"
+            )
             cell = cells.get(key)
             paper_mse, paper_fid = paper1.get((method, layers), (None, None))
             lines.append(
@@ -243,8 +287,10 @@ def write_report(out: str | Path, *, note: str | None = None) -> Path:
         ours = cells.get(f"short_run-L{layers}-K{steps}")
         if vae and ours:
             change = 100 * (ours["mse"] - vae["mse"]) / vae["mse"]
-            comparisons.append(f"L = {layers}: short-run MSE {ours['mse']:.4f} vs Ladder-VAE "
-                               f"{vae['mse']:.4f} ({change:+.1f}%)")
+            comparisons.append(
+                f"L = {layers}: short-run MSE {ours['mse']:.4f} vs Ladder-VAE "
+                f"{vae['mse']:.4f} ({change:+.1f}%)"
+            )
     if comparisons:
         lines += ["", "At equal updates: " + "; ".join(comparisons) + "."]
     lines += [
@@ -259,8 +305,10 @@ def write_report(out: str | Path, *, note: str | None = None) -> Path:
     for layers in preset["layers"]:
         cell = cells.get(f"short_run-L{layers}-K{steps}")
         paper_mse, paper_fid = PAPER_TABLE3A.get(layers, (None, None))
-        lines.append(f"| {layers} | {_mse(cell)} | {_fmt(paper_mse, 3)} | {_fid(cell)} | "
-                     f"{_fmt(paper_fid, 2)} | {_elbo(cell)} |")
+        lines.append(
+            f"| {layers} | {_mse(cell)} | {_fmt(paper_mse, 3)} | {_fid(cell)} | "
+            f"{_fmt(paper_fid, 2)} | {_elbo(cell)} |"
+        )
     lines += [
         "",
         f"## Table 3b: varying K (L = {top})",
@@ -273,17 +321,27 @@ def write_report(out: str | Path, *, note: str | None = None) -> Path:
     for k in preset["steps_ablation"]:
         cell = cells.get(f"short_run-L{top}-K{k}")
         paper_mse, paper_fid = PAPER_TABLE3B.get(k, (None, None))
-        lines.append(f"| {k} | {_mse(cell)} | {_fmt(paper_mse, 3)} | {_fid(cell)} | "
-                     f"{_fmt(paper_fid, 2)} | {_elbo(cell)} | {_minutes(cell)} |")
+        lines.append(
+            f"| {k} | {_mse(cell)} | {_fmt(paper_mse, 3)} | {_fid(cell)} | "
+            f"{_fmt(paper_fid, 2)} | {_elbo(cell)} | {_minutes(cell)} |"
+        )
     abp = [c for k, c in cells.items() if k.startswith("abp-")]
     if abp:
         cell = abp[0]
-        lines += ["", "## ABP baseline (persistent chains, 40 steps, δ = 0.3, σ = 0.3, L = 1)",
-                  "", f"MSE {_mse(cell)}, FID {_fid(cell)} (paper, Table 2: "
-                  f"{PAPER_ABP_FID.get(column or '', '—')}), ELBO {_elbo(cell)}."]
-    lines += ["", "## Cells", "",
-              "| cell | latent sizes | final σ | final s | train s | eval s | FID s |",
-              "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## ABP baseline (persistent chains, 40 steps, δ = 0.3, σ = 0.3, L = 1)",
+            "",
+            f"MSE {_mse(cell)}, FID {_fid(cell)} (paper, Table 2: "
+            f"{PAPER_ABP_FID.get(column or '', '—')}), ELBO {_elbo(cell)}.",
+        ]
+    lines += [
+        "",
+        "## Cells",
+        "",
+        "| cell | latent sizes | final σ | final s | train s | eval s | FID s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for key in run["cells"]:
         cell = cells.get(key)
         if cell is None:
@@ -291,17 +349,26 @@ def write_report(out: str | Path, *, note: str | None = None) -> Path:
             continue
         step = "—" if cell.get("step_size") is None else f"{cell['step_size']:.3g}"
         fid_seconds = cell.get("fid_result", {}).get("seconds")
-        lines.append(f"| {key} | {cell['latent_sizes']} | {cell['sigma']:.3g} | {step} | "
-                     f"{cell['train_seconds']:.0f} | {cell['eval_seconds']:.0f} | "
-                     f"{_fmt(fid_seconds, 0)} |")
+        lines.append(
+            f"| {key} | {cell['latent_sizes']} | {cell['sigma']:.3g} | {step} | "
+            f"{cell['train_seconds']:.0f} | {cell['eval_seconds']:.0f} | "
+            f"{_fmt(fid_seconds, 0)} |"
+        )
     grids = _write_grids(out, run, cells)
     if grids:
-        lines += ["", f"## Reconstructions and samples (L = {top}, as in the paper's Fig. 3)", "",
-                  f"![reconstructions]({grids[0]})", "",
-                  "Top: held-out images. Middle: Ladder-VAE reconstructions. Bottom: short-run "
-                  "reconstructions.", "", f"![samples]({grids[1]})", "",
-                  "Left: Ladder-VAE samples. Right: short-run samples (decoder means of prior "
-                  "draws)."]
+        lines += [
+            "",
+            f"## Reconstructions and samples (L = {top}, as in the paper's Fig. 3)",
+            "",
+            f"![reconstructions]({grids[0]})",
+            "",
+            "Top: held-out images. Middle: Ladder-VAE reconstructions. Bottom: short-run "
+            "reconstructions.",
+            "",
+            f"![samples]({grids[1]})",
+            "",
+            "Left: Ladder-VAE samples. Right: short-run samples (decoder means of prior draws).",
+        ]
     if note:
         lines += ["", f"Note: {note}"]
     path = out / "results.md"

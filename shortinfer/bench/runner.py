@@ -65,7 +65,7 @@ class BenchData(NamedTuple):
 
     Attributes:
         name: Data set label for the report, e.g. ``"mnist5k"`` or ``"celeba32"``.
-        train: Training images in :math:`[-1, 1]`, shape ``(N, C, H, W)``.
+        train: Training images in $[-1, 1]$, shape ``(N, C, H, W)``.
         test: Held-out images, shape ``(M, C, H, W)``.
     """
 
@@ -152,8 +152,9 @@ def environment() -> dict[str, Any]:
     }
     try:  # the CPU model on Linux; platform.processor() is often empty there
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            models = [line.split(":", 1)[1].strip() for line in cpuinfo
-                      if line.startswith("model name")]
+            models = [
+                line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")
+            ]
         if models:
             info["cpu"] = f"{models[0]} ({len(models)} logical cores)"
     except OSError:
@@ -209,8 +210,12 @@ def _elbo(state: TrainState, cell: Cell, x: Tensor, preset: Preset) -> Tensor:
             return state.model.elbo(x)
     steps = preset.abp_num_steps if cell.method == "abp" else cell.num_steps
     posterior = short_run(
-        generator.log_joint, x, latent_shape=generator.latent_shapes, num_steps=steps,
-        step_size=state.step_size, validate=False,
+        generator.log_joint,
+        x,
+        latent_shape=generator.latent_shapes,
+        num_steps=steps,
+        step_size=state.step_size,
+        validate=False,
     )
     return posterior.elbo().detach()
 
@@ -240,21 +245,27 @@ def evaluate_cell(
         samples = generator.sample_images(_NUM_GRID_SAMPLES).cpu()
     return {
         "mse": float(mse.mean()),
-        "mse_std_error": (
-            float(mse.std() / mse.numel() ** 0.5) if mse.numel() > 1 else 0.0
-        ),
+        "mse_std_error": (float(mse.std() / mse.numel() ** 0.5) if mse.numel() > 1 else 0.0),
         "num_test": int(mse.numel()),
         "elbo": float(elbo.mean()),
         "num_elbo_images": int(elbo.numel()),
-        "images": {"samples": samples,
-                   "reconstructions": _reconstruct(state, cell, grid_x, preset).cpu(),
-                   "originals": grid_x.cpu()},
+        "images": {
+            "samples": samples,
+            "reconstructions": _reconstruct(state, cell, grid_x, preset).cpu(),
+            "originals": grid_x.cpu(),
+        },
     }
 
 
 def run_cell(
-    cell: Cell, data: BenchData, preset: Preset, out: Path, *, device: str = "cpu",
-    seed: int = 0, stop_after: float | None = None,
+    cell: Cell,
+    data: BenchData,
+    preset: Preset,
+    out: Path,
+    *,
+    device: str = "cpu",
+    seed: int = 0,
+    stop_after: float | None = None,
 ) -> dict[str, Any] | None:
     r"""Train (or resume) and evaluate one cell; write its ``result.json`` atomically.
 
@@ -280,8 +291,15 @@ def run_cell(
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed * 1_000_003 + sum(map(ord, cell.key)) * 7919)
     image_size, channels = data.train.shape[-1], data.train.shape[1]
-    state = build_model(cell.method, cell.num_layers, preset, image_size=image_size,
-                        channels=channels, num_train=data.train.shape[0], device=device)
+    state = build_model(
+        cell.method,
+        cell.num_layers,
+        preset,
+        image_size=image_size,
+        channels=channels,
+        num_train=data.train.shape[0],
+        device=device,
+    )
     checkpoint = folder / "checkpoint.pt"
     if _load_checkpoint(checkpoint, cell, preset, state):
         _log(f"{cell.key}: resumed at iteration {state.iteration}/{preset.num_iterations}")
@@ -289,8 +307,10 @@ def run_cell(
         _log(f"{cell.key}: training {preset.num_iterations} iterations")
 
     def save() -> None:
-        atomic_save({"cell": cell.to_dict(), "preset": preset.to_dict(),
-                     "state": state.state_dict()}, checkpoint)
+        atomic_save(
+            {"cell": cell.to_dict(), "preset": preset.to_dict(), "state": state.state_dict()},
+            checkpoint,
+        )
 
     started = time.perf_counter()
     mark = started
@@ -299,21 +319,28 @@ def run_cell(
         while state.iteration < preset.num_iterations:
             indices = torch.randint(data.train.shape[0], (preset.batch_size,))
             x = data.train[indices].to(device)
-            numbers = train_step(state, cell.method, x, indices.to(device), preset,
-                                 num_steps=cell.num_steps)
+            numbers = train_step(
+                state, cell.method, x, indices.to(device), preset, num_steps=cell.num_steps
+            )
             now = time.perf_counter()
             state.elapsed += now - mark
             mark = now
             if state.iteration % preset.log_every == 0 or state.iteration == 1:
-                log.write(json.dumps({"iteration": state.iteration, "time": state.elapsed,
-                                      **numbers}) + "\n")
+                log.write(
+                    json.dumps({"iteration": state.iteration, "time": state.elapsed, **numbers})
+                    + "\n"
+                )
                 log.flush()
             if state.iteration % (10 * preset.log_every) == 0:
-                _log(f"{cell.key}: {state.iteration}/{preset.num_iterations} "
-                     f"loss {numbers['loss']:.1f} s={state.step_size:.3g} "
-                     f"({state.elapsed:.0f}s)")
-            if (state.iteration % preset.checkpoint_every == 0
-                    or state.iteration == preset.num_iterations):
+                _log(
+                    f"{cell.key}: {state.iteration}/{preset.num_iterations} "
+                    f"loss {numbers['loss']:.1f} s={state.step_size:.3g} "
+                    f"({state.elapsed:.0f}s)"
+                )
+            if (
+                state.iteration % preset.checkpoint_every == 0
+                or state.iteration == preset.num_iterations
+            ):
                 save()
             if stop_after is not None and now - started > stop_after:
                 save()
@@ -341,12 +368,15 @@ def run_cell(
         "device": str(device),
         **evaluation,
     }
-    torch.save({"config": generator.config, "model": state.model.state_dict()},
-               folder / "model.pt")
+    torch.save(
+        {"config": generator.config, "model": state.model.state_dict()}, folder / "model.pt"
+    )
     atomic_write_json(result, result_path)
     checkpoint.unlink(missing_ok=True)
-    _log(f"{cell.key}: MSE {result['mse']:.4f}, ELBO {result['elbo']:.1f} "
-         f"(train {state.elapsed:.0f}s)")
+    _log(
+        f"{cell.key}: MSE {result['mse']:.4f}, ELBO {result['elbo']:.1f} "
+        f"(train {state.elapsed:.0f}s)"
+    )
     return result
 
 
@@ -368,8 +398,14 @@ def _generated(generator: Any, total: int, size: int = 50) -> Iterable[Tensor]:
 
 
 def run_fid(
-    cells: Iterable[Cell], data: BenchData, preset: Preset, out: Path, *,
-    weights: str | None = None, device: str = "cpu", seed: int = 0,
+    cells: Iterable[Cell],
+    data: BenchData,
+    preset: Preset,
+    out: Path,
+    *,
+    weights: str | None = None,
+    device: str = "cpu",
+    seed: int = 0,
 ) -> str | None:
     r"""FID between generated images and training images for every finished cell.
 
@@ -403,26 +439,36 @@ def run_fid(
         saved = torch.load(folder / "model.pt", map_location=device, weights_only=False)
         generator = MultiLayerGenerator.from_config(saved["config"]).to(device)
         prefix = "generator." if cell.method == "ladder_vae" else ""
-        generator.load_state_dict({k[len(prefix):]: v for k, v in saved["model"].items()
-                                   if k.startswith(prefix)})
+        generator.load_state_dict(
+            {k[len(prefix) :]: v for k, v in saved["model"].items() if k.startswith(prefix)}
+        )
         generator.eval()
         torch.manual_seed(seed + 12345)
         started = time.perf_counter()
 
         fake = feature_statistics(_generated(generator, count), network)
         value = float(frechet_distance(fake.mu, fake.sigma, reference.mu, reference.sigma))
-        atomic_write_json({"fid": value, "num_samples": count,
-                           "seconds": time.perf_counter() - started}, target)
+        atomic_write_json(
+            {"fid": value, "num_samples": count, "seconds": time.perf_counter() - started}, target
+        )
         _log(f"FID {cell.key}: {value:.2f} on {count} samples")
     return None
 
 
 def run_benchmark(
-    data: BenchData, preset: Preset, out: str | Path, *, device: str = "cpu",
-    abp: bool = False, fid: bool = True, fid_weights: str | None = None, seed: int = 0,
-    command: str | None = None, report: Callable[..., Any] | None = None,
+    data: BenchData,
+    preset: Preset,
+    out: str | Path,
+    *,
+    device: str = "cpu",
+    abp: bool = False,
+    fid: bool = True,
+    fid_weights: str | None = None,
+    seed: int = 0,
+    command: str | None = None,
+    report: Callable[..., Any] | None = None,
 ) -> list[dict[str, Any]]:
-    r"""Run every cell of :func:`plan_cells`, then FID, then write ``results.md``.
+    r"""Run every cell of `plan_cells`, then FID, then write ``results.md``.
 
     Arguments:
         data: Training and held-out images.
@@ -431,12 +477,12 @@ def run_benchmark(
         device: ``"cpu"`` or ``"cuda"``.
         abp: Also train the ABP baseline (L = 1).
         fid: Compute FID (needs Inception weights; see
-            :func:`shortinfer.metrics.resolve_inception_weights`).
+            `shortinfer.metrics.resolve_inception_weights`).
         fid_weights: Explicit Inception weight file.
         seed: Base seed.
         command: The command line, recorded in ``run.json``.
         report: The function writing the report; defaults to
-            :func:`shortinfer.bench.results.write_report`.
+            `shortinfer.bench.results.write_report`.
 
     Returns:
         The result dicts of all cells, in plan order.
@@ -473,15 +519,20 @@ def run_benchmark(
     # Table 1's cells first, with their FID and a report, so that an interrupted run has the
     # headline comparison; then the K ablation, cheapest first.
     first = [cell for cell in cells if "table1" in cell.tables]
-    rest = sorted((cell for cell in cells if "table1" not in cell.tables),
-                  key=lambda cell: (cell.method != "short_run", cell.num_steps))
+    rest = sorted(
+        (cell for cell in cells if "table1" not in cell.tables),
+        key=lambda cell: (cell.method != "short_run", cell.num_steps),
+    )
     results: dict[str, dict[str, Any] | None] = {}
     note: str | None = None
     for group in (first, rest):
         for cell in group:
             results[cell.key] = run_cell(cell, data, preset, out, device=device, seed=seed)
-        note = (run_fid(cells, data, preset, out, weights=fid_weights, device=device, seed=seed)
-                if fid else "FID skipped: turned off with --no-fid.")
+        note = (
+            run_fid(cells, data, preset, out, weights=fid_weights, device=device, seed=seed)
+            if fid
+            else "FID skipped: turned off with --no-fid."
+        )
         if note:
             _log(note)
         report(out, note=note)

@@ -1,17 +1,17 @@
 r"""The three learners of the benchmark, one training step each, under one budget.
 
-All methods train the same :class:`~shortinfer.models.MultiLayerGenerator` with Adam, the same
-step-wise learning-rate decay, the same :math:`\sigma` annealing (except ABP, whose
-:math:`\sigma = 0.3` is fixed as in Appendix 7.3) and the same number of updates:
+All methods train the same `shortinfer.models.MultiLayerGenerator` with Adam, the same
+step-wise learning-rate decay, the same $\sigma$ annealing (except ABP, whose
+$\sigma = 0.3$ is fixed as in Appendix 7.3) and the same number of updates:
 
-* ``"short_run"`` (Algorithm 1 of the paper): draw :math:`z_K \sim q_s(z \mid x)` with K
-  Langevin steps from the prior, then ascend :math:`\frac1B\sum_b \log p_\theta(x_b, z_{K,b})`;
-  every :math:`T_s` updates re-tune s by grid search on the paper's objective (20).
+* ``"short_run"`` (Algorithm 1 of the paper): draw $z_K \sim q_s(z \mid x)$ with K
+  Langevin steps from the prior, then ascend $\frac1B\sum_b \log p_\theta(x_b, z_{K,b})$;
+  every $T_s$ updates re-tune s by grid search on the paper's objective (20).
 * ``"ladder_vae"``: ascend the Ladder-VAE's ELBO (Sønderby et al. 2016), with a linear KL
   warm-up; the encoder is trained jointly with the generator.
 * ``"abp"``: alternating back-propagation with persistent chains (Han et al. 2017): each
   training image keeps its latent, which is moved by 40 Langevin steps of size
-  :math:`s = \delta^2/2` with :math:`\delta = 0.3` whenever the image is in the batch.
+  $s = \delta^2/2$ with $\delta = 0.3$ whenever the image is in the batch.
 
 Losses are in nats per image, so Adam sees the same scale for every method.
 """
@@ -43,7 +43,7 @@ class TrainState:
     r"""Everything a cell needs to continue training: saved whole in its checkpoint.
 
     Attributes:
-        model: The generator (short-run, ABP) or the :class:`LadderVAE` around it.
+        model: The generator (short-run, ABP) or the `LadderVAE` around it.
         optimizer: Adam over ``model.parameters()``.
         iteration: Updates done so far.
         step_size: The current Langevin step size s (short-run and ABP).
@@ -61,7 +61,7 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def state_dict(self) -> dict[str, Any]:
-        """A dict for ``torch.save``; see :meth:`load_state_dict`."""
+        """A dict for ``torch.save``; see `load_state_dict`."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -75,7 +75,7 @@ class TrainState:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`, including the global random-number state."""
+        """Restore from `state_dict`, including the global random-number state."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration = int(state["iteration"])
@@ -89,13 +89,19 @@ class TrainState:
 
 
 def generator_of(model: nn.Module) -> MultiLayerGenerator:
-    """The :class:`MultiLayerGenerator` inside ``model`` (itself, or a Ladder-VAE's)."""
+    """The `MultiLayerGenerator` inside ``model`` (itself, or a Ladder-VAE's)."""
     return model.generator if isinstance(model, LadderVAE) else model  # type: ignore[return-value]
 
 
 def build_model(
-    method: str, num_layers: int, preset: Preset, *, image_size: int, channels: int,
-    num_train: int, device: torch.device | str = "cpu",
+    method: str,
+    num_layers: int,
+    preset: Preset,
+    *,
+    image_size: int,
+    channels: int,
+    num_train: int,
+    device: torch.device | str = "cpu",
 ) -> TrainState:
     r"""A fresh model and optimizer for one cell.
 
@@ -109,7 +115,7 @@ def build_model(
         device: Where to train.
 
     Returns:
-        A :class:`TrainState` at iteration 0.
+        A `TrainState` at iteration 0.
 
     Examples:
         >>> from shortinfer.bench.presets import get_preset
@@ -121,7 +127,8 @@ def build_model(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; received {method!r}.")
     generator = MultiLayerGenerator(
-        image_size=image_size, channels=channels,
+        image_size=image_size,
+        channels=channels,
         latent_sizes=latent_sizes_for(num_layers, preset.bottom_latent_size),
         num_filters=preset.num_filters,
         sigma=preset.abp_sigma if method == "abp" else preset.sigma_start,
@@ -146,15 +153,19 @@ def _unflatten(generator: MultiLayerGenerator, z: Tensor) -> dict[str, Tensor]:
 def short_run_sample(
     generator: MultiLayerGenerator, x: Tensor, num_steps: int, step_size: float
 ) -> tuple[dict[str, Tensor], float]:
-    r"""Draw :math:`z_K \sim q_s(z \mid x)`, halving s until the chain stays finite.
+    r"""Draw $z_K \sim q_s(z \mid x)$, halving s until the chain stays finite.
 
     Returns:
         The latent dict (detached, each ``(B, d_l)``) and the step size that worked.
     """
     for _ in range(10):
         posterior = short_run(
-            generator.log_joint, x, latent_shape=generator.latent_shapes,
-            num_steps=num_steps, step_size=step_size, validate=False,
+            generator.log_joint,
+            x,
+            latent_shape=generator.latent_shapes,
+            num_steps=num_steps,
+            step_size=step_size,
+            validate=False,
         )
         try:
             z = posterior.sample()
@@ -168,12 +179,21 @@ def short_run_sample(
     )
 
 
-def tune(generator: MultiLayerGenerator, x: Tensor, num_steps: int, step_size: float,
-         grid: tuple[float, ...]) -> float:
+def tune(
+    generator: MultiLayerGenerator,
+    x: Tensor,
+    num_steps: int,
+    step_size: float,
+    grid: tuple[float, ...],
+) -> float:
     """Grid-search s on images ``x`` with the paper's objective (20); keep s on failure."""
     posterior = short_run(
-        generator.log_joint, x, latent_shape=generator.latent_shapes, num_steps=num_steps,
-        step_size=step_size, validate=False,
+        generator.log_joint,
+        x,
+        latent_shape=generator.latent_shapes,
+        num_steps=num_steps,
+        step_size=step_size,
+        validate=False,
     )
     try:
         return float(posterior.tune_step_size("grid", grid=list(grid)).step_size)  # type: ignore[arg-type]
@@ -182,7 +202,12 @@ def tune(generator: MultiLayerGenerator, x: Tensor, num_steps: int, step_size: f
 
 
 def train_step(
-    state: TrainState, method: str, x: Tensor, indices: Tensor, preset: Preset, *,
+    state: TrainState,
+    method: str,
+    x: Tensor,
+    indices: Tensor,
+    preset: Preset,
+    *,
     num_steps: int,
 ) -> dict[str, float]:
     r"""One parameter update of ``method`` on the batch ``x`` (in place on ``state``).
@@ -190,7 +215,7 @@ def train_step(
     Arguments:
         state: The cell's state; ``iteration`` is incremented.
         method: ``"short_run"``, ``"ladder_vae"`` or ``"abp"``.
-        x: Training images in :math:`[-1, 1]`, with shape ``(B, C, H, W)``.
+        x: Training images in $[-1, 1]$, with shape ``(B, C, H, W)``.
         indices: Their positions in the training set, shape ``(B,)`` (ABP's chains).
         preset: The run's schedules.
         num_steps: K for short-run inference.
@@ -210,7 +235,10 @@ def train_step(
     if method == "short_run":
         if preset.tune_every and t % preset.tune_every == 0:
             state.step_size = tune(
-                generator, x[: preset.tune_batch], num_steps, state.step_size,
+                generator,
+                x[: preset.tune_batch],
+                num_steps,
+                state.step_size,
                 preset.tune_grid,
             )
             state.history.append({"iteration": t, "step_size": state.step_size})

@@ -1,6 +1,6 @@
 r"""Loaders for local image datasets, returning float32 tensors in [-1, 1].
 
-Every loader returns :class:`ImageData` ``(images, labels)`` with images of shape
+Every loader returns `ImageData` ``(images, labels)`` with images of shape
 (N, C, H, W), scaled from uint8 ``u`` as ``u / 127.5 - 1``, and caches its preprocessed
 arrays as ``.npy`` files. Nothing here downloads anything: loaders read local paths.
 """

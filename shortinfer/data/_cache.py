@@ -2,7 +2,7 @@ r"""Private helpers shared by the dataset loaders.
 
 Three concerns live here, because every loader needs all three:
 
-* the result type :class:`ImageData` and the uint8 → ``[-1, 1]`` scaling;
+* the result type `ImageData` and the uint8 → ``[-1, 1]`` scaling;
 * the ``.npy`` cache: keys, atomic writes, and loading with ``allow_pickle=False``;
 * image preprocessing: argument checks, listing image files, decoding with Pillow in worker
   processes, and the shared "resize to cover, then center-crop" geometry.
@@ -78,8 +78,8 @@ _PILLOW_HINT = 'pip install "shortinfer[bench]" (or: pip install Pillow)'
 class ImageData(NamedTuple):
     r"""Images and, where the format has them, labels, as returned by every loader.
 
-    Pixel values are scaled from uint8 :math:`u \in \{0, \dots, 255\}` to
-    :math:`x = u / 127.5 - 1 \in [-1, 1]`, so 0 maps to -1.0 and 255 to 1.0 exactly.
+    Pixel values are scaled from uint8 $u \in \{0, \dots, 255\}$ to
+    $x = u / 127.5 - 1 \in [-1, 1]$, so 0 maps to -1.0 and 255 to 1.0 exactly.
 
     Arguments:
         images: float32 tensor with shape (N, C, H, W), values in [-1, 1].
@@ -98,7 +98,7 @@ class ImageData(NamedTuple):
 
 
 def uint8_to_float(array: np.ndarray) -> Tensor:
-    r"""Convert uint8 pixels to a float32 tensor in [-1, 1] via :math:`u / 127.5 - 1`.
+    r"""Convert uint8 pixels to a float32 tensor in [-1, 1] via $u / 127.5 - 1$.
 
     Arguments:
         array: uint8 array of any shape, e.g. (N, C, H, W).
@@ -117,7 +117,7 @@ def uint8_to_float(array: np.ndarray) -> Tensor:
 
 
 def to_image_data(images: np.ndarray, labels: np.ndarray | None) -> ImageData:
-    r"""Build :class:`ImageData` from cached uint8 images (N, C, H, W) and labels (N,)."""
+    r"""Build `ImageData` from cached uint8 images (N, C, H, W) and labels (N,)."""
     label_tensor = None
     if labels is not None:
         label_tensor = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
@@ -130,7 +130,7 @@ def to_image_data(images: np.ndarray, labels: np.ndarray | None) -> ImageData:
 
 
 def check_path(name: str, value: object) -> Path:
-    r"""Return ``value`` as an expanded :class:`~pathlib.Path`, or raise ``TypeError``."""
+    r"""Return ``value`` as an expanded `pathlib.Path`, or raise ``TypeError``."""
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(
             f"{name} must be a str or os.PathLike, got {type(value).__name__} ({value!r}); "
@@ -210,7 +210,7 @@ def default_cache_dir() -> Path:
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
-    r"""``cache_dir`` as a Path if given, else :func:`default_cache_dir`."""
+    r"""``cache_dir`` as a Path if given, else `default_cache_dir`."""
     if cache_dir is None:
         return default_cache_dir()
     return check_path("cache_dir", cache_dir)
@@ -244,7 +244,7 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     r"""Write ``array`` to ``path`` in ``.npy`` format so that ``path`` is never partial.
 
     The array goes to a temporary file in the same directory, is flushed to disk, and is then
-    renamed over ``path`` with :func:`os.replace` (atomic on POSIX and Windows). If anything
+    renamed over ``path`` with `os.replace` (atomic on POSIX and Windows). If anything
     fails, the temporary file is removed and the exception propagates.
 
     Arguments:
@@ -304,7 +304,7 @@ def cached_arrays(
     r"""Return the arrays ``build()`` makes, reading/writing them as ``.npy`` files.
 
     Files are ``{cache_dir}/{dataset}-{tag}-{key}.{name}.npy`` with ``key =``
-    :func:`cache_key` ``(options)``. ``"images"`` is written last and so marks a complete entry.
+    `cache_key` ``(options)``. ``"images"`` is written last and so marks a complete entry.
     A cache that cannot be written produces a warning, not an error: the data is still returned.
     """
     if not isinstance(use_cache, bool):
@@ -556,7 +556,7 @@ def decode_images(
     Each file is opened with Pillow and converted to ``mode``; if ``crop`` is set a centered
     ``crop``×``crop`` square is cut; if ``size`` = (H, W) is set the image is resized with
     Pillow's ``BILINEAR`` filter (antialiased when shrinking) so that it covers H×W with its
-    aspect ratio kept (:func:`cover_size`), then center-cropped to H×W.
+    aspect ratio kept (`cover_size`), then center-cropped to H×W.
 
     Returns:
         The images and the list of skipped (corrupt) paths.

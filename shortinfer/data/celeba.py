@@ -95,7 +95,7 @@ def _read_partition(path: Path, image_dir: Path) -> list[tuple[str, int]]:
 
 
 def _split_by_rule(names: list[str]) -> list[tuple[str, int]]:
-    r"""The fixed rule for folders without a partition file (see :func:`load_celeba`)."""
+    r"""The fixed rule for folders without a partition file (see `load_celeba`)."""
     total = len(names)
     train_end = total * _OFFICIAL_TRAIN_END // _OFFICIAL_TOTAL
     valid_end = total * _OFFICIAL_VALID_END // _OFFICIAL_TOTAL
@@ -130,7 +130,7 @@ def load_celeba(
     with Pillow as RGB, cut the centered ``crop``×``crop`` square (``crop="none"``: no crop),
     then resize with Pillow's ``BILINEAR`` filter (antialiased when shrinking) to cover
     ``image_size`` keeping the aspect ratio, and center-crop to it; scale by
-    :math:`u / 127.5 - 1`. The default 140×140 crop keeps the face and drops most background;
+    $u / 127.5 - 1$. The default 140×140 crop keeps the face and drops most background;
     it is a crop widely used for 64×64 CelebA in latent-variable and autoencoder work (e.g.
     Ghosh et al. 2020, "From Variational to Deterministic Autoencoders",
     https://arxiv.org/abs/1903.12436). ``"148"`` is a slightly looser crop also in use.
@@ -156,7 +156,7 @@ def load_celeba(
         use_cache: If false, neither read nor write the cache.
 
     Returns:
-        :class:`~shortinfer.data.ImageData` with images float32 (N, 3, H, W) in [-1, 1] and
+        `shortinfer.data.ImageData` with images float32 (N, 3, H, W) in [-1, 1] and
         ``labels=None`` (attributes are not loaded).
 
     Raises:
@@ -268,7 +268,7 @@ def make_synthetic_celeba(
     random colour fields (a 9×11 grid of random colours upsampled bicubically), like the real
     aligned faces in size and format but not in content — and, with ``partition_file``,
     ``root/celeba/list_eval_partition.txt`` assigning them to train/valid/test at the official
-    fractions (see :func:`load_celeba`). The same ``seed`` gives the same files.
+    fractions (see `load_celeba`). The same ``seed`` gives the same files.
 
     Arguments:
         root: Directory to write into (created if missing).
@@ -277,7 +277,7 @@ def make_synthetic_celeba(
         partition_file: Whether to write ``list_eval_partition.txt``.
 
     Returns:
-        ``root`` as a :class:`~pathlib.Path`, ready for :func:`load_celeba`.
+        ``root`` as a `pathlib.Path`, ready for `load_celeba`.
 
     Raises:
         FileExistsError: If ``root/celeba/img_align_celeba`` already holds ``.jpg`` files (so a

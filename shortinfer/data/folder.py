@@ -48,7 +48,7 @@ def load_image_folder(
     an image is resized with Pillow's ``BILINEAR`` filter (antialiased when shrinking), keeping
     its aspect ratio, so that it just covers H×W, then center-cropped to H×W — torchvision's
     ``Resize(s)`` then ``CenterCrop(s)`` for an int ``s``. Pixels are scaled by
-    :math:`u / 127.5 - 1` to [-1, 1].
+    $u / 127.5 - 1$ to [-1, 1].
 
     A file Pillow cannot decode raises ``ValueError`` naming it; with ``skip_corrupt=True`` such
     files are left out and one ``UserWarning`` reports how many (and the first few names). The
@@ -70,7 +70,7 @@ def load_image_folder(
         use_cache: If false, neither read nor write the cache.
 
     Returns:
-        :class:`~shortinfer.data.ImageData` with images float32 (N, C, H, W) in [-1, 1]
+        `shortinfer.data.ImageData` with images float32 (N, C, H, W) in [-1, 1]
         (C = 3 for ``"RGB"``, 1 for ``"L"``) and ``labels=None``.
 
     Raises:

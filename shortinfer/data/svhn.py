@@ -100,7 +100,7 @@ def load_svhn(
 ) -> ImageData:
     r"""Load SVHN from ``root/{split}_32x32.mat``.
 
-    ``X`` (32, 32, 3, N) is transposed to (N, 3, 32, 32) and scaled by :math:`u / 127.5 - 1`;
+    ``X`` (32, 32, 3, N) is transposed to (N, 3, 32, 32) and scaled by $u / 127.5 - 1$;
     labels ``y`` (N, 1) are flattened and 10 is mapped to 0, so labels are the digits 0-9.
 
     Arguments:
@@ -113,7 +113,7 @@ def load_svhn(
         use_cache: If false, neither read nor write the cache.
 
     Returns:
-        :class:`~shortinfer.data.ImageData` with images float32 (N, 3, H, W) in [-1, 1] and
+        `shortinfer.data.ImageData` with images float32 (N, 3, H, W) in [-1, 1] and
         labels int64 (N,) in 0-9.
 
     Raises:

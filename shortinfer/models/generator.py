@@ -1,28 +1,30 @@
 r"""The multi-layer top-down generator of the paper (Appendix 7.2, Table 4).
 
-The model has :math:`L` stochastic layers, top layer :math:`z_L` and bottom layer :math:`z_1`,
-and the image :math:`x = z_0`:
+The model has $L$ stochastic layers, top layer $z_L$ and bottom layer $z_1$,
+and the image $x = z_0$:
 
-.. math::
-    z_L \sim \mathcal{N}(0, I_{d_L}), \qquad
-    z_l = \mu_l(h_{l+1}) + \sigma_l(h_{l+1}) \otimes \epsilon_l, \quad
-    \epsilon_l \sim \mathcal{N}(0, I_{d_l}), \quad l = L-1, \dots, 1,
+$$
+z_L \sim \mathcal{N}(0, I_{d_L}), \qquad
+z_l = \mu_l(h_{l+1}) + \sigma_l(h_{l+1}) \otimes \epsilon_l, \quad
+\epsilon_l \sim \mathcal{N}(0, I_{d_l}), \quad l = L-1, \dots, 1,
 
-    x \mid z \sim \mathcal{N}\big(g(z), \sigma^2 I\big), \qquad
-    g(z) = \tanh\big(o_0(h_1)\big),
+x \mid z \sim \mathcal{N}\big(g(z), \sigma^2 I\big), \qquad
+g(z) = \tanh\big(o_0(h_1)\big),
+$$
 
-where :math:`h_{l+1} = d_l(p_l(z_{l+1})) + h_{l+2}` is the residual stream of deterministic
-features (:math:`h_{L+1} = 0`; ``z_{l+1,d}`` in Table 4), :math:`p_l` is a projection,
-:math:`d_l` a residual convolution block, :math:`\mu_l, \sigma_l` heads and :math:`o_0` the output
+where $h_{l+1} = d_l(p_l(z_{l+1})) + h_{l+2}$ is the residual stream of deterministic
+features ($h_{L+1} = 0$; ``z_{l+1,d}`` in Table 4), $p_l$ is a projection,
+$d_l$ a residual convolution block, $\mu_l, \sigma_l$ heads and $o_0$ the output
 layer.
 
-Inference runs over the standard-normal noises :math:`\epsilon = (\epsilon_L, \dots,
-\epsilon_1)` with :math:`\epsilon_L := z_L`, as in the authors' code: all of them have an
-:math:`\mathcal{N}(0, I)` prior, so the log joint is
+Inference runs over the standard-normal noises $\epsilon = (\epsilon_L, \dots,
+\epsilon_1)$ with $\epsilon_L := z_L$, as in the authors' code: all of them have an
+$\mathcal{N}(0, I)$ prior, so the log joint is
 
-.. math::
-    \log p(x, \epsilon) = \sum_{l=1}^{L} \log \mathcal{N}(\epsilon_l; 0, I_{d_l})
-        + \log \mathcal{N}\big(x; g(\epsilon), \sigma^2 I\big).
+$$
+\log p(x, \epsilon) = \sum_{l=1}^{L} \log \mathcal{N}(\epsilon_l; 0, I_{d_l})
++ \log \mathcal{N}\big(x; g(\epsilon), \sigma^2 I\big).
+$$
 
 References:
     Learning Multi-layer Latent Variable Model via Variational Optimization of Short Run MCMC
@@ -57,7 +59,7 @@ def _is_int(value: object) -> bool:
 
 
 class _Projection(nn.Module):
-    r"""The projection :math:`p_l`: a linear layer, GELU, then a stride-2 transposed conv.
+    r"""The projection $p_l$: a linear layer, GELU, then a stride-2 transposed conv.
 
     Maps a latent with shape ``(N, d)`` to features with shape ``(N, n_f, H/2, W/2)``. The linear
     layer produces ``(N, n_f, H/4, W/4)`` and the transposed conv (kernel 4, stride 2, padding
@@ -77,10 +79,11 @@ class _Projection(nn.Module):
 
 
 class _ResidualBlock(nn.Module):
-    r"""The deterministic block :math:`d_l`: two 3x3 convs with GELU and a skip connection.
+    r"""The deterministic block $d_l$: two 3x3 convs with GELU and a skip connection.
 
-    .. math::
-        d(h) = h + \mathrm{conv}_2\big(\mathrm{GELU}(\mathrm{conv}_1(\mathrm{GELU}(h)))\big)
+    $$
+    d(h) = h + \mathrm{conv}_2\big(\mathrm{GELU}(\mathrm{conv}_1(\mathrm{GELU}(h)))\big)
+    $$
 
     (pre-activation ordering, so the residual stream itself stays linear). Shape-preserving:
     ``(N, n_f, S, S)`` in and out.
@@ -96,7 +99,7 @@ class _ResidualBlock(nn.Module):
 
 
 class _Head(nn.Module):
-    r"""One of the heads :math:`\mu_l` or :math:`\sigma_l`: a conv2d and a linear layer.
+    r"""One of the heads $\mu_l$ or $\sigma_l$: a conv2d and a linear layer.
 
     A stride-2 conv (kernel 4, padding 1) halves ``(N, n_f, S, S)`` to ``(N, n_f, S/2, S/2)``,
     then GELU, flatten and a linear layer give ``(N, d)``.
@@ -117,26 +120,26 @@ def _scale(raw: Tensor) -> Tensor:
 
 
 class MultiLayerGenerator(nn.Module):
-    r"""Multi-layer top-down generator :math:`p(x, \epsilon)` of the paper (Table 4).
+    r"""Multi-layer top-down generator $p(x, \epsilon)$ of the paper (Table 4).
 
-    Architecture, for images of size :math:`H = W \in \{28, 32, 64\}` and :math:`n_f` filters
-    (stage :math:`l` runs from the top, :math:`l = L - 1`, down to :math:`l = 0`):
+    Architecture, for images of size $H = W \in \{28, 32, 64\}$ and $n_f$ filters
+    (stage $l$ runs from the top, $l = L - 1$, down to $l = 0$):
 
-    1. :math:`z_L = \epsilon_L`, shape ``(N, d_L)``.
-    2. Projection :math:`p_l(z_{l+1})`: ``Linear(d_{l+1}, n_f * H/4 * W/4)``, reshape to
+    1. $z_L = \epsilon_L$, shape ``(N, d_L)``.
+    2. Projection $p_l(z_{l+1})$: ``Linear(d_{l+1}, n_f * H/4 * W/4)``, reshape to
        ``(N, n_f, H/4, W/4)``, GELU, then ``ConvTranspose2d(n_f, n_f, 4, stride=2, padding=1)``
        to ``(N, n_f, H/2, W/2)``: 14x14 for 28px, 16x16 for 32px (as in Table 4), 32x32 for
        64px.
-    3. Residual stream :math:`h_{l+1} = d_l(p_l(z_{l+1})) + h_{l+2}` with
-       :math:`d_l(u) = u + \mathrm{conv}(\mathrm{GELU}(\mathrm{conv}(\mathrm{GELU}(u))))`
-       (two 3x3 convs) and :math:`h_{L+1} = 0`.
-    4. For :math:`l \ge 1`: :math:`z_l = \mu_l(h_{l+1}) + \sigma_l(h_{l+1}) \otimes
-       \epsilon_l`, where each of :math:`\mu_l` and :math:`\sigma_l` is a
+    3. Residual stream $h_{l+1} = d_l(p_l(z_{l+1})) + h_{l+2}$ with
+       $d_l(u) = u + \mathrm{conv}(\mathrm{GELU}(\mathrm{conv}(\mathrm{GELU}(u))))$
+       (two 3x3 convs) and $h_{L+1} = 0$.
+    4. For $l \ge 1$: $z_l = \mu_l(h_{l+1}) + \sigma_l(h_{l+1}) \otimes
+       \epsilon_l$, where each of $\mu_l$ and $\sigma_l$ is a
        ``Conv2d(n_f, n_f, 4, stride=2, padding=1)``, GELU and ``Linear(n_f * H/4 * W/4,
-       d_l)``, and :math:`\sigma_l = \mathrm{softplus}(\cdot) + 10^{-3}` is positive.
-    5. :math:`g(z) = \tanh(o_0(h_1))` with
-       :math:`o_0 = ` ``ConvTranspose2d(n_f, C, 4, stride=2, padding=1)``, shape
-       ``(N, C, H, W)`` in :math:`[-1, 1]`.
+       d_l)``, and $\sigma_l = \mathrm{softplus}(\cdot) + 10^{-3}$ is positive.
+    5. $g(z) = \tanh(o_0(h_1))$ with
+       $o_0 = $ ``ConvTranspose2d(n_f, C, 4, stride=2, padding=1)``, shape
+       ``(N, C, H, W)`` in $[-1, 1]$.
 
     No normalisation layers are used, so every example is computed independently of the others
     in its batch and the model is safe under ``torch.func`` transforms (``grad``, ``vmap``,
@@ -145,21 +148,21 @@ class MultiLayerGenerator(nn.Module):
     **Latent convention.** A latent is a dict of the standard-normal noises,
     ``z = {"zL": eps_L, ..., "z1": eps_1}`` with ``z["z{l}"]`` of shape ``(*batch, d_l)``.
     Keys are ordered from the top layer down, the same order as ``latent_sizes`` and
-    :attr:`latent_shapes`, which fixes the order of a flattened latent. The value under
-    ``"z{l}"`` is the noise :math:`\epsilon_l`, not the layer value :math:`z_l` (they coincide
-    for the top layer); every entry has an :math:`\mathcal{N}(0, I)` prior.
+    `latent_shapes`, which fixes the order of a flattened latent. The value under
+    ``"z{l}"`` is the noise $\epsilon_l$, not the layer value $z_l$ (they coincide
+    for the top layer); every entry has an $\mathcal{N}(0, I)$ prior.
 
     Arguments:
         image_size: Height and width of the images, one of 28, 32 or 64.
         channels: Number of image channels, 1 (grey) or 3 (colour).
-        latent_sizes: Latent dimensions from the top layer down, :math:`(d_L, \dots, d_1)`;
-            :math:`L` is its length. Table 4 uses ``(32, 64, 128)``; an :math:`L = 5` model is
+        latent_sizes: Latent dimensions from the top layer down, $(d_L, \dots, d_1)$;
+            $L$ is its length. Table 4 uses ``(32, 64, 128)``; an $L = 5$ model is
             e.g. ``(64, 64, 64, 96, 128)``; ``(128,)`` gives a single-layer generator.
-        num_filters: Number of feature channels :math:`n_f`.
-        sigma: Standard deviation :math:`\sigma` of the Gaussian observation noise. A plain
+        num_filters: Number of feature channels $n_f$.
+        sigma: Standard deviation $\sigma$ of the Gaussian observation noise. A plain
             float attribute: a trainer anneals it by assigning ``model.sigma = 0.15``
             (Appendix 7.1 anneals it to 0.15). It is not a parameter or buffer, so it is not in
-            ``state_dict()``; it is in :attr:`config`.
+            ``state_dict()``; it is in `config`.
 
     Raises:
         TypeError: If an argument has the wrong type.
@@ -200,9 +203,7 @@ class MultiLayerGenerator(nn.Module):
                 "images to 28, 32 or 64 pixels (the layout uses H/4 x W/4 projections)."
             )
         if not _is_int(channels) or channels not in _CHANNELS:
-            raise ValueError(
-                f"channels must be 1 (grey) or 3 (colour); received {channels!r}."
-            )
+            raise ValueError(f"channels must be 1 (grey) or 3 (colour); received {channels!r}.")
         if isinstance(latent_sizes, (str, bytes)) or not isinstance(latent_sizes, Sequence):
             raise TypeError(
                 f"latent_sizes must be a sequence of ints from the top layer down; received "
@@ -261,7 +262,7 @@ class MultiLayerGenerator(nn.Module):
 
     @property
     def sigma(self) -> float:
-        r"""Observation noise standard deviation :math:`\sigma` (a positive float, settable)."""
+        r"""Observation noise standard deviation $\sigma$ (a positive float, settable)."""
         return self._sigma
 
     @sigma.setter
@@ -286,7 +287,7 @@ class MultiLayerGenerator(nn.Module):
 
     @property
     def num_layers(self) -> int:
-        """Number of stochastic layers :math:`L`."""
+        """Number of stochastic layers $L$."""
         return len(self.latent_sizes)
 
     @property
@@ -300,7 +301,7 @@ class MultiLayerGenerator(nn.Module):
             >>> MultiLayerGenerator(latent_sizes=(32, 64, 128), num_filters=4).latent_shapes
             {'z3': (32,), 'z2': (64,), 'z1': (128,)}
         """
-        return {name: (size,) for name, size in zip(self._names, self.latent_sizes)}
+        return {name: (size,) for name, size in zip(self._names, self.latent_sizes, strict=True)}
 
     @property
     def config(self) -> dict[str, Any]:
@@ -309,7 +310,7 @@ class MultiLayerGenerator(nn.Module):
         ``MultiLayerGenerator.from_config(model.config)`` builds an identically shaped model
         (load the weights with ``load_state_dict``). ``sigma`` is the current value, so an
         annealed model is reproduced; it is not part of the architecture and
-        :meth:`check_config` ignores it.
+        `check_config` ignores it.
 
         Returns:
             A dict with keys ``image_size``, ``channels``, ``latent_sizes`` (a list),
@@ -330,13 +331,13 @@ class MultiLayerGenerator(nn.Module):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> MultiLayerGenerator:
-        r"""Build a generator from a dict produced by :attr:`config`.
+        r"""Build a generator from a dict produced by `config`.
 
         Arguments:
             config: The configuration dict; missing keys take the constructor defaults.
 
         Returns:
-            A freshly initialised :class:`MultiLayerGenerator`.
+            A freshly initialised `MultiLayerGenerator`.
 
         Raises:
             TypeError: If ``config`` is not a mapping.
@@ -367,7 +368,7 @@ class MultiLayerGenerator(nn.Module):
         training), every other key must match.
 
         Arguments:
-            config: A dict produced by :attr:`config`, e.g. stored in a checkpoint.
+            config: A dict produced by `config`, e.g. stored in a checkpoint.
 
         Raises:
             ValueError: Naming each mismatched key with both values.
@@ -422,7 +423,7 @@ class MultiLayerGenerator(nn.Module):
             )
         batch_shape = None
         dtype = self._parameter_dtype()
-        for name, size in zip(self._names, self.latent_sizes):
+        for name, size in zip(self._names, self.latent_sizes, strict=True):
             value = z[name]
             if not isinstance(value, Tensor):
                 raise TypeError(f"z[{name!r}] must be a tensor; received {type(value).__name__}.")
@@ -467,7 +468,7 @@ class MultiLayerGenerator(nn.Module):
     ) -> Tensor:
         r"""Run the top-down pass on flat ``(N, d_L)`` inputs and return ``g`` as ``(N, C, H, W)``.
 
-        ``choose_noise(k, mean, scale)`` returns :math:`\epsilon` for stage ``k + 1`` (layer
+        ``choose_noise(k, mean, scale)`` returns $\epsilon$ for stage ``k + 1`` (layer
         ``L - k - 1``) given the prior mean and scale, each with shape ``(N, d)``; the Ladder-VAE
         uses this hook to draw from its posterior.
         """
@@ -480,7 +481,7 @@ class MultiLayerGenerator(nn.Module):
         return torch.tanh(self.output(stream))
 
     def decode(self, z: Mapping[str, Tensor]) -> Tensor:
-        r"""The image mean :math:`g(z)`, a deterministic function of the noises.
+        r"""The image mean $g(z)$, a deterministic function of the noises.
 
         Arguments:
             z: Latent dict ``{"zL": ..., "z1": ...}`` with ``z["z{l}"]`` of shape
@@ -488,11 +489,11 @@ class MultiLayerGenerator(nn.Module):
                 for every key.
 
         Returns:
-            The mean image in :math:`[-1, 1]`, with shape ``(*batch, C, H, W)``.
+            The mean image in $[-1, 1]$, with shape ``(*batch, C, H, W)``.
 
         Raises:
             TypeError: If ``z`` is not a dict of tensors of the model's dtype.
-            ValueError: If keys or shapes do not match :attr:`latent_shapes`.
+            ValueError: If keys or shapes do not match `latent_shapes`.
 
         Examples:
             >>> model = MultiLayerGenerator(image_size=28, channels=1, latent_sizes=(4, 8),
@@ -507,7 +508,7 @@ class MultiLayerGenerator(nn.Module):
         return image.reshape(*batch_shape, *image.shape[1:])
 
     def forward(self, z: Mapping[str, Tensor]) -> Tensor:
-        r"""Same as :meth:`decode`: the image mean :math:`g(z)` with shape ``(*batch, C, H, W)``.
+        r"""Same as `decode`: the image mean $g(z)$ with shape ``(*batch, C, H, W)``.
 
         Arguments:
             z: Latent dict with ``z["z{l}"]`` of shape ``(*batch, d_l)``.
@@ -527,16 +528,17 @@ class MultiLayerGenerator(nn.Module):
     ) -> Tensor:
         r"""Log joint density of images and noises, one value per example, in nats.
 
-        .. math::
-            \log p(x, \epsilon) = \sum_{l=1}^{L} \log \mathcal{N}(\epsilon_l; 0, I_{d_l})
-                + \sum_j m_j \log \mathcal{N}\big(x_j; g_j(\epsilon), \sigma^2\big)
+        $$
+        \log p(x, \epsilon) = \sum_{l=1}^{L} \log \mathcal{N}(\epsilon_l; 0, I_{d_l})
+        + \sum_j m_j \log \mathcal{N}\big(x_j; g_j(\epsilon), \sigma^2\big)
+        $$
 
-        with :math:`\sigma` = ``self.sigma`` and :math:`m` the mask (all ones without one);
+        with $\sigma$ = ``self.sigma`` and $m$ the mask (all ones without one);
         normalising constants are included. Example ``b`` depends only on ``x[b]`` and
         ``z[key][b]``, so per-example gradients and Jacobians can be taken over the batch.
 
         Arguments:
-            x: Images in :math:`[-1, 1]` with shape ``(B, C, H, W)`` (any leading batch shape
+            x: Images in $[-1, 1]$ with shape ``(B, C, H, W)`` (any leading batch shape
                 broadcasting with the latents' is accepted, e.g. ``(S, B, C, H, W)``).
             z: Latent dict with ``z["z{l}"]`` of shape ``(B, d_l)``, or ``(S, B, d_l)`` for
                 ``S`` samples per image.
@@ -549,7 +551,7 @@ class MultiLayerGenerator(nn.Module):
         Raises:
             TypeError: If ``x`` or ``z`` is not a tensor / dict of tensors.
             ValueError: If ``x`` is not shaped ``(B, C, H, W)`` for this model, if ``z`` does not
-                match :attr:`latent_shapes`, or if ``mask`` does not broadcast to ``x``.
+                match `latent_shapes`, or if ``mask`` does not broadcast to ``x``.
 
         Examples:
             >>> model = MultiLayerGenerator(latent_sizes=(4, 8), num_filters=4)
@@ -578,7 +580,7 @@ class MultiLayerGenerator(nn.Module):
     def sample_latents(
         self, batch_size: int, *, generator: torch.Generator | None = None
     ) -> dict[str, Tensor]:
-        r"""Draw noises from the prior, :math:`\epsilon_l \sim \mathcal{N}(0, I_{d_l})`.
+        r"""Draw noises from the prior, $\epsilon_l \sim \mathcal{N}(0, I_{d_l})$.
 
         Arguments:
             batch_size: Number of examples B.
@@ -602,15 +604,15 @@ class MultiLayerGenerator(nn.Module):
             name: torch.randn(
                 batch_size, size, generator=generator, device=weight.device, dtype=weight.dtype
             )
-            for name, size in zip(self._names, self.latent_sizes)
+            for name, size in zip(self._names, self.latent_sizes, strict=True)
         }
 
     def sample_images(
         self, batch_size: int, *, generator: torch.Generator | None = None
     ) -> Tensor:
-        r"""Draw images from the model, returning the means :math:`g(\epsilon)` of prior draws.
+        r"""Draw images from the model, returning the means $g(\epsilon)$ of prior draws.
 
-        The pixel noise :math:`\sigma` is not added (as for the paper's synthesised images).
+        The pixel noise $\sigma$ is not added (as for the paper's synthesised images).
         Wrap the call in ``torch.no_grad()`` when gradients are not needed.
 
         Arguments:
@@ -618,7 +620,7 @@ class MultiLayerGenerator(nn.Module):
             generator: Optional ``torch.Generator`` for reproducible draws.
 
         Returns:
-            Images in :math:`[-1, 1]` with shape ``(B, C, H, W)``.
+            Images in $[-1, 1]$ with shape ``(B, C, H, W)``.
 
         Examples:
             >>> model = MultiLayerGenerator(image_size=64, latent_sizes=(4, 8), num_filters=4)

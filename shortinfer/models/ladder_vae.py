@@ -1,44 +1,48 @@
-r"""The Ladder-VAE baseline of the paper's Table 1, built on :class:`MultiLayerGenerator`.
+r"""The Ladder-VAE baseline of the paper's Table 1, built on `MultiLayerGenerator`.
 
 Sønderby et al. (2016) pair a top-down generative model with a bottom-up deterministic
-encoder. For every layer the encoder gives Gaussian parameters :math:`(\hat\mu_l,
-\hat\sigma_l)` from the image alone, and the top-down pass combines them with the generator's
-conditional prior :math:`\mathcal{N}(\mu_l, \sigma_l^2)` by precision weighting:
+encoder. For every layer the encoder gives Gaussian parameters $(\hat\mu_l,
+\hat\sigma_l)$ from the image alone, and the top-down pass combines them with the generator's
+conditional prior $\mathcal{N}(\mu_l, \sigma_l^2)$ by precision weighting:
 
-.. math::
-    \sigma_{q,l}^2 = \frac{1}{\hat\sigma_l^{-2} + \sigma_l^{-2}}, \qquad
-    \mu_{q,l} = \frac{\hat\mu_l \hat\sigma_l^{-2} + \mu_l \sigma_l^{-2}}
-                     {\hat\sigma_l^{-2} + \sigma_l^{-2}}, \qquad l < L,
+$$
+\sigma_{q,l}^2 = \frac{1}{\hat\sigma_l^{-2} + \sigma_l^{-2}}, \qquad
+\mu_{q,l} = \frac{\hat\mu_l \hat\sigma_l^{-2} + \mu_l \sigma_l^{-2}}
+{\hat\sigma_l^{-2} + \sigma_l^{-2}}, \qquad l < L,
+$$
 
-and :math:`q(z_L \mid x) = \mathcal{N}(\hat\mu_L, \hat\sigma_L^2)` for the top layer.
+and $q(z_L \mid x) = \mathcal{N}(\hat\mu_L, \hat\sigma_L^2)$ for the top layer.
 
-The generator is parameterised by standard-normal noises, :math:`z_l = \mu_l + \sigma_l
-\epsilon_l`, and so is this posterior: given the layers above, the affine change of variables
-:math:`\epsilon_l = (z_l - \mu_l) / \sigma_l` turns :math:`q(z_l \mid z_{>l}, x)` into
+The generator is parameterised by standard-normal noises, $z_l = \mu_l + \sigma_l
+\epsilon_l$, and so is this posterior: given the layers above, the affine change of variables
+$\epsilon_l = (z_l - \mu_l) / \sigma_l$ turns $q(z_l \mid z_{>l}, x)$ into
 
-.. math::
-    q(\epsilon_l \mid \epsilon_{>l}, x) = \mathcal{N}(m_l, s_l^2), \qquad
-    m_l = \frac{\sigma_l (\hat\mu_l - \mu_l)}{\sigma_l^2 + \hat\sigma_l^2}, \qquad
-    s_l = \frac{\hat\sigma_l}{\sqrt{\sigma_l^2 + \hat\sigma_l^2}},
+$$
+q(\epsilon_l \mid \epsilon_{>l}, x) = \mathcal{N}(m_l, s_l^2), \qquad
+m_l = \frac{\sigma_l (\hat\mu_l - \mu_l)}{\sigma_l^2 + \hat\sigma_l^2}, \qquad
+s_l = \frac{\hat\sigma_l}{\sqrt{\sigma_l^2 + \hat\sigma_l^2}},
+$$
 
-(:math:`m_L = \hat\mu_L`, :math:`s_L = \hat\sigma_L`), and the conditional prior into
-:math:`\mathcal{N}(0, I)`. The KL divergence is invariant under this change of variables, so
+($m_L = \hat\mu_L$, $s_L = \hat\sigma_L$), and the conditional prior into
+$\mathcal{N}(0, I)$. The KL divergence is invariant under this change of variables, so
 each layer's term is the closed form
 
-.. math::
-    \mathrm{KL}_l = \mathrm{KL}\big(\mathcal{N}(m_l, s_l^2) \,\|\, \mathcal{N}(0, I)\big)
-        = \tfrac12 \sum_i \big(m_{l,i}^2 + s_{l,i}^2 - 1 - 2 \log s_{l,i}\big),
+$$
+\mathrm{KL}_l = \mathrm{KL}\big(\mathcal{N}(m_l, s_l^2) \,\|\, \mathcal{N}(0, I)\big)
+= \tfrac12 \sum_i \big(m_{l,i}^2 + s_{l,i}^2 - 1 - 2 \log s_{l,i}\big),
+$$
 
-and the ELBO, estimated with reparameterised samples :math:`\epsilon \sim q` (which fix the
-conditioning layers of every :math:`\mathrm{KL}_l`), is
+and the ELBO, estimated with reparameterised samples $\epsilon \sim q$ (which fix the
+conditioning layers of every $\mathrm{KL}_l$), is
 
-.. math::
-    \mathrm{ELBO}(x) = \mathbb{E}_{q(\epsilon \mid x)}\Big[\log \mathcal{N}\big(x; g(\epsilon),
-        \sigma^2 I\big) - \sum_{l=1}^{L} \mathrm{KL}_l\Big]
-        = \mathbb{E}_q\big[\log p(x, \epsilon) - \log q(\epsilon \mid x)\big] \le \log p(x).
+$$
+\mathrm{ELBO}(x) = \mathbb{E}_{q(\epsilon \mid x)}\Big[\log \mathcal{N}\big(x; g(\epsilon),
+\sigma^2 I\big) - \sum_{l=1}^{L} \mathrm{KL}_l\Big]
+= \mathbb{E}_q\big[\log p(x, \epsilon) - \log q(\epsilon \mid x)\big] \le \log p(x).
+$$
 
-It is the same bound, with the same likelihood and :math:`\sigma`, as the short-run ELBO of
-:meth:`MultiLayerGenerator.log_joint`, so the two are directly comparable. With :math:`L = 1`
+It is the same bound, with the same likelihood and $\sigma$, as the short-run ELBO of
+`MultiLayerGenerator.log_joint`, so the two are directly comparable. With $L = 1$
 the model is the plain VAE of the paper's Table 2.
 
 References:
@@ -70,15 +74,15 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 class LadderPosteriorSample(NamedTuple):
-    r"""A reparameterised draw from the Ladder-VAE posterior :math:`q(\epsilon \mid x)`.
+    r"""A reparameterised draw from the Ladder-VAE posterior $q(\epsilon \mid x)$.
 
     Attributes:
-        z: Latent dict in the generator's convention (noises :math:`\epsilon_l`), with
+        z: Latent dict in the generator's convention (noises $\epsilon_l$), with
             ``z["z{l}"]`` of shape ``(*sample, B, d_l)``.
-        log_q: :math:`\log q(\epsilon \mid x)` in noise coordinates, shape ``(*sample, B)``.
-        kl: Per-layer analytic :math:`\mathrm{KL}_l` given the sampled layers above, a dict
+        log_q: $\log q(\epsilon \mid x)$ in noise coordinates, shape ``(*sample, B)``.
+        kl: Per-layer analytic $\mathrm{KL}_l$ given the sampled layers above, a dict
             with the same keys as ``z`` and values of shape ``(*sample, B)``.
-        mean: The decoded image mean :math:`g(\epsilon)`, shape ``(*sample, B, C, H, W)``.
+        mean: The decoded image mean $g(\epsilon)$, shape ``(*sample, B, C, H, W)``.
     """
 
     z: dict[str, Tensor]
@@ -90,10 +94,10 @@ class LadderPosteriorSample(NamedTuple):
 class _BottomUp(nn.Module):
     r"""Bottom-up deterministic encoder mirroring the generator.
 
-    ``Conv2d(C, n_e, 4, stride=2, padding=1)`` (the mirror of :math:`o_0`) maps ``(N, C, H, W)``
-    to ``(N, n_e, H/2, W/2)``; then for :math:`l = 1, \dots, L` a residual block
-    :math:`a_l = b_l(a_{l-1})` and two heads (conv2d + linear, as in the generator) give
-    :math:`\hat\mu_l` and :math:`\hat\sigma_l = \mathrm{softplus}(\cdot) + 10^{-3}`, each
+    ``Conv2d(C, n_e, 4, stride=2, padding=1)`` (the mirror of $o_0$) maps ``(N, C, H, W)``
+    to ``(N, n_e, H/2, W/2)``; then for $l = 1, \dots, L$ a residual block
+    $a_l = b_l(a_{l-1})$ and two heads (conv2d + linear, as in the generator) give
+    $\hat\mu_l$ and $\hat\sigma_l = \mathrm{softplus}(\cdot) + 10^{-3}$, each
     ``(N, d_l)``.
     """
 
@@ -116,39 +120,42 @@ class _BottomUp(nn.Module):
         """Return ``[(mu_hat_l, sigma_hat_l) for l = 1..L]``, bottom layer first, each (N, d_l)."""
         features = self.input(x)
         parameters = []
-        for block, mean_head, scale_head in zip(self.blocks, self.mean_heads, self.scale_heads):
+        for block, mean_head, scale_head in zip(
+            self.blocks, self.mean_heads, self.scale_heads, strict=True
+        ):
             features = block(features)
             parameters.append((mean_head(features), _scale(scale_head(features))))
         return parameters
 
 
 def _kl_to_standard_normal(mean: Tensor, log_scale: Tensor) -> Tensor:
-    r""":math:`\mathrm{KL}(\mathcal{N}(m, s^2) \| \mathcal{N}(0, I))` summed over the last dim."""
+    r"""$\mathrm{KL}(\mathcal{N}(m, s^2) \| \mathcal{N}(0, I))$ summed over the last dim."""
     return 0.5 * (mean.square() + torch.exp(2.0 * log_scale) - 1.0 - 2.0 * log_scale).sum(-1)
 
 
 class LadderVAE(nn.Module):
-    r"""Ladder variational autoencoder (Sønderby et al., 2016) on a :class:`MultiLayerGenerator`.
+    r"""Ladder variational autoencoder (Sønderby et al., 2016) on a `MultiLayerGenerator`.
 
     The generator is used as is (composition); this module adds a bottom-up encoder and
     computes the precision-weighted posterior in the generator's noise coordinates
-    :math:`\epsilon_l` (see the module docstring for the formulas). The per-example ELBO is
+    $\epsilon_l$ (see the module docstring for the formulas). The per-example ELBO is
 
-    .. math::
-        \mathrm{ELBO}(x) = \mathbb{E}_{q(\epsilon \mid x)}\Big[\log \mathcal{N}\big(x;
-            g(\epsilon), \sigma^2 I\big) - \sum_{l=1}^{L} \mathrm{KL}_l\Big],
+    $$
+    \mathrm{ELBO}(x) = \mathbb{E}_{q(\epsilon \mid x)}\Big[\log \mathcal{N}\big(x;
+    g(\epsilon), \sigma^2 I\big) - \sum_{l=1}^{L} \mathrm{KL}_l\Big],
+    $$
 
-    with :math:`\sigma` = ``generator.sigma`` and all normalising constants, in nats.
+    with $\sigma$ = ``generator.sigma`` and all normalising constants, in nats.
 
     Arguments:
-        generator: The top-down model :math:`p(x, \epsilon)`; its parameters are trained
+        generator: The top-down model $p(x, \epsilon)$; its parameters are trained
             jointly with the encoder and appear in this module's ``state_dict`` under
             ``generator.``.
-        num_filters: Channels :math:`n_e` of the bottom-up encoder; defaults to the
+        num_filters: Channels $n_e$ of the bottom-up encoder; defaults to the
             generator's ``num_filters``.
 
     Raises:
-        TypeError: If ``generator`` is not a :class:`MultiLayerGenerator` or ``num_filters``
+        TypeError: If ``generator`` is not a `MultiLayerGenerator` or ``num_filters``
             is not an int.
         ValueError: If ``num_filters`` is not positive.
 
@@ -212,13 +219,13 @@ class LadderVAE(nn.Module):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> LadderVAE:
-        r"""Build a freshly initialised Ladder-VAE (and its generator) from :attr:`config`.
+        r"""Build a freshly initialised Ladder-VAE (and its generator) from `config`.
 
         Arguments:
-            config: A dict produced by :attr:`config`.
+            config: A dict produced by `config`.
 
         Returns:
-            A new :class:`LadderVAE`.
+            A new `LadderVAE`.
 
         Raises:
             TypeError: If ``config`` is not a mapping.
@@ -247,7 +254,7 @@ class LadderVAE(nn.Module):
         r"""Raise if ``config`` describes a different architecture (``sigma`` is ignored).
 
         Arguments:
-            config: A dict produced by :attr:`config`, e.g. stored in a checkpoint.
+            config: A dict produced by `config`, e.g. stored in a checkpoint.
 
         Raises:
             ValueError: Naming the mismatched keys.
@@ -286,8 +293,9 @@ class LadderVAE(nn.Module):
         if not _is_int(num_samples) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive int; received {num_samples!r}.")
 
-    def _posterior(self, x: Tensor, num_samples: int, sample_noise: bool,
-                   generator: torch.Generator | None) -> LadderPosteriorSample:
+    def _posterior(
+        self, x: Tensor, num_samples: int, sample_noise: bool, generator: torch.Generator | None
+    ) -> LadderPosteriorSample:
         """Top-down posterior pass; flat results have S * B rows, sample index outermost."""
         gen_model = self.generator
         batch_size = x.shape[0]
@@ -328,14 +336,14 @@ class LadderVAE(nn.Module):
 
         image = gen_model._top_down(top, choose_noise)
         sample_shape = (num_samples, batch_size)
-        z = {name: s.reshape(*sample_shape, -1) for name, s in zip(names, samples)}
+        z = {name: s.reshape(*sample_shape, -1) for name, s in zip(names, samples, strict=True)}
         kl = {
             name: _kl_to_standard_normal(m, ls).reshape(sample_shape)
-            for name, m, ls in zip(names, means, log_scales)
+            for name, m, ls in zip(names, means, log_scales, strict=True)
         }
         log_q = sum(
             (-0.5 * n.square() - ls.reshape(n.shape) - 0.5 * _LOG_2PI).sum(-1)
-            for n, ls in zip(noises, log_scales)
+            for n, ls in zip(noises, log_scales, strict=True)
         )
         return LadderPosteriorSample(
             z=z, log_q=log_q, kl=kl, mean=image.reshape(*sample_shape, *image.shape[1:])
@@ -348,21 +356,21 @@ class LadderVAE(nn.Module):
         num_samples: int | None = None,
         generator: torch.Generator | None = None,
     ) -> LadderPosteriorSample:
-        r"""Draw reparameterised samples :math:`\epsilon \sim q(\epsilon \mid x)`.
+        r"""Draw reparameterised samples $\epsilon \sim q(\epsilon \mid x)$.
 
-        Layer by layer from the top, :math:`\epsilon_l = m_l + s_l \xi_l` with
-        :math:`\xi_l \sim \mathcal{N}(0, I)`, where :math:`(m_l, s_l)` depend on the sampled
+        Layer by layer from the top, $\epsilon_l = m_l + s_l \xi_l$ with
+        $\xi_l \sim \mathcal{N}(0, I)$, where $(m_l, s_l)$ depend on the sampled
         layers above. Gradients flow to both the encoder and the generator.
 
         Arguments:
-            x: Images in :math:`[-1, 1]` with shape ``(B, C, H, W)``.
+            x: Images in $[-1, 1]$ with shape ``(B, C, H, W)``.
             num_samples: Number S of samples per image. ``None`` (default) draws one and
                 returns tensors without the sample dimension.
-            generator: Optional ``torch.Generator`` for the noises :math:`\xi` (not the
+            generator: Optional ``torch.Generator`` for the noises $\xi$ (not the
                 model: that is ``self.generator``).
 
         Returns:
-            A :class:`LadderPosteriorSample` whose ``z`` values have shape ``(B, d_l)``, or
+            A `LadderPosteriorSample` whose ``z`` values have shape ``(B, d_l)``, or
             ``(S, B, d_l)`` when ``num_samples`` is given.
 
         Raises:
@@ -398,17 +406,18 @@ class LadderVAE(nn.Module):
     ) -> Tensor:
         r"""Per-example evidence lower bound in nats, averaged over ``num_samples`` draws.
 
-        .. math::
-            \widehat{\mathrm{ELBO}}(x) = \frac{1}{S} \sum_{s=1}^{S} \Big[\log \mathcal{N}
-                \big(x; g(\epsilon^{(s)}), \sigma^2 I\big)
-                - \sum_{l=1}^{L} \mathrm{KL}_l(\epsilon^{(s)}_{>l})\Big],
-            \qquad \epsilon^{(s)} \sim q(\epsilon \mid x),
+        $$
+        \widehat{\mathrm{ELBO}}(x) = \frac{1}{S} \sum_{s=1}^{S} \Big[\log \mathcal{N}
+        \big(x; g(\epsilon^{(s)}), \sigma^2 I\big)
+        - \sum_{l=1}^{L} \mathrm{KL}_l(\epsilon^{(s)}_{>l})\Big],
+        \qquad \epsilon^{(s)} \sim q(\epsilon \mid x),
+        $$
 
-        an unbiased estimate of :math:`\mathbb{E}_q[\log p(x, \epsilon) - \log q(\epsilon
-        \mid x)]` with :math:`\sigma` = ``generator.sigma``.
+        an unbiased estimate of $\mathbb{E}_q[\log p(x, \epsilon) - \log q(\epsilon
+        \mid x)]$ with $\sigma$ = ``generator.sigma``.
 
         Arguments:
-            x: Images in :math:`[-1, 1]` with shape ``(B, C, H, W)``.
+            x: Images in $[-1, 1]$ with shape ``(B, C, H, W)``.
             num_samples: Number S of posterior samples per image.
             generator: Optional ``torch.Generator`` for the posterior noises.
 
@@ -425,9 +434,9 @@ class LadderVAE(nn.Module):
             torch.Size([2])
         """
         self._check_inputs(x, num_samples)
-        return self._elbo_samples(
-            x, beta=1.0, num_samples=num_samples, generator=generator
-        ).mean(0)
+        return self._elbo_samples(x, beta=1.0, num_samples=num_samples, generator=generator).mean(
+            0
+        )
 
     def loss(
         self,
@@ -439,18 +448,19 @@ class LadderVAE(nn.Module):
     ) -> Tensor:
         r"""Training loss: the negative mean ELBO with the KL terms scaled by ``beta``.
 
-        .. math::
-            \mathcal{L} = -\frac{1}{B} \sum_b \frac{1}{S} \sum_s \Big[\log \mathcal{N}
-                \big(x_b; g(\epsilon^{(s)}_b), \sigma^2 I\big)
-                - \beta \sum_l \mathrm{KL}_l\Big]
+        $$
+        \mathcal{L} = -\frac{1}{B} \sum_b \frac{1}{S} \sum_s \Big[\log \mathcal{N}
+        \big(x_b; g(\epsilon^{(s)}_b), \sigma^2 I\big)
+        - \beta \sum_l \mathrm{KL}_l\Big]
+        $$
 
-        Sønderby et al. warm up :math:`\beta` linearly from 0 to 1 over the first epochs; the
+        Sønderby et al. warm up $\beta$ linearly from 0 to 1 over the first epochs; the
         trainer owns that schedule and passes the current value. ``beta=1`` is the plain
         negative ELBO.
 
         Arguments:
-            x: Images in :math:`[-1, 1]` with shape ``(B, C, H, W)``.
-            beta: KL weight :math:`\beta \ge 0`.
+            x: Images in $[-1, 1]$ with shape ``(B, C, H, W)``.
+            beta: KL weight $\beta \ge 0$.
             num_samples: Number S of posterior samples per image.
             generator: Optional ``torch.Generator`` for the posterior noises.
 
@@ -458,7 +468,7 @@ class LadderVAE(nn.Module):
             A scalar tensor (shape ``()``).
 
         Raises:
-            ValueError: If ``beta`` is negative or not finite, or as :meth:`elbo`.
+            ValueError: If ``beta`` is negative or not finite, or as `elbo`.
 
         Examples:
             >>> vae = LadderVAE(MultiLayerGenerator(latent_sizes=(4,), num_filters=4))
@@ -481,15 +491,15 @@ class LadderVAE(nn.Module):
     def encode(self, x: Tensor) -> dict[str, Tensor]:
         r"""Posterior mean noises, in the generator's latent convention.
 
-        Top-down, every layer takes its conditional posterior mean :math:`\epsilon_l = m_l`
-        given the mean values of the layers above (all :math:`\xi_l = 0`).
+        Top-down, every layer takes its conditional posterior mean $\epsilon_l = m_l$
+        given the mean values of the layers above (all $\xi_l = 0$).
 
         Arguments:
-            x: Images in :math:`[-1, 1]` with shape ``(B, C, H, W)``.
+            x: Images in $[-1, 1]$ with shape ``(B, C, H, W)``.
 
         Returns:
             Latent dict with ``z["z{l}"]`` of shape ``(B, d_l)``, so that
-            ``generator.decode(encode(x))`` is :meth:`reconstruct`.
+            ``generator.decode(encode(x))`` is `reconstruct`.
 
         Examples:
             >>> vae = LadderVAE(MultiLayerGenerator(latent_sizes=(4, 8), num_filters=4))
@@ -501,10 +511,10 @@ class LadderVAE(nn.Module):
         return {name: value[0] for name, value in draw.z.items()}
 
     def reconstruct(self, x: Tensor) -> Tensor:
-        r"""Reconstruction :math:`g(\bar\epsilon)` from the posterior mean noises.
+        r"""Reconstruction $g(\bar\epsilon)$ from the posterior mean noises.
 
         Arguments:
-            x: Images in :math:`[-1, 1]` with shape ``(B, C, H, W)``.
+            x: Images in $[-1, 1]$ with shape ``(B, C, H, W)``.
 
         Returns:
             The reconstruction with shape ``(B, C, H, W)``.
@@ -518,10 +528,10 @@ class LadderVAE(nn.Module):
         return self._posterior(x, 1, False, None).mean[0]
 
     def forward(self, x: Tensor) -> Tensor:
-        r"""Same as :meth:`elbo` with one sample: the per-example ELBO, shape ``(B,)``.
+        r"""Same as `elbo` with one sample: the per-example ELBO, shape ``(B,)``.
 
         Arguments:
-            x: Images in :math:`[-1, 1]` with shape ``(B, C, H, W)``.
+            x: Images in $[-1, 1]$ with shape ``(B, C, H, W)``.
 
         Returns:
             The ELBO estimate with shape ``(B,)``.

@@ -1,18 +1,20 @@
 r"""The linear-Gaussian model: a latent-variable model whose short-run posterior is closed-form.
 
-.. math::
-    z \sim \mathcal{N}(0, I_D), \qquad x \mid z \sim \mathcal{N}(Wz + b, \sigma^2 I_P).
+$$
+z \sim \mathcal{N}(0, I_D), \qquad x \mid z \sim \mathcal{N}(Wz + b, \sigma^2 I_P).
+$$
 
-The exact posterior is :math:`\mathcal{N}(A^{-1} c, A^{-1})` with
-:math:`A = I + W^\top W / \sigma^2` and :math:`c = W^\top (x - b) / \sigma^2`. Short-run
-Langevin is affine, :math:`z_{k+1} = M_k z_k + s_k c + \sqrt{2 s_k}\,\epsilon_k` with
-:math:`M_k = I - s_k A`, so its output is Gaussian with
+The exact posterior is $\mathcal{N}(A^{-1} c, A^{-1})$ with
+$A = I + W^\top W / \sigma^2$ and $c = W^\top (x - b) / \sigma^2$. Short-run
+Langevin is affine, $z_{k+1} = M_k z_k + s_k c + \sqrt{2 s_k}\,\epsilon_k$ with
+$M_k = I - s_k A$, so its output is Gaussian with
 
-.. math::
-    m_{k+1} = M_k m_k + s_k c, \qquad C_{k+1} = M_k C_k M_k^\top + 2 s_k I,
-    \qquad m_0 = 0,\ C_0 = I,
+$$
+m_{k+1} = M_k m_k + s_k c, \qquad C_{k+1} = M_k C_k M_k^\top + 2 s_k I,
+\qquad m_0 = 0,\ C_0 = I,
+$$
 
-and :math:`\partial z_K / \partial z_0 = \prod_k M_k`. This makes it the oracle for every test of
+and $\partial z_K / \partial z_0 = \prod_k M_k$. This makes it the oracle for every test of
 sampling, log-determinants, entropies, ELBOs and step-size objectives.
 """
 
@@ -32,9 +34,9 @@ class LinearGaussian(nn.Module):
     r"""The linear-Gaussian latent-variable model, with its closed forms.
 
     Arguments:
-        weight: :math:`W`, with shape ``(P, D)``.
-        bias: :math:`b`, with shape ``(P,)``.
-        sigma: Observation noise standard deviation :math:`\sigma > 0`.
+        weight: $W$, with shape ``(P, D)``.
+        bias: $b$, with shape ``(P,)``.
+        sigma: Observation noise standard deviation $\sigma > 0$.
 
     Examples:
         >>> model = LinearGaussian(torch.randn(5, 2, dtype=torch.float64),
@@ -64,7 +66,7 @@ class LinearGaussian(nn.Module):
         return self.weight.shape[1]
 
     def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
-        r""":math:`\log \mathcal{N}(z; 0, I) + \log \mathcal{N}(x; Wz + b, \sigma^2 I)`.
+        r"""$\log \mathcal{N}(z; 0, I) + \log \mathcal{N}(x; Wz + b, \sigma^2 I)$.
 
         Arguments:
             x: Observations, with shape ``(B, P)``.
@@ -84,7 +86,7 @@ class LinearGaussian(nn.Module):
         return (z @ self.weight.T + self.bias + self.sigma * noise).detach()
 
     def precision(self) -> Tensor:
-        r"""The posterior precision :math:`A = I + W^\top W / \sigma^2`, shape ``(D, D)``."""
+        r"""The posterior precision $A = I + W^\top W / \sigma^2$, shape ``(D, D)``."""
         eye = torch.eye(self.latent_dim, dtype=self.weight.dtype, device=self.weight.device)
         return eye + self.weight.T @ self.weight / self.sigma**2
 
@@ -92,12 +94,12 @@ class LinearGaussian(nn.Module):
         return (x - self.bias) @ self.weight / self.sigma**2  # c, with shape (B, D)
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        r"""The exact posterior :math:`\mathcal{N}(A^{-1}c, A^{-1})`: mean ``(B, D)``, cov ``(D, D)``."""
+        r"""The exact posterior $\mathcal{N}(A^{-1}c, A^{-1})$: mean ``(B, D)``, cov ``(D, D)``."""
         cov = torch.linalg.inv(self.precision())
         return self._shift(x) @ cov, cov
 
     def log_evidence(self, x: Tensor) -> Tensor:
-        r""":math:`\log p(x) = \log \mathcal{N}(x; b, WW^\top + \sigma^2 I)`, shape ``(B,)``."""
+        r"""$\log p(x) = \log \mathcal{N}(x; b, WW^\top + \sigma^2 I)$, shape ``(B,)``."""
         cov = self.weight @ self.weight.T + self.sigma**2 * torch.eye(
             self.weight.shape[0], dtype=self.weight.dtype, device=self.weight.device
         )
@@ -109,7 +111,7 @@ class LinearGaussian(nn.Module):
         return steps.expand(num_steps) if steps.dim() == 0 else steps
 
     def short_run_jacobian(self, step_size: float | Tensor, num_steps: int) -> Tensor:
-        r""":math:`\partial z_K/\partial z_0 = \prod_{k} (I - s_k A)`, shape ``(D, D)``.
+        r"""$\partial z_K/\partial z_0 = \prod_{k} (I - s_k A)$, shape ``(D, D)``.
 
         ``step_size`` is a float or a ``(K,)`` tensor (per step).
         """
@@ -122,7 +124,7 @@ class LinearGaussian(nn.Module):
     def short_run_moments(
         self, x: Tensor, step_size: float | Tensor, num_steps: int
     ) -> tuple[Tensor, Tensor]:
-        r"""Mean ``(B, D)`` and covariance ``(D, D)`` of :math:`z_K` (the marginal :math:`q_s`)."""
+        r"""Mean ``(B, D)`` and covariance ``(D, D)`` of $z_K$ (the marginal $q_s$)."""
         a = self.precision()
         eye = torch.eye(self.latent_dim, dtype=a.dtype, device=a.device)
         c = self._shift(x)
@@ -135,7 +137,7 @@ class LinearGaussian(nn.Module):
         return mean, cov
 
     def expected_log_joint(self, x: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
-        r""":math:`\mathbb{E}_{\mathcal{N}(m, C)}[\log p(x, z)]` in closed form, shape ``(B,)``."""
+        r"""$\mathbb{E}_{\mathcal{N}(m, C)}[\log p(x, z)]$ in closed form, shape ``(B,)``."""
         d, p = self.latent_dim, self.weight.shape[0]
         prior = -0.5 * (torch.trace(cov) + mean.square().sum(-1)) - 0.5 * d * math.log(2 * math.pi)
         resid = x - mean @ self.weight.T - self.bias
@@ -148,9 +150,10 @@ class LinearGaussian(nn.Module):
     def conditional_elbo(self, x: Tensor, step_size: float | Tensor, num_steps: int) -> Tensor:
         r"""The exact expectation of the paper's ELBO, shape ``(B,)``.
 
-        .. math::
-            \mathbb{E}_q[\log p(x, z_K)] + \tfrac{D}{2}(1 + \log 2\pi)
-            + \log\lvert\det \textstyle\prod_k (I - s_k A)\rvert
+        $$
+        \mathbb{E}_q[\log p(x, z_K)] + \tfrac{D}{2}(1 + \log 2\pi)
+        + \log\lvert\det \textstyle\prod_k (I - s_k A)\rvert
+        $$
         """
         mean, cov = self.short_run_moments(x, step_size, num_steps)
         log_det = torch.linalg.slogdet(self.short_run_jacobian(step_size, num_steps)).logabsdet
@@ -158,7 +161,7 @@ class LinearGaussian(nn.Module):
         return self.expected_log_joint(x, mean, cov) + entropy
 
     def kl_to_posterior(self, x: Tensor, step_size: float | Tensor, num_steps: int) -> Tensor:
-        r"""The exact :math:`\mathrm{KL}(q_s \,\|\, p(z \mid x))` per example, shape ``(B,)``."""
+        r"""The exact $\mathrm{KL}(q_s \,\|\, p(z \mid x))$ per example, shape ``(B,)``."""
         mean_q, cov_q = self.short_run_moments(x, step_size, num_steps)
         mean_p, cov_p = self.posterior(x)
         prec_p = self.precision()
@@ -173,9 +176,9 @@ class LinearGaussian(nn.Module):
         )
 
     def short_run_entropy(self, step_size: float | Tensor, num_steps: int) -> Tensor:
-        r"""The exact marginal entropy :math:`H(z_K) = \tfrac12\log\det(2\pi e\, C_K)`, a scalar.
+        r"""The exact marginal entropy $H(z_K) = \tfrac12\log\det(2\pi e\, C_K)$, a scalar.
 
-        :math:`C_K` (see :meth:`short_run_moments`) does not depend on ``x``.
+        $C_K$ (see `short_run_moments`) does not depend on ``x``.
 
         Examples:
             >>> model = LinearGaussian(torch.eye(2, dtype=torch.float64),
@@ -183,34 +186,37 @@ class LinearGaussian(nn.Module):
             >>> bool(model.short_run_entropy(0.1, 10) > model.conditional_entropy(0.1, 10))
             True
         """
-        x = torch.zeros(1, self.weight.shape[0], dtype=self.weight.dtype,
-                        device=self.weight.device)
+        x = torch.zeros(
+            1, self.weight.shape[0], dtype=self.weight.dtype, device=self.weight.device
+        )
         _, cov = self.short_run_moments(x, step_size, num_steps)
         return 0.5 * torch.linalg.slogdet(2 * math.pi * math.e * cov).logabsdet
 
     def conditional_entropy(self, step_size: float | Tensor, num_steps: int) -> Tensor:
-        r"""The paper's entropy given the noise, :math:`H(z_K \mid \epsilon)`, a scalar.
+        r"""The paper's entropy given the noise, $H(z_K \mid \epsilon)$, a scalar.
 
-        .. math::
-            H(z_K \mid \epsilon) = \tfrac D2 \log(2\pi e)
-                + \log\big\lvert\det \textstyle\prod_k (I - s_k A)\big\rvert
+        $$
+        H(z_K \mid \epsilon) = \tfrac D2 \log(2\pi e)
+        + \log\big\lvert\det \textstyle\prod_k (I - s_k A)\big\rvert
+        $$
         """
         log_det = torch.linalg.slogdet(self.short_run_jacobian(step_size, num_steps)).logabsdet
         return 0.5 * self.latent_dim * math.log(2 * math.pi * math.e) + log_det
 
     def epi_entropy(self, step_size: float | Tensor, num_steps: int) -> Tensor:
-        r"""The entropy-power-inequality bound on :math:`H(z_K)` with exact expectations, a scalar.
+        r"""The entropy-power-inequality bound on $H(z_K)$ with exact expectations, a scalar.
 
-        Each step's Jacobian :math:`I - s_k A` is constant, so
-        :math:`\mathbb{E}\,\ell_k = \log\lvert\det(I - s_k A)\rvert` and
+        Each step's Jacobian $I - s_k A$ is constant, so
+        $\mathbb{E}\,\ell_k = \log\lvert\det(I - s_k A)\rvert$ and
 
-        .. math::
-            h_0 = \tfrac D2 \log(2\pi e), \qquad
-            h_{k+1} = \tfrac D2 \log\big(e^{2(h_k + \ell_k)/D} + 4\pi e\, s_k\big),
-            \qquad H(z_K \mid \epsilon) \le h_K \le H(z_K),
+        $$
+        h_0 = \tfrac D2 \log(2\pi e), \qquad
+        h_{k+1} = \tfrac D2 \log\big(e^{2(h_k + \ell_k)/D} + 4\pi e\, s_k\big),
+        \qquad H(z_K \mid \epsilon) \le h_K \le H(z_K),
+        $$
 
-        with equality on the right for :math:`D = 1` (a Gaussian plus an independent Gaussian).
-        See ``"epi"`` in :func:`shortinfer.bounds.entropy_bound`.
+        with equality on the right for $D = 1$ (a Gaussian plus an independent Gaussian).
+        See ``"epi"`` in `shortinfer.bounds.entropy_bound`.
 
         Examples:
             >>> model = LinearGaussian(torch.ones(1, 1, dtype=torch.float64),
@@ -221,11 +227,14 @@ class LinearGaussian(nn.Module):
         a = self.precision()
         eye = torch.eye(self.latent_dim, dtype=a.dtype, device=a.device)
         dim = self.latent_dim
-        entropy = torch.tensor(0.5 * dim * math.log(2 * math.pi * math.e), dtype=a.dtype,
-                               device=a.device)
+        entropy = torch.tensor(
+            0.5 * dim * math.log(2 * math.pi * math.e), dtype=a.dtype, device=a.device
+        )
         for s in self._steps(step_size, num_steps):
             drift = entropy + torch.linalg.slogdet(eye - s * a).logabsdet
-            entropy = 0.5 * dim * torch.logaddexp(
-                2 * drift / dim, math.log(4 * math.pi * math.e) + torch.log(s)
+            entropy = (
+                0.5
+                * dim
+                * torch.logaddexp(2 * drift / dim, math.log(4 * math.pi * math.e) + torch.log(s))
             )
         return entropy

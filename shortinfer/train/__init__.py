@@ -1,7 +1,7 @@
 r"""Training with short-run inference (Algorithm 1): trainer, schedules, checkpoints, DDP glue.
 
-:class:`Trainer` runs the paper's learning loop for the reference generator or any module with
-``log_joint(x, z)``; :mod:`shortinfer.train.report` turns a trained model into PNGs and a
+`Trainer` runs the paper's learning loop for the reference generator or any module with
+``log_joint(x, z)``; `shortinfer.train.report` turns a trained model into PNGs and a
 summary.
 """
 

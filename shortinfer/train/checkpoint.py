@@ -3,27 +3,27 @@ r"""Training checkpoints: atomic writes, safe loads, and a clear error for the w
 **Format.** A checkpoint is one ``torch.save`` file holding only tensors, numbers, strings,
 ``None`` and (nested) dicts/lists/tuples, so it loads with ``torch.load(..., weights_only=True)``
 and never unpickles code. The trainer writes these keys (see
-:meth:`shortinfer.train.Trainer.state_dict`):
+`shortinfer.train.Trainer.state_dict`):
 
 ======================  ===================================================================
-``format``              ``"shortinfer.train/1"`` (:data:`CHECKPOINT_FORMAT`)
+``format``              ``"shortinfer.train/1"`` (`CHECKPOINT_FORMAT`)
 ``shortinfer_version``  the library version that wrote it
 ``model_class``         ``"module.QualifiedName"`` of the model
 ``model_config``        ``model.config`` (a dict of primitives) or ``None``
 ``model_state``         ``model.state_dict()``
 ``optimizer_state``     the Adam ``state_dict()``
-``iteration``           number of completed iterations :math:`t`
+``iteration``           number of completed iterations $t$
 ``step_size``           the current step size: a float, a ``(K,)`` tensor, or a dict per block
-``sigma``               the observation noise :math:`\sigma` in use, or ``None``
+``sigma``               the observation noise $\sigma$ in use, or ``None``
 ``step_size_history``   ``{"iteration": [...], "step_size": [...], "objective": [...]}``
 ``tuning_traces``       every search: ``[{"iteration", "method", "step_sizes", "objectives"}]``
 ``data_position``       ``{"epoch", "batch", "batches_per_epoch", "world_size"}``
-``rng``                 :func:`rng_state` of the writing process (torch, CUDA, numpy, python)
+``rng``                 `rng_state` of the writing process (torch, CUDA, numpy, python)
 ``settings``            the trainer's hyperparameters (primitives), for the record
 ======================  ===================================================================
 
 **Files.** The trainer keeps one checkpoint per output folder, ``<output_dir>/latest.pt``
-(:data:`LATEST_NAME`). :func:`save_checkpoint` writes a temporary file in the same folder,
+(`LATEST_NAME`). `save_checkpoint` writes a temporary file in the same folder,
 flushes and ``fsync``-s it, then ``os.replace``-s it over the old one, so a crash (even
 ``SIGKILL``) at any moment leaves either the previous or the new checkpoint, never a torn file.
 """
@@ -235,7 +235,7 @@ def check_model_compatible(checkpoint: Mapping[str, Any], model: nn.Module) -> N
     ignored since it is annealed), then the parameter names and shapes of ``model_state``.
 
     Arguments:
-        checkpoint: A dict from :func:`load_checkpoint`.
+        checkpoint: A dict from `load_checkpoint`.
         model: The model the weights are about to be loaded into.
 
     Raises:
@@ -284,7 +284,8 @@ def check_model_compatible(checkpoint: Mapping[str, Any], model: nn.Module) -> N
             )
     if problems:
         raise CheckpointError(
-            "checkpoint does not fit this model: " + "; ".join(problems[:8])
+            "checkpoint does not fit this model: "
+            + "; ".join(problems[:8])
             + ". Build the model with the configuration the checkpoint was trained with."
         )
 
@@ -294,7 +295,7 @@ def rng_state() -> dict[str, Any]:
 
     Returns:
         ``{"torch": ByteTensor, "cuda": [ByteTensor, ...], "numpy": {...}, "python": {...}}``,
-        storable in a ``weights_only`` checkpoint; restore with :func:`set_rng_state`.
+        storable in a ``weights_only`` checkpoint; restore with `set_rng_state`.
 
     Examples:
         >>> state = rng_state()
@@ -321,10 +322,10 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: Mapping[str, Any]) -> None:
-    r"""Restore random states saved by :func:`rng_state`.
+    r"""Restore random states saved by `rng_state`.
 
     Arguments:
-        state: The dict from :func:`rng_state` (e.g. ``checkpoint["rng"]``).
+        state: The dict from `rng_state` (e.g. ``checkpoint["rng"]``).
 
     Examples:
         >>> set_rng_state(rng_state())

@@ -1,24 +1,24 @@
-r"""Data-parallel glue for :class:`~shortinfer.train.Trainer` (``torchrun`` + DDP).
+r"""Data-parallel glue for `shortinfer.train.Trainer` (``torchrun`` + DDP).
 
 Under ``torchrun --nproc_per_node=P``, each process trains on its own shard of every batch:
 
-- **Sharding.** :func:`shard_indices` gives each rank a disjoint slice of one shared random
+- **Sharding.** `shard_indices` gives each rank a disjoint slice of one shared random
   permutation per epoch, padded by wrapping around as ``torch.utils.data.DistributedSampler``
   does, so every rank sees the same number of batches.
 - **Inference.** The short-run chains call ``model.log_joint`` on the *unwrapped* model (and
   with the parameters' ``requires_grad`` switched off), so the many backward passes of the
   Langevin steps never reach DistributedDataParallel's gradient hooks.
-- **Update.** Only the θ-step goes through DDP: :class:`LogJointModule` makes
+- **Update.** Only the θ-step goes through DDP: `LogJointModule` makes
   ``log_joint(x, z)`` the ``forward`` of a module that DDP can wrap, and DDP averages
-  :math:`\nabla_\theta` over ranks during ``backward``.
+  $\nabla_\theta$ over ranks during ``backward``.
 - **Step size.** The tuning objective (grid) or its gradient (gradient search) is averaged over
-  ranks with :func:`mean_all_reduce`, so every rank selects the same step size; the result is
-  then broadcast from rank 0 (:func:`broadcast_from_main`) to rule out rounding differences.
-- **Randomness.** :func:`derive_seed` gives each (seed, purpose, iteration, rank) its own seed,
+  ranks with `mean_all_reduce`, so every rank selects the same step size; the result is
+  then broadcast from rank 0 (`broadcast_from_main`) to rule out rounding differences.
+- **Randomness.** `derive_seed` gives each (seed, purpose, iteration, rank) its own seed,
   so the chains of different ranks are independent and a resumed run redraws exactly the same
   noise without storing generator states per rank.
 
-Only rank 0 writes checkpoints and logs (:func:`is_main_process`).
+Only rank 0 writes checkpoints and logs (`is_main_process`).
 """
 
 from __future__ import annotations
@@ -130,9 +130,9 @@ def _communication_device() -> torch.device:
 
 
 def mean_all_reduce(tensor: Tensor) -> Tensor:
-    r"""The mean of ``tensor`` over all processes, :math:`\frac1P \sum_{p=1}^P t_p`.
+    r"""The mean of ``tensor`` over all processes, $\frac1P \sum_{p=1}^P t_p$.
 
-    This is the ``all_reduce`` that :meth:`~shortinfer.ShortRunPosterior.tune_step_size`
+    This is the ``all_reduce`` that `shortinfer.ShortRunPosterior.tune_step_size`
     expects. Without a process group it returns ``tensor`` unchanged.
 
     Arguments:
@@ -183,7 +183,7 @@ def derive_seed(seed: int, *keys: Any) -> int:
         keys: Further ints or strings that identify the stream.
 
     Returns:
-        An int in :math:`[0, 2^{63})` for ``torch.Generator.manual_seed``.
+        An int in $[0, 2^{63})$ for ``torch.Generator.manual_seed``.
 
     Examples:
         >>> derive_seed(0, "chain", 5, 0) == derive_seed(0, "chain", 5, 0)
@@ -200,16 +200,16 @@ def shard_indices(
 ) -> Tensor:
     r"""This rank's example order for one epoch: a slice of a shared random permutation.
 
-    The permutation :math:`\pi` of :math:`\{0, \dots, N-1\}` depends only on ``(seed,
-    epoch)``; it is padded by wrapping to :math:`P\lceil N/P \rceil` entries and rank
-    :math:`r` takes entries :math:`r, r + P, r + 2P, \dots` (as ``DistributedSampler``).
+    The permutation $\pi$ of $\{0, \dots, N-1\}$ depends only on ``(seed,
+    epoch)``; it is padded by wrapping to $P\lceil N/P \rceil$ entries and rank
+    $r$ takes entries $r, r + P, r + 2P, \dots$ (as ``DistributedSampler``).
 
     Arguments:
-        num_examples: :math:`N`.
+        num_examples: $N$.
         epoch: The epoch number (a new permutation per epoch).
         seed: The run's seed.
-        rank: :math:`r`.
-        world_size: :math:`P`.
+        rank: $r$.
+        world_size: $P$.
 
     Returns:
         Indices into the data set, with shape ``(ceil(N / P),)``.
@@ -262,5 +262,5 @@ class LogJointModule(nn.Module):
         self.model = model
 
     def forward(self, x: Any, z: Any) -> Tensor:
-        r""":math:`\log p_\theta(x, z)` with shape ``(B,)``."""
+        r"""$\log p_\theta(x, z)$ with shape ``(B,)``."""
         return self.model.log_joint(x, z)

@@ -1,14 +1,14 @@
 r"""What a user looks at after training: PNG grids, step-size plots and ``summary.md``.
 
-- :func:`image_grid` / :func:`save_image_grid`: tile images in :math:`[-1, 1]` into a PNG.
-- :func:`reconstruct`: short-run inference :math:`z_K \sim q_s(z \mid x)` then :math:`g(z_K)`,
+- `image_grid` / `save_image_grid`: tile images in $[-1, 1]$ into a PNG.
+- `reconstruct`: short-run inference $z_K \sim q_s(z \mid x)$ then $g(z_K)$,
   optionally with a mask of observed pixels (inpainting: the missing pixels drop out of
-  ``log_joint``, so :math:`g(z_K)` fills them in).
-- :func:`inpainting_mask`: the mask patterns ``"centre"``, ``"left"``, ``"bottom"``,
+  ``log_joint``, so $g(z_K)$ fills them in).
+- `inpainting_mask`: the mask patterns ``"centre"``, ``"left"``, ``"bottom"``,
   ``"random"``.
-- :func:`plot_step_size_history` (the paper's Fig. 6a/b) and :func:`plot_objective_curves`
-  (Fig. 6c: the objective :math:`J(s)` against :math:`s`).
-- :func:`write_report`: all of the above, plus ``summary.md``, into one folder.
+- `plot_step_size_history` (the paper's Fig. 6a/b) and `plot_objective_curves`
+  (Fig. 6c: the objective $J(s)$ against $s$).
+- `write_report`: all of the above, plus ``summary.md``, into one folder.
 
 PNG output needs Pillow and the plots need matplotlib, both in the ``demo`` extra
 (``pip install "shortinfer[demo]"``); they are imported only when used.
@@ -44,7 +44,7 @@ __all__ = [
     "write_summary",
 ]
 
-#: Mask patterns of :func:`inpainting_mask`, each naming the *missing* region.
+#: Mask patterns of `inpainting_mask`, each naming the *missing* region.
 INPAINTING_MASKS: tuple[str, ...] = ("centre", "left", "bottom", "random")
 
 MaskPattern = Literal["centre", "left", "bottom", "random"]
@@ -74,14 +74,14 @@ def _pyplot() -> Any:
 
 
 def image_grid(images: Tensor, *, num_columns: int | None = None, padding: int = 2) -> Tensor:
-    r"""Tile images in :math:`[-1, 1]` into one uint8 picture.
+    r"""Tile images in $[-1, 1]$ into one uint8 picture.
 
-    Pixel values map as :math:`u = \mathrm{round}(127.5 (x + 1))`, clipped to 0..255; the
+    Pixel values map as $u = \mathrm{round}(127.5 (x + 1))$, clipped to 0..255; the
     padding is white.
 
     Arguments:
-        images: Images with shape ``(N, C, H, W)``, ``C`` = 1 or 3, in :math:`[-1, 1]`.
-        num_columns: Images per row (default :math:`\lceil\sqrt N\rceil`).
+        images: Images with shape ``(N, C, H, W)``, ``C`` = 1 or 3, in $[-1, 1]$.
+        num_columns: Images per row (default $\lceil\sqrt N\rceil$).
         padding: Pixels between images and around the border.
 
     Returns:
@@ -94,8 +94,11 @@ def image_grid(images: Tensor, *, num_columns: int | None = None, padding: int =
         >>> image_grid(torch.zeros(6, 1, 4, 4), num_columns=3, padding=1).shape
         torch.Size([11, 16, 1])
     """
-    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[0] == 0 or (
-        images.shape[1] not in (1, 3)
+    if (
+        not isinstance(images, Tensor)
+        or images.dim() != 4
+        or images.shape[0] == 0
+        or (images.shape[1] not in (1, 3))
     ):
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(
@@ -107,7 +110,8 @@ def image_grid(images: Tensor, *, num_columns: int | None = None, padding: int =
     pixels = ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     grid = torch.full(
         (rows * (height + padding) + padding, columns * (width + padding) + padding, channels),
-        255, dtype=torch.uint8,
+        255,
+        dtype=torch.uint8,
     )
     for index in range(count):
         row, column = divmod(index, columns)
@@ -124,10 +128,10 @@ def save_image_grid(
     padding: int = 2,
     scale: int = 2,
 ) -> Path:
-    r"""Write :func:`image_grid` of ``images`` to a PNG file (needs Pillow).
+    r"""Write `image_grid` of ``images`` to a PNG file (needs Pillow).
 
     Arguments:
-        images: Images with shape ``(N, C, H, W)`` in :math:`[-1, 1]`.
+        images: Images with shape ``(N, C, H, W)`` in $[-1, 1]$.
         path: The PNG file; parent folders are created.
         num_columns: Images per row.
         padding: Pixels between images.
@@ -170,7 +174,7 @@ def inpainting_mask(
     - ``"random"``: each pixel is missing with probability 1/2 (independently per image).
 
     Arguments:
-        pattern: One of :data:`INPAINTING_MASKS`.
+        pattern: One of `INPAINTING_MASKS`.
         shape: The image batch shape ``(B, C, H, W)``.
         generator: Randomness for ``"random"``.
 
@@ -199,9 +203,7 @@ def inpainting_mask(
     elif pattern == "random":
         mask = (torch.rand(batch, 1, height, width, generator=generator) >= 0.5).float()
     else:
-        raise ValueError(
-            f"pattern must be one of {list(INPAINTING_MASKS)}; received {pattern!r}."
-        )
+        raise ValueError(f"pattern must be one of {list(INPAINTING_MASKS)}; received {pattern!r}.")
     return mask
 
 
@@ -216,10 +218,10 @@ def reconstruct(
     generator: torch.Generator | None = None,
     batch_size: int = 250,
 ) -> Tensor:
-    r"""Reconstruct (or inpaint) ``x``: :math:`g(z_K)` with :math:`z_K \sim q_s(z \mid x)`.
+    r"""Reconstruct (or inpaint) ``x``: $g(z_K)$ with $z_K \sim q_s(z \mid x)$.
 
     With a ``mask``, inference uses ``model.log_joint(x, z, mask=mask)``, in which missing
-    pixels do not count, so :math:`g(z_K)` fills them from what the model learned.
+    pixels do not count, so $g(z_K)$ fills them from what the model learned.
 
     Arguments:
         model: A model with ``log_joint(x, z[, mask=])``, ``decode(z)`` and
@@ -228,13 +230,13 @@ def reconstruct(
         num_steps: K.
         step_size: s (float, ``(K,)`` tensor, or dict per block).
         mask: Observed pixels (1) and missing ones (0), broadcastable to ``x``, e.g.
-            ``(B, 1, H, W)`` from :func:`inpainting_mask`.
+            ``(B, 1, H, W)`` from `inpainting_mask`.
         latent_shape: Per-example latent shape (default ``model.latent_shapes``).
         generator: Randomness of the chains.
         batch_size: Images per inference call (bounds memory).
 
     Returns:
-        :math:`g(z_K)` with the shape of ``x``.
+        $g(z_K)$ with the shape of ``x``.
 
     Examples:
         >>> from shortinfer.models import MultiLayerGenerator
@@ -261,8 +263,13 @@ def reconstruct(
                     return model.log_joint(data[0], z, mask=data[1])
 
             posterior = short_run(
-                log_joint, observed, latent_shape=shape, num_steps=num_steps,
-                step_size=step_size, generator=generator, validate=False,
+                log_joint,
+                observed,
+                latent_shape=shape,
+                num_steps=num_steps,
+                step_size=step_size,
+                generator=generator,
+                validate=False,
             )
             z = posterior.sample()
             with torch.no_grad():
@@ -307,7 +314,7 @@ def plot_step_size_history(
     r"""Plot the tuned step size against the training iteration (the paper's Fig. 6a/b).
 
     Arguments:
-        history: :class:`~shortinfer.train.StepSizeRecord` items (or ``(iteration, step_size,
+        history: `shortinfer.train.StepSizeRecord` items (or ``(iteration, step_size,
             objective)`` triples). Per-step or per-block step sizes are drawn as their mean.
         path: The PNG file.
         title: Plot title.
@@ -351,15 +358,15 @@ def plot_step_size_history(
 def plot_objective_curves(
     traces: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], *, max_curves: int = 6
 ) -> Path:
-    r"""Plot the tuning objective :math:`J(s)` against :math:`s` (the paper's Fig. 6c).
+    r"""Plot the tuning objective $J(s)$ against $s$ (the paper's Fig. 6c).
 
     Each grid search is one curve, coloured by the iteration it ran at (the last
     ``max_curves`` searches; the latest is drawn thickest). A gradient search is drawn as the
-    path of :math:`(s_i, J(s_i))` it took.
+    path of $(s_i, J(s_i))$ it took.
 
     Arguments:
         traces: Dicts with ``iteration``, ``method``, ``step_sizes`` ``(G, ...)`` and
-            ``objectives`` ``(G,)`` (the trainer's :attr:`~shortinfer.train.Trainer.traces`).
+            ``objectives`` ``(G,)`` (the trainer's `shortinfer.train.Trainer.traces`).
         path: The PNG file.
         max_curves: Most recent searches to draw.
 
@@ -392,8 +399,10 @@ def plot_objective_curves(
         latest = index == len(shown) - 1
         plotted += steps[finite].tolist()
         axis.plot(
-            steps[finite].tolist(), objectives[finite].tolist(),
-            marker="o" if trace.get("method") == "grid" else ".", markersize=3,
+            steps[finite].tolist(),
+            objectives[finite].tolist(),
+            marker="o" if trace.get("method") == "grid" else ".",
+            markersize=3,
             linewidth=2.0 if latest else 1.0,
             color=colours(index / max(1, len(shown) - 1)),
             label=f"t = {int(trace['iteration'])}",
@@ -464,6 +473,7 @@ def write_summary(
         ...     print(out.read_text().splitlines()[0])
         # Run
     """
+
     def cell(value: Any) -> str:
         if isinstance(value, float):
             return f"{value:.4g}"
@@ -501,22 +511,22 @@ def write_report(
 ) -> dict[str, Any]:
     r"""Evaluate a trained generator and write PNGs, plots and ``summary.md`` to a folder.
 
-    Writes ``samples.png`` (:math:`g(z)`, :math:`z \sim p(z)`), ``reconstructions.png``
+    Writes ``samples.png`` ($g(z)$, $z \sim p(z)$), ``reconstructions.png``
     (rows alternate data / reconstruction), ``inpainting-<pattern>.png`` for each of
-    :data:`INPAINTING_MASKS` (rows: data, observed pixels with missing ones grey, inpainted),
+    `INPAINTING_MASKS` (rows: data, observed pixels with missing ones grey, inpainted),
     ``step_size.png`` and ``objective.png`` (when there was tuning), ``training.png`` (when
     ``metrics.jsonl`` is in the folder) and ``summary.md``.
 
     The held-out reconstruction error is
     ``reconstruction_mse(test_images, reconstruct(...)).mean()``: per pixel, on the
-    :math:`[-1, 1]` scale (divide by 4 for the :math:`[0, 1]` scale), averaged over all of
+    $[-1, 1]$ scale (divide by 4 for the $[0, 1]$ scale), averaged over all of
     ``test_images``.
 
     Arguments:
         model: A trained model with ``log_joint``, ``decode``, ``sample_latents`` (or
             ``sample_images``) and ``latent_shapes``.
         output_dir: The report folder.
-        test_images: Held-out images with shape ``(N, C, H, W)`` in :math:`[-1, 1]`.
+        test_images: Held-out images with shape ``(N, C, H, W)`` in $[-1, 1]$.
         num_steps: K for inference.
         step_size: s for inference (the tuned one).
         history: Step-size records for ``step_size.png``.
@@ -562,7 +572,10 @@ def write_report(
 
     chain_generator = torch.Generator(device=device).manual_seed(seed + 1)
     recon = reconstruct(
-        model, test_images, num_steps=num_steps, step_size=step_size,
+        model,
+        test_images,
+        num_steps=num_steps,
+        step_size=step_size,
         generator=chain_generator,
     )
     mse = float(reconstruction_mse(test_images, recon).mean())
@@ -584,7 +597,11 @@ def write_report(
     for pattern in INPAINTING_MASKS:
         mask = inpainting_mask(pattern, tuple(subset.shape), generator=generator).to(device)
         filled = reconstruct(
-            model, subset, num_steps=num_steps, step_size=step_size, mask=mask,
+            model,
+            subset,
+            num_steps=num_steps,
+            step_size=step_size,
+            mask=mask,
             generator=chain_generator,
         )
         observed = subset * mask + (1 - mask) * 0.0  # missing pixels shown mid-grey
@@ -592,8 +609,9 @@ def write_report(
         inpainting_mse[pattern] = float(reconstruction_mse(subset, filled, mask=missing).mean())
         name = f"inpainting-{pattern}.png"
         files.append(
-            save_image_grid(torch.cat([subset, observed, filled]), output_dir / name,
-                            num_columns=columns)
+            save_image_grid(
+                torch.cat([subset, observed, filled]), output_dir / name, num_columns=columns
+            )
         )
         images[f"Inpainting, {pattern} missing (rows: data, observed, inpainted)"] = name
 
@@ -603,8 +621,9 @@ def write_report(
     if traces:
         files.append(plot_objective_curves(traces, output_dir / "objective.png"))
         images["Step-size objective J(s) (cf. Fig. 6c)"] = "objective.png"
-    curves = _plot_training_curves(read_metrics(output_dir / "metrics.jsonl"),
-                                   output_dir / "training.png")
+    curves = _plot_training_curves(
+        read_metrics(output_dir / "metrics.jsonl"), output_dir / "training.png"
+    )
     if curves is not None:
         files.append(curves)
         images["Training curves"] = "training.png"
@@ -613,20 +632,26 @@ def write_report(
         "held-out reconstruction MSE (per pixel, [-1, 1] scale)": mse,
         "held-out images": int(test_images.shape[0]),
     }
-    headline.update({f"inpainting MSE on missing pixels, {k}": v for k, v in
-                     inpainting_mse.items()})
+    headline.update(
+        {f"inpainting MSE on missing pixels, {k}": v for k, v in inpainting_mse.items()}
+    )
     headline.update(figures or {})
     if started is not None:
         headline["total wall time incl. data loading and this report (s)"] = round(
             time.perf_counter() - started, 1
         )
-    files.append(write_summary(
-        output_dir / "summary.md", title=title, figures=headline, settings=settings or {},
-        images=images,
-        notes=[
-            "MSE is the mean over images of the per-pixel squared error on the [-1, 1] pixel "
-            "scale (divide by 4 for the [0, 1] scale), with reconstructions g(z_K) from "
-            f"short-run inference (K = {num_steps}) at the final step size.",
-        ],
-    ))
+    files.append(
+        write_summary(
+            output_dir / "summary.md",
+            title=title,
+            figures=headline,
+            settings=settings or {},
+            images=images,
+            notes=[
+                "MSE is the mean over images of the per-pixel squared error on the [-1, 1] pixel "
+                "scale (divide by 4 for the [0, 1] scale), with reconstructions g(z_K) from "
+                f"short-run inference (K = {num_steps}) at the final step size.",
+            ],
+        )
+    )
     return {"mse": mse, "inpainting_mse": inpainting_mse, "files": files}

@@ -1,20 +1,20 @@
 r"""Learning-rate and observation-noise schedules of the paper's training runs (Appendix 7.1).
 
-Both are pure functions of the iteration :math:`t` and the run length :math:`T`, so a resumed
+Both are pure functions of the iteration $t$ and the run length $T$, so a resumed
 run recomputes them instead of storing them:
 
-- **Learning rate.** The paper trains for :math:`T = 3 \times 10^5` Adam updates with the
-  learning rate decaying step-wise :math:`10^{-4} \to 5 \times 10^{-5} \to 10^{-5}` "for each
-  :math:`10^5` iterations". :func:`step_decay_learning_rate` scales that to any run length:
-  ``base · factors[i]`` on the :math:`i`-th of ``len(factors)`` equal parts of the run, so the
-  default boundaries sit at :math:`T/3` and :math:`2T/3` with factors ``(1, 0.5, 0.1)``.
-- **Observation noise** :math:`\sigma`. The paper says only that :math:`\sigma` "is gradually
-  annealed to 0.15". :func:`annealed_sigma` chooses a linear ramp from ``start`` (0.3, the
+- **Learning rate.** The paper trains for $T = 3 \times 10^5$ Adam updates with the
+  learning rate decaying step-wise $10^{-4} \to 5 \times 10^{-5} \to 10^{-5}$ "for each
+  $10^5$ iterations". `step_decay_learning_rate` scales that to any run length:
+  ``base · factors[i]`` on the $i$-th of ``len(factors)`` equal parts of the run, so the
+  default boundaries sit at $T/3$ and $2T/3$ with factors ``(1, 0.5, 0.1)``.
+- **Observation noise** $\sigma$. The paper says only that $\sigma$ "is gradually
+  annealed to 0.15". `annealed_sigma` chooses a linear ramp from ``start`` (0.3, the
   value used for the ABP baseline in Appendix 7.3 and the generator's default) to ``end``
   (0.15) over the first ``anneal_fraction`` (one half) of the run, then holds ``end``.
 
-The thin :class:`LearningRateSchedule` and :class:`SigmaSchedule` bind the hyperparameters and
-are what :class:`~shortinfer.train.Trainer` accepts.
+The thin `LearningRateSchedule` and `SigmaSchedule` bind the hyperparameters and
+are what `shortinfer.train.Trainer` accepts.
 """
 
 from __future__ import annotations
@@ -65,24 +65,25 @@ def step_decay_learning_rate(
 ) -> float:
     r"""The paper's step-wise learning-rate decay, scaled to a run of ``num_iterations``.
 
-    With :math:`n` = ``len(factors)`` equal phases,
+    With $n$ = ``len(factors)`` equal phases,
 
-    .. math::
-        \eta_t = \eta_0 \cdot f_{i(t)}, \qquad
-        i(t) = \min\big(\lfloor n t / T \rfloor,\ n - 1\big),
+    $$
+    \eta_t = \eta_0 \cdot f_{i(t)}, \qquad
+    i(t) = \min\big(\lfloor n t / T \rfloor,\ n - 1\big),
+    $$
 
-    so the defaults give :math:`10^{-4}` for :math:`t < T/3`, :math:`5 \times 10^{-5}` for
-    :math:`T/3 \le t < 2T/3` and :math:`10^{-5}` after (Appendix 7.1 with :math:`T = 3 \times
-    10^5`).
+    so the defaults give $10^{-4}$ for $t < T/3$, $5 \times 10^{-5}$ for
+    $T/3 \le t < 2T/3$ and $10^{-5}$ after (Appendix 7.1 with $T = 3 \times
+    10^5$).
 
     Arguments:
-        iteration: :math:`t`, the 0-based iteration about to run.
-        num_iterations: :math:`T`, the length of the run.
-        base: :math:`\eta_0`, the learning rate of the first phase.
-        factors: :math:`f`, one multiplier per phase (positive).
+        iteration: $t$, the 0-based iteration about to run.
+        num_iterations: $T$, the length of the run.
+        base: $\eta_0$, the learning rate of the first phase.
+        factors: $f$, one multiplier per phase (positive).
 
     Returns:
-        The learning rate :math:`\eta_t`.
+        The learning rate $\eta_t$.
 
     Raises:
         ValueError: If ``iteration < 0``, ``num_iterations < 1``, ``base <= 0`` or a factor is
@@ -112,25 +113,26 @@ def annealed_sigma(
     end: float = 0.15,
     anneal_fraction: float = 0.5,
 ) -> float:
-    r"""Observation noise :math:`\sigma_t`, linearly annealed from ``start`` to ``end``.
+    r"""Observation noise $\sigma_t$, linearly annealed from ``start`` to ``end``.
 
-    .. math::
-        \sigma_t = \sigma_\text{start} + (\sigma_\text{end} - \sigma_\text{start})
-            \min\Big(1, \frac{t}{\lfloor a T \rfloor}\Big)
+    $$
+    \sigma_t = \sigma_\text{start} + (\sigma_\text{end} - \sigma_\text{start})
+    \min\Big(1, \frac{t}{\lfloor a T \rfloor}\Big)
+    $$
 
-    with :math:`a` = ``anneal_fraction`` (``a = 0`` holds ``end`` from the start). The paper
-    (Appendix 7.1) anneals :math:`\sigma` "gradually to 0.15" without giving the schedule; this
+    with $a$ = ``anneal_fraction`` (``a = 0`` holds ``end`` from the start). The paper
+    (Appendix 7.1) anneals $\sigma$ "gradually to 0.15" without giving the schedule; this
     linear ramp over the first half is our choice.
 
     Arguments:
-        iteration: :math:`t`, the 0-based iteration about to run.
-        num_iterations: :math:`T`, the length of the run.
-        start: :math:`\sigma` at :math:`t = 0`.
-        end: :math:`\sigma` from :math:`t = \lfloor a T \rfloor` on.
-        anneal_fraction: :math:`a \in [0, 1]`, the part of the run spent annealing.
+        iteration: $t$, the 0-based iteration about to run.
+        num_iterations: $T$, the length of the run.
+        start: $\sigma$ at $t = 0$.
+        end: $\sigma$ from $t = \lfloor a T \rfloor$ on.
+        anneal_fraction: $a \in [0, 1]$, the part of the run spent annealing.
 
     Returns:
-        :math:`\sigma_t`.
+        $\sigma_t$.
 
     Raises:
         ValueError: If ``start`` or ``end`` is not positive, or ``anneal_fraction`` is outside
@@ -143,8 +145,10 @@ def annealed_sigma(
     iteration, num_iterations = _check_iteration(iteration, num_iterations)
     start = _check_positive("start", start)
     end = _check_positive("end", end)
-    if isinstance(anneal_fraction, bool) or not isinstance(anneal_fraction, (int, float)) or not (
-        0.0 <= anneal_fraction <= 1.0
+    if (
+        isinstance(anneal_fraction, bool)
+        or not isinstance(anneal_fraction, (int, float))
+        or not (0.0 <= anneal_fraction <= 1.0)
     ):
         raise ValueError(
             f"anneal_fraction must be a float in [0, 1]; received {anneal_fraction!r}. "
@@ -156,10 +160,10 @@ def annealed_sigma(
 
 
 class LearningRateSchedule(NamedTuple):
-    r"""Step-wise learning-rate decay, see :func:`step_decay_learning_rate`.
+    r"""Step-wise learning-rate decay, see `step_decay_learning_rate`.
 
     Attributes:
-        base: Learning rate of the first phase (the paper: :math:`10^{-4}`).
+        base: Learning rate of the first phase (the paper: $10^{-4}$).
         factors: Multipliers of the equal phases (the paper: ``(1, 0.5, 0.1)``).
 
     Examples:
@@ -179,11 +183,11 @@ class LearningRateSchedule(NamedTuple):
 
 
 class SigmaSchedule(NamedTuple):
-    r"""Linear annealing of the observation noise :math:`\sigma`, see :func:`annealed_sigma`.
+    r"""Linear annealing of the observation noise $\sigma$, see `annealed_sigma`.
 
     Attributes:
-        start: :math:`\sigma` at the first iteration.
-        end: :math:`\sigma` after annealing (the paper: 0.15).
+        start: $\sigma$ at the first iteration.
+        end: $\sigma$ after annealing (the paper: 0.15).
         anneal_fraction: The part of the run spent annealing.
 
     Examples:
@@ -196,8 +200,11 @@ class SigmaSchedule(NamedTuple):
     anneal_fraction: float = 0.5
 
     def __call__(self, iteration: int, num_iterations: int) -> float:
-        r""":math:`\sigma` at ``iteration`` of a run of ``num_iterations``."""
+        r"""$\sigma$ at ``iteration`` of a run of ``num_iterations``."""
         return annealed_sigma(
-            iteration, num_iterations, start=self.start, end=self.end,
+            iteration,
+            num_iterations,
+            start=self.start,
+            end=self.end,
             anneal_fraction=self.anneal_fraction,
         )

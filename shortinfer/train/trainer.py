@@ -1,28 +1,29 @@
 r"""Algorithm 1 of the paper: learning a latent-variable model with short-run inference.
 
-Each iteration :math:`t = 0, \dots, T - 1` (Section 4.4, Algorithm 1):
+Each iteration $t = 0, \dots, T - 1$ (Section 4.4, Algorithm 1):
 
-1. draw a batch :math:`\{x_i\}_{i=1}^m`;
-2. draw :math:`z_{i,0} \sim p(z)`;
-3. run :math:`K` Langevin steps with step size :math:`s` to get :math:`z_{i,K}`
-   (:func:`shortinfer.short_run`, :meth:`~shortinfer.ShortRunPosterior.sample`);
+1. draw a batch $\{x_i\}_{i=1}^m$;
+2. draw $z_{i,0} \sim p(z)$;
+3. run $K$ Langevin steps with step size $s$ to get $z_{i,K}$
+   (`shortinfer.short_run`, `shortinfer.ShortRunPosterior.sample`);
 4. take one Adam step on
 
-   .. math::
-       \mathcal{L}(\theta) = -\frac1m \sum_{i=1}^m \log p_\theta(x_i, z_{i,K}),
-       \qquad z_{i,K} \text{ detached}
+   $$
+   \mathcal{L}(\theta) = -\frac1m \sum_{i=1}^m \log p_\theta(x_i, z_{i,K}),
+   \qquad z_{i,K} \text{ detached}
+   $$
 
    (equation (21));
-5. every :math:`T_s` iterations, re-tune :math:`s` on the current batch by minimising
-   equation (20) (:meth:`~shortinfer.ShortRunPosterior.tune_step_size`). Following Section
+5. every $T_s$ iterations, re-tune $s$ on the current batch by minimising
+   equation (20) (`shortinfer.ShortRunPosterior.tune_step_size`). Following Section
    4.4 ("(1) update s ... (2) update θ"), the tuning runs at the *start* of iterations
-   :math:`t \equiv 0 \pmod{T_s}`, so the first update already uses a tuned step size.
+   $t \equiv 0 \pmod{T_s}$, so the first update already uses a tuned step size.
 
-:func:`train_step` is steps 2-4 as a plain function; :class:`Trainer` adds batching, the
-learning-rate and :math:`\sigma` schedules (:mod:`shortinfer.train.schedules`), step-size
+`train_step` is steps 2-4 as a plain function; `Trainer` adds batching, the
+learning-rate and $\sigma$ schedules (`shortinfer.train.schedules`), step-size
 tuning and its history, logging, checkpoints, resuming and data-parallel training.
 
-The model can be the reference :class:`~shortinfer.models.MultiLayerGenerator` or any
+The model can be the reference `shortinfer.models.MultiLayerGenerator` or any
 ``nn.Module`` with a method ``log_joint(x, z) -> (B,)`` and either an attribute
 ``latent_shapes`` (a dict of block name to per-example shape, or one shape) or an explicit
 ``latent_shape=`` argument. A model with a float attribute ``sigma`` gets it annealed; a
@@ -44,7 +45,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Union
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -89,8 +90,8 @@ __all__ = [
 #: File name of the JSON-lines metrics log inside the output folder.
 METRICS_NAME = "metrics.jsonl"
 
-StepSizeValue = Union[float, Tensor, dict[str, Any]]
-LatentShape = Union[Sequence[int], Mapping[str, Sequence[int]]]
+StepSizeValue = float | Tensor | dict[str, Any]
+LatentShape = Sequence[int] | Mapping[str, Sequence[int]]
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -98,28 +99,28 @@ class TrainingDivergedError(FloatingPointError):
 
 
 class StepSizeTuning(NamedTuple):
-    r"""How and how often :class:`Trainer` re-tunes the step size (Algorithm 1, step 5).
+    r"""How and how often `Trainer` re-tunes the step size (Algorithm 1, step 5).
 
     Attributes:
         method: ``"grid"`` (the paper's grid search) or ``"gradient"`` (Adam on
-            :math:`\log s` through the chain), see
-            :meth:`~shortinfer.ShortRunPosterior.tune_step_size`.
-        interval: :math:`T_s`; tuning runs at iterations :math:`0, T_s, 2T_s, \dots`.
-        objective: The entropy bound defining the objective :math:`J(s)`, passed through as
+            $\log s$ through the chain), see
+            `shortinfer.ShortRunPosterior.tune_step_size`.
+        interval: $T_s$; tuning runs at iterations $0, T_s, 2T_s, \dots$.
+        objective: The entropy bound defining the objective $J(s)$, passed through as
             ``tune_step_size(objective=...)``.
         grid: Candidate step sizes for ``"grid"`` (``None``: the paper's 0.01, ..., 0.15).
         batch_size: Tune on the first ``batch_size`` examples of the current batch (``None``:
-            all of it). The exact entropy costs :math:`D` Jacobian rows per example, so a
+            all of it). The exact entropy costs $D$ Jacobian rows per example, so a
             sub-batch keeps tuning cheap.
-        num_samples: Chains per example in :math:`J(s)`.
+        num_samples: Chains per example in $J(s)$.
         num_iterations: Adam iterations for ``"gradient"``.
-        learning_rate: Adam's learning rate on :math:`\log s` for ``"gradient"``.
-        chunk_size: Jacobian rows pushed at once (``None``: all :math:`D`); lower it to save
+        learning_rate: Adam's learning rate on $\log s$ for ``"gradient"``.
+        chunk_size: Jacobian rows pushed at once (``None``: all $D$); lower it to save
             memory.
         mode: ``"reverse"`` (vjp rows) or ``"forward"`` (jvp columns) for the exact
             Jacobian; forward is often faster for the grid search on CPU.
-        entropy_method: The log-determinant estimator inside :math:`J(s)`, passed through as
-            ``tune_step_size(entropy_method=...)`` (``"exact"``, the paper's, costs :math:`D`
+        entropy_method: The log-determinant estimator inside $J(s)$, passed through as
+            ``tune_step_size(entropy_method=...)`` (``"exact"``, the paper's, costs $D$
             Jacobian rows per example).
 
     Examples:
@@ -146,7 +147,7 @@ class StepSizeRecord(NamedTuple):
     Attributes:
         iteration: Number of θ-updates completed when the step size was tuned.
         step_size: The tuned step size (a float, a list per step, or a dict per block).
-        objective: :math:`J(s)` at the chosen step size (grid) or at the last iteration
+        objective: $J(s)$ at the chosen step size (grid) or at the last iteration
             (gradient).
     """
 
@@ -156,12 +157,12 @@ class StepSizeRecord(NamedTuple):
 
 
 class StepOutput(NamedTuple):
-    r"""Result of :func:`train_step`.
+    r"""Result of `train_step`.
 
     Attributes:
-        loss: :math:`-\frac1m\sum_i \log p_\theta(x_i, z_{i,K})` before the update, a scalar
+        loss: $-\frac1m\sum_i \log p_\theta(x_i, z_{i,K})$ before the update, a scalar
             tensor (averaged over processes when ``all_reduce`` is given).
-        z: The detached short-run samples :math:`z_K` used for the update, with shape
+        z: The detached short-run samples $z_K$ used for the update, with shape
             ``(B, *latent_shape)`` (a dict of such tensors for dict latents).
     """
 
@@ -170,14 +171,14 @@ class StepOutput(NamedTuple):
 
 
 class TrainResult(NamedTuple):
-    r"""Summary of :meth:`Trainer.fit`.
+    r"""Summary of `Trainer.fit`.
 
     Attributes:
-        iterations: Number of θ-updates completed (:math:`T` after a full run).
+        iterations: Number of θ-updates completed ($T$ after a full run).
         step_size: The final step size.
-        history: Every step-size update, a list of :class:`StepSizeRecord`.
+        history: Every step-size update, a list of `StepSizeRecord`.
         final_loss: The loss of the last iteration (per example, in nats).
-        wall_time: Seconds spent in this call of :meth:`~Trainer.fit`.
+        wall_time: Seconds spent in this call of `Trainer.fit`.
         checkpoint: Path of the last checkpoint written, or ``None``.
     """
 
@@ -193,7 +194,7 @@ class TrainResult(NamedTuple):
 def frozen_parameters(model: nn.Module) -> Iterator[None]:
     r"""Switch off ``requires_grad`` on every parameter of ``model`` for the ``with`` block.
 
-    Short-run inference needs :math:`\nabla_z \log p(x, z)` only: freezing θ skips the
+    Short-run inference needs $\nabla_z \log p(x, z)$ only: freezing θ skips the
     parameter gradients inside the K Langevin steps and the tuning objective, and keeps
     those backward passes away from DistributedDataParallel's gradient hooks. The flags are
     restored on exit, even after an error.
@@ -234,29 +235,30 @@ def train_step(
 ) -> StepOutput:
     r"""Steps 2-4 of Algorithm 1: short-run inference, then one optimiser step on θ.
 
-    .. math::
-        z_K = F_s(z_0, \epsilon; \theta) \ \text{(K Langevin steps, detached)}, \qquad
-        \theta \leftarrow \mathrm{optimizer}\Big(\nabla_\theta
-            -\tfrac1B \textstyle\sum_b \log p_\theta(x_b, z_{K,b})\Big)
+    $$
+    z_K = F_s(z_0, \epsilon; \theta) \ \text{(K Langevin steps, detached)}, \qquad
+    \theta \leftarrow \mathrm{optimizer}\Big(\nabla_\theta
+    -\tfrac1B \textstyle\sum_b \log p_\theta(x_b, z_{K,b})\Big)
+    $$
 
     Arguments:
         model: A module with ``log_joint(x, z) -> (B,)``; inference calls it directly, with
-            the parameters frozen (:func:`frozen_parameters`).
+            the parameters frozen (`frozen_parameters`).
         optimizer: The optimiser of ``model``'s parameters.
         x: The batch, with shape ``(B, *event)``.
         latent_shape: Per-example latent shape, or a dict of block name to shape.
         num_steps: K.
         step_size: s: a float, a ``(K,)`` tensor, or a dict per latent block.
-        generator: Generator for :math:`z_0` and the Langevin noise.
-        update_module: What computes :math:`\log p_\theta(x, z)` for the update (default
+        generator: Generator for $z_0$ and the Langevin noise.
+        update_module: What computes $\log p_\theta(x, z)$ for the update (default
             ``model.log_joint``); the trainer passes a DistributedDataParallel-wrapped
-            :class:`~shortinfer.train.distributed.LogJointModule` in data-parallel runs.
+            `shortinfer.train.distributed.LogJointModule` in data-parallel runs.
         all_reduce: Maps a local scalar to its mean over processes; used to agree on a
             non-finite loss before ``backward`` so that no process waits on the others.
-        validate: Probe ``log_joint`` once (see :func:`shortinfer.short_run`).
+        validate: Probe ``log_joint`` once (see `shortinfer.short_run`).
 
     Returns:
-        A :class:`StepOutput`.
+        A `StepOutput`.
 
     Raises:
         TrainingDivergedError: If a chain diverges or the loss is not finite (on any
@@ -281,8 +283,13 @@ def train_step(
     try:
         with frozen_parameters(model):
             posterior = short_run(
-                model.log_joint, x, latent_shape=latent_shape, num_steps=num_steps,
-                step_size=step_size, generator=generator, validate=validate,
+                model.log_joint,
+                x,
+                latent_shape=latent_shape,
+                num_steps=num_steps,
+                step_size=step_size,
+                generator=generator,
+                validate=validate,
             )
             z = posterior.sample()
     except ChainDivergenceError as err:
@@ -297,8 +304,10 @@ def train_step(
     if all_reduce is not None:
         check = all_reduce(check)
     if loss is None or not bool(torch.isfinite(check)):
-        reason = f"the short-run chain diverged ({failure})" if failure is not None else (
-            f"the loss is {float(check)}"
+        reason = (
+            f"the short-run chain diverged ({failure})"
+            if failure is not None
+            else (f"the loss is {float(check)}")
         )
         raise TrainingDivergedError(reason)
     optimizer.zero_grad(set_to_none=True)
@@ -434,43 +443,43 @@ class Trainer:
     r"""Train a latent-variable model by Algorithm 1 (short-run inference + Adam on θ).
 
     See the module docstring for the algorithm. Defaults follow the paper (Appendix 7.1):
-    :math:`K = 25`, Adam with the learning rate decaying step-wise ``1e-4, 5e-5, 1e-5`` at
-    :math:`T/3` and :math:`2T/3` (:class:`~shortinfer.train.LearningRateSchedule`), and
-    :math:`\sigma` annealed to 0.15 (:class:`~shortinfer.train.SigmaSchedule`: linear from 0.3
+    $K = 25$, Adam with the learning rate decaying step-wise ``1e-4, 5e-5, 1e-5`` at
+    $T/3$ and $2T/3$ (`shortinfer.train.LearningRateSchedule`), and
+    $\sigma$ annealed to 0.15 (`shortinfer.train.SigmaSchedule`: linear from 0.3
     over the first half of the run).
 
     **Outputs** (with ``output_dir``, written by rank 0 only):
 
     - ``latest.pt``: the checkpoint, replaced atomically every ``checkpoint_interval``
-      iterations and at the end (format: :mod:`shortinfer.train.checkpoint`);
+      iterations and at the end (format: `shortinfer.train.checkpoint`);
     - ``metrics.jsonl``: one JSON object per logged iteration with ``iteration`` (updates
-      completed), ``loss`` (:math:`-\frac1m\sum\log p(x, z_K)`, nats per example), ``mse``
-      (per-pixel reconstruction error :math:`\|x - g(z_K)\|^2` of the batch, when the model
+      completed), ``loss`` ($-\frac1m\sum\log p(x, z_K)$, nats per example), ``mse``
+      (per-pixel reconstruction error $\|x - g(z_K)\|^2$ of the batch, when the model
       has ``decode``), ``step_size``, ``lr``, ``sigma``, ``images_per_second`` (training
       throughput over all processes, tuning excluded), and on tuning iterations
       ``objective`` and ``tune_seconds``.
 
     **Reproducibility.** Batches come from a per-epoch permutation and all chain noise from
-    generators seeded by :func:`~shortinfer.train.distributed.derive_seed` ``(seed, purpose,
+    generators seeded by `shortinfer.train.distributed.derive_seed` ``(seed, purpose,
     iteration, rank)``, so a run resumed from a checkpoint takes bit-for-bit the same steps
     as an uninterrupted one (same device, thread count and world size).
 
     **Data-parallel.** Under ``torchrun`` (a process group initialised before the trainer is
     built), each process takes ``batch_size`` examples from its shard, inference runs on the
     unwrapped model, the θ-update goes through ``DistributedDataParallel``, and the tuning
-    objective is averaged over processes; see :mod:`shortinfer.train.distributed`.
+    objective is averaged over processes; see `shortinfer.train.distributed`.
 
     Arguments:
         model: The model: an ``nn.Module`` with ``log_joint(x, z) -> (B,)``.
         data: Training observations, a tensor with shape ``(N, *event)`` (e.g. images
-            ``(N, C, H, W)`` in :math:`[-1, 1]`), or an :class:`~shortinfer.data.ImageData`.
-        num_iterations: :math:`T`, the number of θ-updates.
-        batch_size: :math:`m`, examples per update (per process).
-        num_steps: :math:`K`, Langevin steps per inference.
-        step_size: The initial step size :math:`s` (float, ``(K,)`` tensor, or dict per block).
-        tuning: A :class:`StepSizeTuning`, or ``None`` to keep ``step_size`` fixed.
-        learning_rate: A float (constant) or a :class:`~shortinfer.train.LearningRateSchedule`.
-        sigma: A :class:`~shortinfer.train.SigmaSchedule`; ``None`` to leave ``model.sigma``
+            ``(N, C, H, W)`` in $[-1, 1]$), or an `shortinfer.data.ImageData`.
+        num_iterations: $T$, the number of θ-updates.
+        batch_size: $m$, examples per update (per process).
+        num_steps: $K$, Langevin steps per inference.
+        step_size: The initial step size $s$ (float, ``(K,)`` tensor, or dict per block).
+        tuning: A `StepSizeTuning`, or ``None`` to keep ``step_size`` fixed.
+        learning_rate: A float (constant) or a `shortinfer.train.LearningRateSchedule`.
+        sigma: A `shortinfer.train.SigmaSchedule`; ``None`` to leave ``model.sigma``
             alone; ``"auto"`` (default) anneals with ``SigmaSchedule()`` when the model has a
             float ``sigma`` attribute.
         latent_shape: Per-example latent shape (or dict of shapes); default
@@ -662,7 +671,10 @@ class Trainer:
         epoch, index = self._data_position(iteration)
         if self._shard_cache is None or self._shard_cache[0] != epoch:
             order = shard_indices(
-                self.data.shape[0], epoch=epoch, seed=self.seed, rank=self.rank,
+                self.data.shape[0],
+                epoch=epoch,
+                seed=self.seed,
+                rank=self.rank,
                 world_size=self.world_size,
             )
             self._shard_cache = (epoch, order)
@@ -690,7 +702,8 @@ class Trainer:
             tuning["grid"] = list(tuning["grid"]) if tuning["grid"] is not None else None
         shape = self.latent_shape
         latent = (
-            {str(k): list(v) for k, v in shape.items()} if isinstance(shape, Mapping)
+            {str(k): list(v) for k, v in shape.items()}
+            if isinstance(shape, Mapping)
             else list(shape)
         )
         return {
@@ -699,7 +712,8 @@ class Trainer:
             "num_steps": self.num_steps,
             "tuning": tuning,
             "learning_rate": {
-                "base": self.learning_rate.base, "factors": list(self.learning_rate.factors),
+                "base": self.learning_rate.base,
+                "factors": list(self.learning_rate.factors),
             },
             "sigma": dict(self.sigma_schedule._asdict()) if self.sigma_schedule else None,
             "latent_shape": latent,
@@ -713,7 +727,7 @@ class Trainer:
         r"""Everything needed to resume exactly, as a ``weights_only``-loadable dict.
 
         Returns:
-            The checkpoint dict described in :mod:`shortinfer.train.checkpoint`.
+            The checkpoint dict described in `shortinfer.train.checkpoint`.
         """
         model_type = type(self.model)
         config = getattr(self.model, "config", None)
@@ -735,7 +749,9 @@ class Trainer:
             },
             "tuning_traces": [dict(trace) for trace in self.traces],
             "data_position": {
-                "epoch": epoch, "batch": index, "batches_per_epoch": self.batches_per_epoch,
+                "epoch": epoch,
+                "batch": index,
+                "batches_per_epoch": self.batches_per_epoch,
                 "world_size": self.world_size,
             },
             "rng": rng_state(),
@@ -743,7 +759,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        r"""Restore a state from :meth:`state_dict` (e.g. a loaded checkpoint).
+        r"""Restore a state from `state_dict` (e.g. a loaded checkpoint).
 
         Arguments:
             state: The checkpoint dict.
@@ -763,8 +779,10 @@ class Trainer:
         self.history = [
             StepSizeRecord(int(i), s, float(o))
             for i, s, o in zip(
-                history.get("iteration", []), history.get("step_size", []),
+                history.get("iteration", []),
+                history.get("step_size", []),
                 history.get("objective", []),
+                strict=True,
             )
         ]
         self.traces = [dict(trace) for trace in state.get("tuning_traces", [])]
@@ -777,10 +795,10 @@ class Trainer:
         return self.output_dir / LATEST_NAME if self.output_dir is not None else None
 
     def save_checkpoint(self, path: str | os.PathLike[str] | None = None) -> Path | None:
-        r"""Write :meth:`state_dict` atomically (rank 0 only; other ranks return ``None``).
+        r"""Write `state_dict` atomically (rank 0 only; other ranks return ``None``).
 
         Arguments:
-            path: Destination (default :attr:`checkpoint_path`).
+            path: Destination (default `checkpoint_path`).
 
         Returns:
             The path written, or ``None``.
@@ -839,7 +857,7 @@ class Trainer:
             iteration: The iteration to record (default: the current one).
 
         Returns:
-            The :class:`StepSizeRecord` appended to :attr:`history`.
+            The `StepSizeRecord` appended to `history`.
 
         Raises:
             ValueError: If the trainer was built with ``tuning=None``.
@@ -851,15 +869,23 @@ class Trainer:
         subset = x if tuning.batch_size is None else x[: tuning.batch_size]
         with frozen_parameters(self.model):
             posterior = short_run(
-                self.model.log_joint, subset, latent_shape=self.latent_shape,
-                num_steps=self.num_steps, step_size=self.step_size,
-                generator=self._generator("tune", iteration), validate=False,
+                self.model.log_joint,
+                subset,
+                latent_shape=self.latent_shape,
+                num_steps=self.num_steps,
+                step_size=self.step_size,
+                generator=self._generator("tune", iteration),
+                validate=False,
             )
             tuned = posterior.tune_step_size(
-                tuning.method, grid=tuning.grid, num_samples=tuning.num_samples,
-                num_iterations=tuning.num_iterations, learning_rate=tuning.learning_rate,
+                tuning.method,
+                grid=tuning.grid,
+                num_samples=tuning.num_samples,
+                num_iterations=tuning.num_iterations,
+                learning_rate=tuning.learning_rate,
                 objective=tuning.objective,  # type: ignore[arg-type]
-                chunk_size=tuning.chunk_size, mode=tuning.mode,
+                chunk_size=tuning.chunk_size,
+                mode=tuning.mode,
                 entropy_method=tuning.entropy_method,  # type: ignore[arg-type]
                 all_reduce=mean_all_reduce if is_distributed() else None,
             )
@@ -871,17 +897,20 @@ class Trainer:
         else:
             objective = float(objectives[-1]) if objectives.numel() else float("nan")
         if trace is not None:
-            self.traces.append({
-                "iteration": iteration, "method": trace.method,
-                "step_sizes": trace.step_sizes.detach().cpu().to(torch.float64),
-                "objectives": trace.objectives.detach().cpu().to(torch.float64),
-            })
+            self.traces.append(
+                {
+                    "iteration": iteration,
+                    "method": trace.method,
+                    "step_sizes": trace.step_sizes.detach().cpu().to(torch.float64),
+                    "objectives": trace.objectives.detach().cpu().to(torch.float64),
+                }
+            )
         record = StepSizeRecord(iteration, _jsonable(self.step_size), objective)
         self.history.append(record)
         return record
 
     def step(self) -> dict[str, Any]:
-        r"""Run iteration :attr:`iteration` of Algorithm 1 and advance it by one.
+        r"""Run iteration `iteration` of Algorithm 1 and advance it by one.
 
         Returns:
             The iteration's metrics: ``iteration`` (updates completed), ``loss``, ``lr``,
@@ -911,9 +940,14 @@ class Trainer:
         started = time.perf_counter()
         try:
             out = train_step(
-                self.model, self.optimizer, x, latent_shape=self.latent_shape,
-                num_steps=self.num_steps, step_size=self.step_size,
-                generator=self._generator("chain", t), update_module=self.update_module,
+                self.model,
+                self.optimizer,
+                x,
+                latent_shape=self.latent_shape,
+                num_steps=self.num_steps,
+                step_size=self.step_size,
+                generator=self._generator("chain", t),
+                update_module=self.update_module,
                 all_reduce=mean_all_reduce if is_distributed() else None,
                 validate=self._validate_next,
             )
@@ -927,14 +961,16 @@ class Trainer:
         seconds = time.perf_counter() - started
         self.iteration = t + 1
         self.last_loss = float(out.loss)
-        metrics.update({
-            "iteration": self.iteration,
-            "loss": self.last_loss,
-            "lr": lr,
-            "sigma": self.sigma,
-            "step_size": _jsonable(self.step_size),
-            "images_per_second": self.batch_size * self.world_size / max(seconds, 1e-9),
-        })
+        metrics.update(
+            {
+                "iteration": self.iteration,
+                "loss": self.last_loss,
+                "lr": lr,
+                "sigma": self.sigma,
+                "step_size": _jsonable(self.step_size),
+                "images_per_second": self.batch_size * self.world_size / max(seconds, 1e-9),
+            }
+        )
         self._last_batch = (x, out.z)
         return metrics
 
@@ -953,7 +989,7 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
 
     def fit(self, *, resume: bool | str | os.PathLike[str] = False) -> TrainResult:
-        r"""Train until :attr:`num_iterations` updates are done.
+        r"""Train until `num_iterations` updates are done.
 
         Arguments:
             resume: ``False`` starts from the current state (refusing to overwrite an existing
@@ -962,7 +998,7 @@ class Trainer:
                 from that checkpoint file or folder.
 
         Returns:
-            A :class:`TrainResult`.
+            A `TrainResult`.
 
         Raises:
             FileExistsError: If ``resume=False`` and ``output_dir`` already holds a checkpoint.
@@ -980,8 +1016,10 @@ class Trainer:
                 source = self.checkpoint_path
         elif resume is not False:
             source = resolve_checkpoint(resume)  # type: ignore[arg-type]
-        elif self.checkpoint_path is not None and self.checkpoint_path.is_file() and (
-            self.iteration == 0
+        elif (
+            self.checkpoint_path is not None
+            and self.checkpoint_path.is_file()
+            and (self.iteration == 0)
         ):
             raise FileExistsError(
                 f"{str(self.checkpoint_path)!r} already exists; pass resume=True to continue "
@@ -1009,8 +1047,9 @@ class Trainer:
                         if self.checkpoint_path is not None and self.checkpoint_path.is_file()
                         else ""
                     )
-                    self._log({"iteration": self.iteration, "event": "diverged",
-                               "message": str(err)})
+                    self._log(
+                        {"iteration": self.iteration, "event": "diverged", "message": str(err)}
+                    )
                     raise TrainingDivergedError(f"{err}{kept}") from err
                 done = self.iteration
                 window_images += self.batch_size * self.world_size
@@ -1023,13 +1062,20 @@ class Trainer:
                     self._log(metrics)
                 if done % self.checkpoint_interval == 0 or last:
                     written = self.save_checkpoint() or written
-                progress.update(done, {
-                    "loss": f"{metrics['loss']:.4g}",
-                    "s": _describe_step_size(self.step_size),
-                })
+                progress.update(
+                    done,
+                    {
+                        "loss": f"{metrics['loss']:.4g}",
+                        "s": _describe_step_size(self.step_size),
+                    },
+                )
         finally:
             progress.close()
         return TrainResult(
-            self.iteration, self.step_size, list(self.history), self.last_loss,
-            time.perf_counter() - started, written,
+            self.iteration,
+            self.step_size,
+            list(self.history),
+            self.last_loss,
+            time.perf_counter() - started,
+            written,
         )

@@ -24,7 +24,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shortinfer.data.registry import DatasetName
 
 __all__ = ["DEMO_SETTINGS", "build_parser", "main"]
 
@@ -458,7 +461,9 @@ def _setup_runtime(args: argparse.Namespace, *, share_busy_cores: bool = False) 
     return device
 
 
-def _load_images(name: str, root: str | None, split: str | None, image_size: int | None) -> Any:
+def _load_images(
+    name: DatasetName, root: str | None, split: str | None, image_size: int | None
+) -> Any:
     from shortinfer.data import load_dataset
 
     if name == "folder":

@@ -290,7 +290,7 @@ class LadderVAE(nn.Module):
                 f"x has dtype {x.dtype} but the model's parameters are {dtype}; cast with "
                 f"x.to({dtype})."
             )
-        if not _is_int(num_samples) or num_samples < 1:
+        if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive int; received {num_samples!r}.")
 
     def _posterior(
@@ -341,10 +341,11 @@ class LadderVAE(nn.Module):
             name: _kl_to_standard_normal(m, ls).reshape(sample_shape)
             for name, m, ls in zip(names, means, log_scales, strict=True)
         }
-        log_q = sum(
+        terms = [
             (-0.5 * n.square() - ls.reshape(n.shape) - 0.5 * _LOG_2PI).sum(-1)
             for n, ls in zip(noises, log_scales, strict=True)
-        )
+        ]
+        log_q = sum(terms[1:], terms[0])  # a Tensor: the model has at least one layer
         return LadderPosteriorSample(
             z=z, log_q=log_q, kl=kl, mean=image.reshape(*sample_shape, *image.shape[1:])
         )

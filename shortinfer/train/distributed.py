@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -236,6 +237,17 @@ def shard_indices(
     return order[rank:total:world_size]
 
 
+def _model_method(model: nn.Module, name: str) -> Callable[..., Any]:
+    """``getattr(model, name)``, typed as a callable.
+
+    The models here are duck-typed ``nn.Module`` subclasses (``log_joint``, ``decode``, ...),
+    but torch annotates ``nn.Module.__getattr__`` as returning ``Tensor | Module``, which a
+    type checker does not accept as a function. A missing method still raises
+    ``AttributeError``, exactly as ``model.name`` would.
+    """
+    return cast(Callable[..., Any], getattr(model, name))
+
+
 class LogJointModule(nn.Module):
     r"""A module whose ``forward(x, z)`` is ``model.log_joint(x, z)``, for wrapping in DDP.
 
@@ -263,4 +275,4 @@ class LogJointModule(nn.Module):
 
     def forward(self, x: Any, z: Any) -> Tensor:
         r"""$\log p_\theta(x, z)$ with shape ``(B,)``."""
-        return self.model.log_joint(x, z)
+        return _model_method(self.model, "log_joint")(x, z)

@@ -29,7 +29,8 @@ from torch import Tensor, nn
 
 from shortinfer.metrics.reconstruction import reconstruction_mse
 from shortinfer.posterior import short_run
-from shortinfer.train.trainer import frozen_parameters
+from shortinfer.train.distributed import _model_method
+from shortinfer.train.trainer import _latent_shape_of, frozen_parameters
 
 __all__ = [
     "INPAINTING_MASKS",
@@ -44,10 +45,10 @@ __all__ = [
     "write_summary",
 ]
 
-#: Mask patterns of `inpainting_mask`, each naming the *missing* region.
-INPAINTING_MASKS: tuple[str, ...] = ("centre", "left", "bottom", "random")
-
 MaskPattern = Literal["centre", "left", "bottom", "random"]
+
+#: Mask patterns of `inpainting_mask`, each naming the *missing* region.
+INPAINTING_MASKS: tuple[MaskPattern, ...] = ("centre", "left", "bottom", "random")
 
 _EXTRA_HINT = 'pip install "shortinfer[demo]" (or pip install Pillow matplotlib)'
 
@@ -245,7 +246,9 @@ def reconstruct(
         >>> reconstruct(model, torch.zeros(3, 1, 28, 28), num_steps=2, step_size=0.05).shape
         torch.Size([3, 1, 28, 28])
     """
-    shape = latent_shape if latent_shape is not None else model.latent_shapes
+    shape = _latent_shape_of(model, latent_shape)
+    model_log_joint = _model_method(model, "log_joint")
+    decode = _model_method(model, "decode")
     outputs = []
     with frozen_parameters(model):
         for start in range(0, x.shape[0], batch_size):
@@ -254,13 +257,13 @@ def reconstruct(
                 observed: Any = chunk
 
                 def log_joint(data: Any, z: Any) -> Tensor:
-                    return model.log_joint(data, z)
+                    return model_log_joint(data, z)
             else:
                 piece = torch.broadcast_to(mask, (x.shape[0], *mask.shape[1:]))
                 observed = (chunk, piece[start : start + batch_size].to(chunk))
 
                 def log_joint(data: Any, z: Any) -> Tensor:
-                    return model.log_joint(data[0], z, mask=data[1])
+                    return model_log_joint(data[0], z, mask=data[1])
 
             posterior = short_run(
                 log_joint,
@@ -273,7 +276,7 @@ def reconstruct(
             )
             z = posterior.sample()
             with torch.no_grad():
-                outputs.append(model.decode(z))
+                outputs.append(decode(z))
     return torch.cat(outputs)
 
 
@@ -563,10 +566,10 @@ def write_report(
 
     with torch.no_grad():
         if hasattr(model, "sample_latents"):
-            latents = model.sample_latents(num_images, generator=generator)
-            samples = model.decode(latents)
+            latents = _model_method(model, "sample_latents")(num_images, generator=generator)
+            samples = _model_method(model, "decode")(latents)
         else:
-            samples = model.sample_images(num_images)
+            samples = _model_method(model, "sample_images")(num_images)
     files.append(save_image_grid(samples, output_dir / "samples.png", num_columns=8))
     images["Samples g(z), z ~ N(0, I)"] = "samples.png"
 

@@ -65,6 +65,7 @@ from shortinfer.train.checkpoint import (
 )
 from shortinfer.train.distributed import (
     LogJointModule,
+    _model_method,
     broadcast_from_main,
     derive_seed,
     get_rank,
@@ -283,7 +284,7 @@ def train_step(
     try:
         with frozen_parameters(model):
             posterior = short_run(
-                model.log_joint,
+                _model_method(model, "log_joint"),
                 x,
                 latent_shape=latent_shape,
                 num_steps=num_steps,
@@ -296,7 +297,7 @@ def train_step(
         failure = err
     loss = None
     if failure is None:
-        compute = update_module if update_module is not None else model.log_joint
+        compute = update_module if update_module is not None else _model_method(model, "log_joint")
         loss = -compute(x, z).mean()
         check = loss.detach().float().reshape(())
     else:
@@ -391,10 +392,22 @@ def _latent_shape_of(model: nn.Module, latent_shape: LatentShape | None) -> Any:
     return shapes
 
 
+def _model_sigma(model: nn.Module) -> float | None:
+    """The model's float attribute ``sigma``; ``None`` if it has none or it is not a number."""
+    sigma = getattr(model, "sigma", None)
+    if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
+        return float(sigma)
+    return None
+
+
 def _settable_sigma(model: nn.Module) -> bool:
-    return isinstance(getattr(model, "sigma", None), (int, float)) and not isinstance(
-        getattr(model, "sigma", None), bool
-    )
+    return _model_sigma(model) is not None
+
+
+def _set_sigma(model: nn.Module, value: float) -> None:
+    # torch annotates nn.Module.__setattr__'s value as ``Tensor | Module``, but it stores any
+    # other value as a plain attribute; ``sigma`` is such a float attribute (_settable_sigma).
+    model.sigma = value  # pyright: ignore[reportArgumentType]
 
 
 def _check_int(name: str, value: object, minimum: int, hint: str = "") -> int:
@@ -692,7 +705,7 @@ class Trainer:
     @property
     def sigma(self) -> float | None:
         """The model's current observation noise, or ``None`` if it has none."""
-        return float(self.model.sigma) if _settable_sigma(self.model) else None
+        return _model_sigma(self.model)
 
     def settings(self) -> dict[str, Any]:
         """The hyperparameters of this run, as plain values (stored in checkpoints)."""
@@ -774,7 +787,7 @@ class Trainer:
         self.iteration = int(state["iteration"])
         self.step_size = _storable_step_size(state["step_size"])
         if state.get("sigma") is not None and _settable_sigma(self.model):
-            self.model.sigma = float(state["sigma"])
+            _set_sigma(self.model, float(state["sigma"]))
         history = state.get("step_size_history", {})
         self.history = [
             StepSizeRecord(int(i), s, float(o))
@@ -869,7 +882,7 @@ class Trainer:
         subset = x if tuning.batch_size is None else x[: tuning.batch_size]
         with frozen_parameters(self.model):
             posterior = short_run(
-                self.model.log_joint,
+                _model_method(self.model, "log_joint"),
                 subset,
                 latent_shape=self.latent_shape,
                 num_steps=self.num_steps,
@@ -926,7 +939,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if self.sigma_schedule is not None:
-            self.model.sigma = self.sigma_schedule(t, self.num_iterations)
+            _set_sigma(self.model, self.sigma_schedule(t, self.num_iterations))
         x = self.batch(t)
         metrics: dict[str, Any] = {}
         if self.tuning is not None and t % self.tuning.interval == 0:

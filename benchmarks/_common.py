@@ -11,6 +11,7 @@ runs one configuration; see `run_measured` and `peak_memory`.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -319,6 +320,32 @@ def emit(result: dict) -> None:
 
 
 # -- reports ----------------------------------------------------------------------------------
+
+
+def benchmark_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A script's parser, described by its docstring's first paragraph, with the options
+    every benchmark has: ``--quick`` (a smoke run) and ``--threads`` (torch threads)."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run (minutes)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    return parser
+
+
+def add_render_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """Add ``--render JSON``: re-render ``what`` from a saved run instead of measuring."""
+    parser.add_argument(
+        "--render",
+        metavar="JSON",
+        default=None,
+        help=f"only re-render the {what} of a saved run's JSON",
+    )
+
+
+def printed(lines: list[str], data: dict) -> tuple[str, dict]:
+    """Join a part's markdown ``lines``, print them, and return ``(text, data)``."""
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text, data
 
 
 def write_result(name: str, markdown: str, data: dict) -> None:

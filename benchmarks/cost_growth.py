@@ -26,7 +26,6 @@ Run from the repository root (about 40 minutes on 2 shared CPU cores)::
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import sys
@@ -37,6 +36,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     RESULTS,
+    add_render_option,
+    benchmark_parser,
     emit,
     environment,
     environment_markdown,
@@ -160,17 +161,10 @@ def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         child(json.loads(sys.argv[2]))
         return
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=1)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--max-seconds", type=float, default=240.0)
     parser.add_argument("--timeout", type=float, default=1200.0)
-    parser.add_argument(
-        "--render",
-        metavar="JSON",
-        default=None,
-        help="only re-render the table and plot of a saved run's JSON",
-    )
+    add_render_option(parser, "table and plot")
     args = parser.parse_args()
     if args.render is not None:
         saved = json.loads(Path(args.render).read_text())

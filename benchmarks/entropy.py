@@ -41,7 +41,6 @@ Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import sys
@@ -51,12 +50,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    benchmark_parser,
     emit,
     environment,
     environment_markdown,
     interleaved,
     mlp_problem,
     peak_memory,
+    printed,
     reference_flat_log_joint,
     reference_generator,
     reference_images,
@@ -268,9 +269,9 @@ def part_gradient(args) -> tuple[str, dict]:
             f"{row['speedup']:.2f}× | {peak} | {delta} | "
             f"{values[row['name']][1]:.4g} |"
         )
-    text = "\n".join(lines)
-    print(text, flush=True)
-    return text, {"gradient": {"rows": rows, "times": times, "memory": memory, "values": values}}
+    return printed(
+        lines, {"gradient": {"rows": rows, "times": times, "memory": memory, "values": values}}
+    )
 
 
 def part_reference(args) -> tuple[str, dict]:
@@ -339,9 +340,7 @@ def part_reference(args) -> tuple[str, dict]:
             f"B = 2 above), so it holds for K = 25, whose pass repeats the per-step work "
             f"(about 12 × the K = 2 time, {big[-1]['seconds']:.0f} s, on this machine).",
         ]
-    text = "\n".join(lines)
-    print(text, flush=True)
-    return text, {"reference": runs}
+    return printed(lines, {"reference": runs})
 
 
 def part_accuracy(args) -> tuple[str, dict]:
@@ -399,19 +398,15 @@ def part_accuracy(args) -> tuple[str, dict]:
             f"{row['exact float64']:.1e} | {row['exact float32']:.1e} | "
             f"{row['per_step_exact float32']:.1e} |"
         )
-    text = "\n".join(lines)
-    print(text, flush=True)
-    return text, {"accuracy": rows}
+    return printed(lines, {"accuracy": rows})
 
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         child(json.loads(sys.argv[2]))
         return
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("part", choices=["speed", "gradient", "reference", "accuracy"])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--num-steps", type=int, default=25)

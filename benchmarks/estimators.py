@@ -45,6 +45,8 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    add_render_option,
+    benchmark_parser,
     environment,
     environment_markdown,
     reference_flat_log_joint,
@@ -191,6 +193,7 @@ def reference_study(args: argparse.Namespace) -> dict:
 
     x = x_tune[: args.exact_batch]
     log_joint = reference_flat_log_joint(model, x)
+    # The plain public call, as in the tests and examples: a benchmark measures what users run.
     chain = short_run(
         model.log_joint,
         x,
@@ -265,6 +268,23 @@ def reference_study(args: argparse.Namespace) -> dict:
 # -- report -----------------------------------------------------------------------------------
 
 
+def _bias_table_head(leading: str, trailing: str | None = None) -> list[str]:
+    """Header and rule of a table with a ``bias J=j`` column per order, then the probe std."""
+    header = (
+        f"| {leading} | "
+        + " | ".join(f"bias J={j}" for j in ORDERS)
+        + f" | probe std J={DEFAULT_ORDER} |"
+        + (f" {trailing} |" if trailing else "")
+    )
+    return [header, "|" + "---|" * (header.count("|") - 1)]
+
+
+def _relative_biases(summary: dict, *, digits: int) -> list[str]:
+    """Each order's bias as a percentage of ``|exact|`` (one ``summary`` row of a table)."""
+    exact = abs(summary["exact"])
+    return [f"{100 * summary['orders'][j]['bias'] / exact:+.{digits}f}%" for j in ORDERS]
+
+
 def markdown(env: dict, linear: dict, reference: dict) -> str:
     lines = [
         "# Log-det estimators: bias, variance and cost",
@@ -284,15 +304,10 @@ def markdown(env: dict, linear: dict, reference: dict) -> str:
         "relative to |exact log-det| (closed form):",
         "",
     ]
-    header = (
-        "| s·λ_max | exact log-det | "
-        + " | ".join(f"bias J={j}" for j in ORDERS)
-        + f" | probe std J={DEFAULT_ORDER} | MC mean − E (SE) |"
-    )
-    lines += [header, "|" + "---|" * (len(ORDERS) + 4)]
+    lines += _bias_table_head("s·λ_max | exact log-det", "MC mean − E (SE)")
     for row in linear["rows"]:
         exact = row["exact"]
-        cells = [f"{100 * row['orders'][j]['bias'] / abs(exact):+.2f}%" for j in ORDERS]
+        cells = _relative_biases(row, digits=2)
         mc = row["monte_carlo"]
         expected = row["orders"][DEFAULT_ORDER]["mean"]
         lines.append(
@@ -324,15 +339,10 @@ def markdown(env: dict, linear: dict, reference: dict) -> str:
         + ".",
         "",
     ]
-    header = (
-        "| example | exact log-det | max s·λ | share of s·λ > 0.5 | "
-        + " | ".join(f"bias J={j}" for j in ORDERS)
-        + f" | probe std J={DEFAULT_ORDER} |"
-    )
-    lines += [header, "|" + "---|" * (len(ORDERS) + 5)]
+    lines += _bias_table_head("example | exact log-det | max s·λ | share of s·λ > 0.5")
     for index, example in enumerate(ref["examples"]):
         exact = example["exact"]
-        cells = [f"{100 * example['orders'][j]['bias'] / abs(exact):+.3f}%" for j in ORDERS]
+        cells = _relative_biases(example, digits=3)
         lines.append(
             f"| {index} | {exact:.2f} | {example['largest_a']:.3f} | "
             f"{100 * example['fraction_above_half']:.2f}% | "
@@ -368,9 +378,8 @@ def markdown(env: dict, linear: dict, reference: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=1)
+    parser = benchmark_parser(__doc__)
+    # This script's own sizes; other scripts have options of the same shape with other defaults.
     parser.add_argument("--num-filters", type=int, default=64)
     parser.add_argument("--num-steps", type=int, default=25)
     parser.add_argument("--tune-batch", type=int, default=8)
@@ -380,12 +389,7 @@ def main() -> None:
     parser.add_argument(
         "--step-size", type=float, default=None, help="skip tuning and study this s instead"
     )
-    parser.add_argument(
-        "--render",
-        metavar="JSON",
-        default=None,
-        help="only re-render the markdown of a saved run's JSON",
-    )
+    add_render_option(parser, "markdown")
     args = parser.parse_args()
     if args.render is not None:
         path = Path(args.render)

@@ -40,6 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    benchmark_parser,
     environment,
     environment_markdown,
     interleaved,
@@ -267,10 +268,8 @@ def bench_train(args: argparse.Namespace) -> tuple[str, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("what", choices=["sample", "train"])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--num-filters", type=int, default=64)
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--num-steps", type=int, default=25)

@@ -30,6 +30,7 @@ from shortinfer.train import (
     SigmaSchedule,
     StepSizeTuning,
     Trainer,
+    frozen_parameters,
     load_checkpoint,
 )
 
@@ -68,20 +69,17 @@ def make_data(count: int, generator: torch.Generator) -> torch.Tensor:
 
 def reconstruction_error(model: nn.Module, x: torch.Tensor, step_size, generator) -> float:
     """Mean squared error of f(z_K), z_K from the short-run posterior q_s(z | x)."""
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    posterior = short_run(
-        model.log_joint,
-        x,
-        latent_shape=(2,),
-        num_steps=20,
-        step_size=step_size,
-        generator=generator,
-    )
-    error = (model.decoder(posterior.sample()) - x).square().mean()
-    for parameter in model.parameters():
-        parameter.requires_grad_(True)
-    return float(error)
+    with frozen_parameters(model):  # only grad_z log p(x, z) is needed
+        # The full public call, spelled out: this file is an example.
+        posterior = short_run(
+            model.log_joint,
+            x,
+            latent_shape=(2,),
+            num_steps=20,
+            step_size=step_size,
+            generator=generator,
+        )
+        return float((model.decoder(posterior.sample()) - x).square().mean())
 
 
 def main() -> None:

@@ -70,17 +70,47 @@ def gaussian_log_likelihood(
     log_sigma = torch.log(torch.as_tensor(sigma, dtype=residual.dtype, device=residual.device))
     per_entry = -0.5 * residual.square() - log_sigma - 0.5 * _LOG_2PI
     if mask is not None:
-        try:
-            mask = torch.broadcast_to(mask.to(per_entry.dtype), per_entry.shape)
-        except RuntimeError as err:
-            raise ValueError(
-                f"mask with shape {tuple(mask.shape)} does not broadcast to the observations' "
-                f"shape {tuple(per_entry.shape)}. Pass a mask shaped like x (1 = observed)."
-            ) from err
-        per_entry = per_entry * mask
+        hint = "Pass a mask shaped like x (1 = observed)."
+        per_entry = per_entry * broadcast_mask(
+            mask, per_entry.shape, per_entry.dtype, "the observations'", hint
+        )
     if event_dims == 0:
         return per_entry
     return per_entry.flatten(-event_dims).sum(-1)
+
+
+def broadcast_mask(
+    mask: Tensor, shape: torch.Size, dtype: torch.dtype, what: str, hint: str
+) -> Tensor:
+    r"""``mask`` as ``dtype``, broadcast to ``shape``, or a readable ``ValueError``.
+
+    Shared by `gaussian_log_likelihood` and `shortinfer.metrics.reconstruction_mse`.
+
+    Arguments:
+        mask: Weights, 1 where an entry counts.
+        shape: The shape the mask must broadcast to.
+        dtype: The dtype to return it in.
+        what: Whose shape, for the message, e.g. ``"x's"``.
+        hint: The sentence of the message that says what to pass instead.
+
+    Returns:
+        A (possibly expanded, read-only) tensor with ``shape`` and ``dtype``.
+
+    Examples:
+        >>> broadcast_mask(torch.ones(3), torch.Size([2, 3]), torch.float32, "x's", "").shape
+        torch.Size([2, 3])
+        >>> broadcast_mask(torch.ones(2), torch.Size([2, 3]), torch.float32, "x's", "Fix it.")
+        Traceback (most recent call last):
+        ...
+        ValueError: mask with shape (2,) does not broadcast to x's shape (2, 3). Fix it.
+    """
+    try:
+        return torch.broadcast_to(mask.to(dtype), shape)
+    except RuntimeError as err:
+        raise ValueError(
+            f"mask with shape {tuple(mask.shape)} does not broadcast to {what} shape "
+            f"{tuple(shape)}. {hint}"
+        ) from err
 
 
 def standard_normal_log_prob(z: Tensor, *, event_dims: int = 1) -> Tensor:

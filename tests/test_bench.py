@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from shortinfer.bench import BenchData, Cell, get_preset, latent_sizes_for, plan_cells, run_cell
-from shortinfer.bench._schedules import kl_weight, learning_rate, sigma_at
 from shortinfer.bench.cli import add_bench_subparser, main, run_bench
 from shortinfer.bench.runner import run_fid
 from shortinfer.data import make_synthetic_celeba
+from shortinfer.train.schedules import annealed_sigma, step_decay_learning_rate
 
-# A budget small enough that every cell trains in well under a second on one CPU core.
+# A budget small enough that every cell trains in well under a second on one CPU core. It names
+# preset fields like `PRESETS` does, on purpose: the test's own values, not a copy of a preset.
 TINY = dict(
     num_iterations=3,
     batch_size=4,
@@ -73,18 +74,37 @@ def test_presets_paper_schedule_and_overrides():
 
 
 def test_schedules_follow_appendix_7_1():
-    rates = (1e-4, 5e-5, 1e-5)
-    assert [learning_rate(t, 300_000, rates) for t in (0, 99_999, 100_000, 299_999)] == [
+    paper = get_preset("paper")
+    assert [paper.learning_rate_at(t) for t in (0, 99_999, 100_000, 299_999)] == [
         1e-4,
         1e-4,
         5e-5,
         1e-5,
     ]
-    assert sigma_at(0, 90, 0.3, 0.15, 1 / 3) == pytest.approx(0.3)
-    assert sigma_at(15, 90, 0.3, 0.15, 1 / 3) == pytest.approx(0.225)
-    assert sigma_at(89, 90, 0.3, 0.15, 1 / 3) == pytest.approx(0.15)
-    assert kl_weight(5, 100, 0.1) == pytest.approx(0.5)
-    assert kl_weight(0, 100, 0.0) == 1.0
+    short = get_preset("paper", num_iterations=90)
+    assert short.sigma_at(0) == pytest.approx(0.3)
+    assert short.sigma_at(15) == pytest.approx(0.225)
+    assert short.sigma_at(89) == pytest.approx(0.15)
+    warmup = get_preset("paper", num_iterations=100, kl_warmup_fraction=0.1)
+    assert warmup.kl_weight_at(5) == pytest.approx(0.5)
+    assert get_preset("paper", kl_warmup_fraction=0.0).kl_weight_at(0) == 1.0
+
+
+def test_schedules_are_the_trainers_and_match_the_committed_runs():
+    # The bench once had its own copies of these schedules; the committed MNIST-5k results
+    # (cpu preset, T = 300 and T = 3000) were trained with them. Spell that oracle out.
+    for total in (300, 3000):
+        preset = get_preset("cpu", num_iterations=total)
+        span = preset.sigma_anneal_fraction * total
+        for t in range(total):
+            phase = min(2, t * 3 // total)
+            assert preset.learning_rate_at(t) == preset.learning_rates[phase]
+            old_sigma = 0.3 + (0.15 - 0.3) * min(1.0, t / max(1.0, span))
+            assert preset.sigma_at(t) == old_sigma
+            assert preset.sigma_at(t) == annealed_sigma(t, total, anneal_fraction=1 / 3)
+            assert preset.learning_rate_at(t) == step_decay_learning_rate(
+                t, total, base=1e-3, factors=(1.0, 0.5, 0.1)
+            )
 
 
 def test_plan_shares_the_table1_cell_with_the_k_ablation():

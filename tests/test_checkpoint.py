@@ -16,6 +16,8 @@ import pytest
 import torch
 
 from shortinfer.models import MultiLayerGenerator
+
+# The module's public names, listed like the trainer's import of them: nothing to share.
 from shortinfer.train.checkpoint import (
     CHECKPOINT_FORMAT,
     LATEST_NAME,

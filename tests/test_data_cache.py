@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,7 @@ def test_atomic_save_leaves_no_partial_file_when_writing_fails(
     np.testing.assert_array_equal(np.load(path, allow_pickle=False), [1, 2, 3])
 
 
-def _build_counter() -> tuple[list[int], object]:
+def _build_counter() -> tuple[list[int], Callable[[], dict[str, np.ndarray]]]:
     calls: list[int] = []
 
     def build() -> dict[str, np.ndarray]:
@@ -84,6 +85,20 @@ def _build_counter() -> tuple[list[int], object]:
         return {"images": np.ones((2, 1, 3, 3), np.uint8), "labels": np.array([4, 5])}
 
     return calls, build
+
+
+def _toy_arrays(
+    build: Callable[[], dict[str, np.ndarray]], cache_dir: Path | None
+) -> dict[str, np.ndarray]:
+    return _cache.cached_arrays(
+        dataset="toy",
+        tag="t",
+        options={},
+        names=("images", "labels"),
+        build=build,
+        cache_dir=cache_dir,
+        use_cache=True,
+    )
 
 
 def test_cached_arrays_builds_once_then_reads_the_cache(tmp_path: Path) -> None:
@@ -105,32 +120,15 @@ def test_cached_arrays_builds_once_then_reads_the_cache(tmp_path: Path) -> None:
 
 def test_cached_arrays_uses_the_env_var_when_no_dir_is_given(tmp_path: Path) -> None:
     _, build = _build_counter()
-    _cache.cached_arrays(
-        dataset="toy",
-        tag="t",
-        options={},
-        names=("images", "labels"),
-        build=build,
-        cache_dir=None,
-        use_cache=True,
-    )
+    _toy_arrays(build, None)
     assert len(list((tmp_path / "env-cache").glob("toy-t-*.npy"))) == 2
 
 
 def test_cached_arrays_rebuilds_an_incomplete_entry(tmp_path: Path) -> None:
     calls, build = _build_counter()
-    kwargs = dict(
-        dataset="toy",
-        tag="t",
-        options={},
-        names=("images", "labels"),
-        build=build,
-        cache_dir=tmp_path,
-        use_cache=True,
-    )
-    _cache.cached_arrays(**kwargs)
+    _toy_arrays(build, tmp_path)
     next(tmp_path.glob("*.images.npy")).unlink()
-    _cache.cached_arrays(**kwargs)
+    _toy_arrays(build, tmp_path)
     assert len(calls) == 2
 
 
@@ -139,15 +137,7 @@ def test_unwritable_cache_warns_and_still_returns_data(tmp_path: Path) -> None:
     blocker.write_text("x")
     _, build = _build_counter()
     with pytest.warns(UserWarning, match="could not write the toy cache"):
-        arrays = _cache.cached_arrays(
-            dataset="toy",
-            tag="t",
-            options={},
-            names=("images", "labels"),
-            build=build,
-            cache_dir=blocker / "sub",
-            use_cache=True,
-        )
+        arrays = _toy_arrays(build, blocker / "sub")
     assert arrays["images"].shape == (2, 1, 3, 3)
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from shortinfer.data import _cache, load_celeba, make_synthetic_celeba
 from shortinfer.data import celeba as celeba_module
+from shortinfer.data import load_celeba, make_synthetic_celeba
+
+from ._data_helpers import assert_second_load_reads_the_cache
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -127,14 +130,8 @@ def test_subset_takes_the_first_images_by_name(celeba_root: Path) -> None:
 
 
 def test_second_load_hits_the_cache(celeba_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = load_celeba(celeba_root, image_size=16, num_workers=0)
-
-    def broken(path: str, **kwargs: object) -> None:
-        raise AssertionError(f"decoder called for {path}; the cache was not used")
-
-    monkeypatch.setattr(_cache, "_decode_one", broken)
-    second = load_celeba(celeba_root, image_size=16, num_workers=0)
-    torch.testing.assert_close(first.images, second.images, atol=0, rtol=0)
+    load = functools.partial(load_celeba, celeba_root, image_size=16, num_workers=0)
+    assert_second_load_reads_the_cache(load, monkeypatch)
     with pytest.raises(AssertionError, match="cache was not used"):
         load_celeba(celeba_root, image_size=16, crop="none", num_workers=0)
 

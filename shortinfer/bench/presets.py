@@ -22,6 +22,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from shortinfer.train.schedules import annealed_sigma, step_decay_learning_rate
 from shortinfer.tuning import PAPER_GRID
 
 __all__ = ["PRESETS", "Preset", "get_preset", "latent_sizes_for"]
@@ -155,6 +156,58 @@ class Preset:
         if not self.layers or not self.steps_ablation:
             raise ValueError("layers and steps_ablation must be non-empty.")
 
+    def learning_rate_at(self, iteration: int) -> float:
+        r"""Adam's learning rate at ``iteration``: ``learning_rates[j]`` in the j-th equal phase.
+
+        This is `shortinfer.train.step_decay_learning_rate` with base 1 and the rates as the
+        factors, so the bench and `shortinfer.train.Trainer` share one schedule.
+
+        Examples:
+            >>> paper = get_preset("paper")
+            >>> [paper.learning_rate_at(t) for t in (0, 99_999, 100_000, 299_999)]
+            [0.0001, 0.0001, 5e-05, 1e-05]
+        """
+        return step_decay_learning_rate(
+            iteration, self.num_iterations, base=1.0, factors=self.learning_rates
+        )
+
+    def sigma_at(self, iteration: int) -> float:
+        r"""The likelihood $\sigma$ at ``iteration`` (`shortinfer.train.annealed_sigma`).
+
+        Linear from ``sigma_start`` to ``sigma_end`` over the first $\lfloor f T \rfloor$
+        updates ($f$ = ``sigma_anneal_fraction``), then constant.
+
+        Examples:
+            >>> cpu = get_preset("cpu")  # T = 300, annealed over the first 100 updates
+            >>> [round(cpu.sigma_at(t), 4) for t in (0, 50, 100, 299)]
+            [0.3, 0.225, 0.15, 0.15]
+        """
+        return annealed_sigma(
+            iteration,
+            self.num_iterations,
+            start=self.sigma_start,
+            end=self.sigma_end,
+            anneal_fraction=self.sigma_anneal_fraction,
+        )
+
+    def kl_weight_at(self, iteration: int) -> float:
+        r"""Ladder-VAE's KL weight $\beta$ at ``iteration``: linear from 0 to 1, then 1.
+
+        $\beta_t = \min(1, t / \max(1, f T))$ with $f$ = ``kl_warmup_fraction``; $f \le 0$
+        gives $\beta = 1$ throughout.
+
+        Examples:
+            >>> cpu = get_preset("cpu")  # T = 300, warm-up over the first 30 updates
+            >>> [round(cpu.kl_weight_at(t), 4) for t in (0, 15, 30, 299)]
+            [0.0, 0.5, 1.0, 1.0]
+        """
+        # Not `annealed_sigma` with start 0: that needs start > 0 and rounds f T down, and the
+        # committed Ladder-VAE results were trained with exactly this ramp.
+        if self.kl_warmup_fraction <= 0:
+            return 1.0
+        span = max(1.0, self.kl_warmup_fraction * self.num_iterations)
+        return float(min(1.0, iteration / span))
+
     def to_dict(self) -> dict[str, Any]:
         """The preset as a JSON-ready dict (tuples become lists)."""
         return {
@@ -163,6 +216,9 @@ class Preset:
         }
 
 
+# The presets list the same fields with different values on purpose: each is a budget to read
+# and compare at a glance (and the cpu preset is the record behind the committed results), so
+# none is derived from another.
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         name="smoke",

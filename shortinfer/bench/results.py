@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from shortinfer.bench._schedules import atomic_write_text
+from shortinfer.train.checkpoint import atomic_write
 
 __all__ = [
     "PAPER_TABLE1",
@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 # Nijkamp et al. (2020), Table 1: (MSE, FID) per data set; None where the paper has "-".
+# Transcribed entry by entry as printed (data, so the repeated shape stays).
 PAPER_TABLE1: dict[str, dict[tuple[str, int], tuple[float | None, float | None]]] = {
     "MNIST": {
         ("ladder_vae", 1): (0.020, None),
@@ -168,6 +169,33 @@ def _minutes(cell: dict[str, Any] | None) -> str:
     return f"{(cell['train_seconds'] + cell['eval_seconds']) / 60:.1f}"
 
 
+def _table3(
+    heading: str,
+    name: str,
+    rows: dict[int, dict[str, Any] | None],
+    paper: dict[int, tuple[float, float]],
+    *,
+    wall_minutes: bool = False,
+) -> list[str]:
+    """Markdown lines of a Table 3 panel: one row per L (3a) or K (3b), ours beside the paper."""
+    extra = " wall min |" if wall_minutes else ""
+    lines = [
+        "",
+        heading,
+        "",
+        f"| {name} | MSE (ours) | MSE (paper) | FID (ours) | FID (paper) | ELBO (ours) |{extra}",
+        "|---|---|---|---|---|---|" + ("---|" if wall_minutes else ""),
+    ]
+    for value, cell in rows.items():
+        paper_mse, paper_fid = paper.get(value, (None, None))
+        lines.append(
+            f"| {value} | {_mse(cell)} | {_fmt(paper_mse, 3)} | {_fid(cell)} | "
+            f"{_fmt(paper_fid, 2)} | {_elbo(cell)} |"
+            + (f" {_minutes(cell)} |" if wall_minutes else "")
+        )
+    return lines
+
+
 def _write_grids(out: Path, run: dict[str, Any], cells: dict[str, dict[str, Any]]) -> list[str]:
     top = max(run["preset"]["layers"])
     steps = run["preset"]["num_steps"]
@@ -293,38 +321,20 @@ def write_report(out: str | Path, *, note: str | None = None) -> Path:
             )
     if comparisons:
         lines += ["", "At equal updates: " + "; ".join(comparisons) + "."]
-    lines += [
-        "",
-        f"## Table 3a: varying L (K = {steps})",
-        "",
-        "Paper: CelebA 64×64.",
-        "",
-        "| L | MSE (ours) | MSE (paper) | FID (ours) | FID (paper) | ELBO (ours) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for layers in preset["layers"]:
-        cell = cells.get(f"short_run-L{layers}-K{steps}")
-        paper_mse, paper_fid = PAPER_TABLE3A.get(layers, (None, None))
-        lines.append(
-            f"| {layers} | {_mse(cell)} | {_fmt(paper_mse, 3)} | {_fid(cell)} | "
-            f"{_fmt(paper_fid, 2)} | {_elbo(cell)} |"
-        )
-    lines += [
-        "",
-        f"## Table 3b: varying K (L = {top})",
-        "",
+    lines += _table3(
+        f"## Table 3a: varying L (K = {steps})\n\nPaper: CelebA 64×64.",
+        "L",
+        {layers: cells.get(f"short_run-L{layers}-K{steps}") for layers in preset["layers"]},
+        PAPER_TABLE3A,
+    )
+    lines += _table3(
+        f"## Table 3b: varying K (L = {top})\n\n"
         "Paper: CelebA 32×32 (the paper's K = 400 column is not run).",
-        "",
-        "| K | MSE (ours) | MSE (paper) | FID (ours) | FID (paper) | ELBO (ours) | wall min |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for k in preset["steps_ablation"]:
-        cell = cells.get(f"short_run-L{top}-K{k}")
-        paper_mse, paper_fid = PAPER_TABLE3B.get(k, (None, None))
-        lines.append(
-            f"| {k} | {_mse(cell)} | {_fmt(paper_mse, 3)} | {_fid(cell)} | "
-            f"{_fmt(paper_fid, 2)} | {_elbo(cell)} | {_minutes(cell)} |"
-        )
+        "K",
+        {k: cells.get(f"short_run-L{top}-K{k}") for k in preset["steps_ablation"]},
+        PAPER_TABLE3B,
+        wall_minutes=True,
+    )
     abp = [c for k, c in cells.items() if k.startswith("abp-")]
     if abp:
         cell = abp[0]
@@ -372,5 +382,6 @@ def write_report(out: str | Path, *, note: str | None = None) -> Path:
     if note:
         lines += ["", f"Note: {note}"]
     path = out / "results.md"
-    atomic_write_text("\n".join(lines) + "\n", path)
+    text = "\n".join(lines) + "\n"
+    atomic_write(path, lambda stream: stream.write(text.encode("utf-8")))
     return path

@@ -34,18 +34,18 @@ import torch
 from torch import Tensor
 
 from shortinfer._version import __version__
-from shortinfer.bench._schedules import atomic_save, atomic_write_json
 from shortinfer.bench.presets import Preset
 from shortinfer.bench.trainers import (
     TrainState,
     build_model,
     generator_of,
+    short_run_posterior,
     short_run_sample,
     train_step,
 )
 from shortinfer.metrics import reconstruction_mse
 from shortinfer.models import LadderVAE
-from shortinfer.posterior import short_run
+from shortinfer.train.checkpoint import atomic_write
 
 __all__ = [
     "BenchData",
@@ -170,6 +170,11 @@ def environment() -> dict[str, Any]:
     return info
 
 
+def _write_json(obj: Any, path: Path) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, lambda stream: stream.write(text.encode("utf-8")))
+
+
 def _load_checkpoint(path: Path, cell: Cell, preset: Preset, state: TrainState) -> bool:
     if not path.is_file():
         return False
@@ -194,30 +199,26 @@ def _decode(generator: Any, z: dict[str, Tensor]) -> Tensor:
 
 
 def _reconstruct(state: TrainState, cell: Cell, x: Tensor, preset: Preset) -> Tensor:
-    generator = generator_of(state.model)
     if isinstance(state.model, LadderVAE):
         with torch.no_grad():
             return state.model.reconstruct(x)
-    steps = preset.abp_num_steps if cell.method == "abp" else cell.num_steps
-    z, _ = short_run_sample(generator, x, steps, state.step_size)
+    generator = generator_of(state.model)
+    z, _ = short_run_sample(generator, x, _chain_steps(cell, preset), state.step_size)
     return _decode(generator, z)
 
 
 def _elbo(state: TrainState, cell: Cell, x: Tensor, preset: Preset) -> Tensor:
-    generator = generator_of(state.model)
     if isinstance(state.model, LadderVAE):
         with torch.no_grad():
             return state.model.elbo(x)
-    steps = preset.abp_num_steps if cell.method == "abp" else cell.num_steps
-    posterior = short_run(
-        generator.log_joint,
-        x,
-        latent_shape=generator.latent_shapes,
-        num_steps=steps,
-        step_size=state.step_size,
-        validate=False,
-    )
-    return posterior.elbo().detach()
+    generator = generator_of(state.model)
+    steps = _chain_steps(cell, preset)
+    return short_run_posterior(generator, x, steps, state.step_size).elbo().detach()
+
+
+def _chain_steps(cell: Cell, preset: Preset) -> int:
+    """K of the cell's evaluation chains: ABP keeps its training chains' length."""
+    return preset.abp_num_steps if cell.method == "abp" else cell.num_steps
 
 
 def evaluate_cell(
@@ -307,10 +308,8 @@ def run_cell(
         _log(f"{cell.key}: training {preset.num_iterations} iterations")
 
     def save() -> None:
-        atomic_save(
-            {"cell": cell.to_dict(), "preset": preset.to_dict(), "state": state.state_dict()},
-            checkpoint,
-        )
+        saved = {"cell": cell.to_dict(), "preset": preset.to_dict(), "state": state.state_dict()}
+        atomic_write(checkpoint, lambda stream: torch.save(saved, stream))
 
     started = time.perf_counter()
     mark = started
@@ -371,7 +370,7 @@ def run_cell(
     torch.save(
         {"config": generator.config, "model": state.model.state_dict()}, folder / "model.pt"
     )
-    atomic_write_json(result, result_path)
+    _write_json(result, result_path)
     checkpoint.unlink(missing_ok=True)
     _log(
         f"{cell.key}: MSE {result['mse']:.4f}, ELBO {result['elbo']:.1f} "
@@ -448,7 +447,7 @@ def run_fid(
 
         fake = feature_statistics(_generated(generator, count), network)
         value = float(frechet_distance(fake.mu, fake.sigma, reference.mu, reference.sigma))
-        atomic_write_json(
+        _write_json(
             {"fid": value, "num_samples": count, "seconds": time.perf_counter() - started}, target
         )
         _log(f"FID {cell.key}: {value:.2f} on {count} samples")
@@ -513,7 +512,7 @@ def run_benchmark(
             )
         run_info["started"] = previous.get("started", run_info["started"])
         run_info["resumed"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    atomic_write_json(run_info, run_path)
+    _write_json(run_info, run_path)
     if report is None:
         from shortinfer.bench.results import write_report as report
     # Table 1's cells first, with their FID and a report, so that an interrupted run has the

@@ -26,11 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from shortinfer._checks import ChainDivergenceError
-from shortinfer.bench._schedules import kl_weight, learning_rate, sigma_at
 from shortinfer.bench.presets import Preset, latent_sizes_for
 from shortinfer.langevin import autograd_score, rollout, step_size_from_delta
 from shortinfer.models import LadderVAE, MultiLayerGenerator
-from shortinfer.posterior import short_run
+from shortinfer.posterior import ShortRunPosterior, short_run
 
 __all__ = ["METHODS", "Method", "TrainState", "build_model", "generator_of", "train_step"]
 
@@ -150,6 +149,20 @@ def _unflatten(generator: MultiLayerGenerator, z: Tensor) -> dict[str, Tensor]:
     return dict(zip(names, pieces, strict=True))
 
 
+def short_run_posterior(
+    generator: MultiLayerGenerator, x: Tensor, num_steps: int, step_size: float
+) -> ShortRunPosterior:
+    r"""The short-run posterior $q_s(z \mid x)$ of ``generator`` (inputs not re-validated)."""
+    return short_run(
+        generator.log_joint,
+        x,
+        latent_shape=generator.latent_shapes,
+        num_steps=num_steps,
+        step_size=step_size,
+        validate=False,
+    )
+
+
 def short_run_sample(
     generator: MultiLayerGenerator, x: Tensor, num_steps: int, step_size: float
 ) -> tuple[dict[str, Tensor], float]:
@@ -159,16 +172,8 @@ def short_run_sample(
         The latent dict (detached, each ``(B, d_l)``) and the step size that worked.
     """
     for _ in range(10):
-        posterior = short_run(
-            generator.log_joint,
-            x,
-            latent_shape=generator.latent_shapes,
-            num_steps=num_steps,
-            step_size=step_size,
-            validate=False,
-        )
         try:
-            z = posterior.sample()
+            z = short_run_posterior(generator, x, num_steps, step_size).sample()
             assert isinstance(z, dict)  # the generator's latents are a dict of blocks
             return {name: value.detach() for name, value in z.items()}, step_size
         except ChainDivergenceError:
@@ -187,14 +192,7 @@ def tune(
     grid: tuple[float, ...],
 ) -> float:
     """Grid-search s on images ``x`` with the paper's objective (20); keep s on failure."""
-    posterior = short_run(
-        generator.log_joint,
-        x,
-        latent_shape=generator.latent_shapes,
-        num_steps=num_steps,
-        step_size=step_size,
-        validate=False,
-    )
+    posterior = short_run_posterior(generator, x, num_steps, step_size)
     try:
         return float(posterior.tune_step_size("grid", grid=list(grid)).step_size)  # type: ignore[arg-type]
     except ChainDivergenceError:
@@ -223,15 +221,13 @@ def train_step(
     Returns:
         Loggable numbers: ``loss`` (nats per image), ``lr``, ``sigma``, ``step_size``.
     """
-    t, total = state.iteration, preset.num_iterations
-    lr = learning_rate(t, total, preset.learning_rates)
+    t = state.iteration
+    lr = preset.learning_rate_at(t)
     for group in state.optimizer.param_groups:
         group["lr"] = lr
     generator = generator_of(state.model)
     if method != "abp":
-        generator.sigma = sigma_at(
-            t, total, preset.sigma_start, preset.sigma_end, preset.sigma_anneal_fraction
-        )
+        generator.sigma = preset.sigma_at(t)
     if method == "short_run":
         if preset.tune_every and t % preset.tune_every == 0:
             state.step_size = tune(
@@ -245,7 +241,7 @@ def train_step(
         z, state.step_size = short_run_sample(generator, x, num_steps, state.step_size)
         loss = -generator.log_joint(x, z).mean()
     elif isinstance(state.model, LadderVAE):
-        loss = state.model.loss(x, beta=kl_weight(t, total, preset.kl_warmup_fraction))
+        loss = state.model.loss(x, beta=preset.kl_weight_at(t))
     else:
         assert state.chains is not None
         z0 = state.chains[indices]

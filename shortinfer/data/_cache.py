@@ -40,6 +40,7 @@ __all__ = [
     "atomic_save_npy",
     "cache_key",
     "cached_arrays",
+    "cached_split",
     "center_crop_box",
     "check_choice",
     "check_image_size",
@@ -332,6 +333,49 @@ def cached_arrays(
             stacklevel=3,
         )
     return arrays
+
+
+def cached_split(
+    dataset: str,
+    split: str,
+    size: tuple[int, int] | None,
+    sources: Mapping[str, object],
+    read: Callable[[], tuple[np.ndarray, np.ndarray]],
+    *,
+    cache_dir: str | os.PathLike[str] | None,
+    use_cache: bool,
+) -> ImageData:
+    r"""One labelled split: ``read()``'s images resized to ``size``, cached with the labels.
+
+    The shared tail of the MNIST, Fashion-MNIST, MNIST-5k and SVHN loaders.
+
+    Arguments:
+        dataset: Cache file prefix and part of the key, e.g. ``"svhn"``.
+        split: The split's name; part of the key and of the file name.
+        size: Output ``(H, W)``, or ``None`` to keep the stored size.
+        sources: Fingerprints of the files read (`file_fingerprint`), added to the key.
+        read: Returns uint8 images ``(N, C, H, W)`` and labels ``(N,)``; called on a miss.
+        cache_dir: Cache folder, or ``None`` for `default_cache_dir`.
+        use_cache: If false, neither read nor write the cache.
+
+    Returns:
+        `ImageData` with images in [-1, 1] and int64 labels.
+    """
+
+    def build() -> dict[str, np.ndarray]:
+        images, labels = read()
+        return {"images": resize_uint8(images, size), "labels": labels}
+
+    arrays = cached_arrays(
+        dataset=dataset,
+        tag=split,
+        options={"split": split, "image_size": size, **sources},
+        names=("images", "labels"),
+        build=build,
+        cache_dir=cache_dir,
+        use_cache=use_cache,
+    )
+    return to_image_data(arrays["images"], arrays["labels"])
 
 
 # --------------------------------------------------------------------------------------------

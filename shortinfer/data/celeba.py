@@ -102,6 +102,7 @@ def _split_by_rule(names: list[str]) -> list[tuple[str, int]]:
     return [(n, 0 if i < train_end else 1 if i < valid_end else 2) for i, n in enumerate(names)]
 
 
+# The Arguments repeat other loaders' wording on purpose: each public loader documents itself.
 def load_celeba(
     root: str | os.PathLike[str],
     *,

@@ -29,13 +29,11 @@ import numpy as np
 
 from shortinfer.data._cache import (
     ImageData,
-    cached_arrays,
+    cached_split,
     check_choice,
     check_image_size,
     check_path,
     file_fingerprint,
-    resize_uint8,
-    to_image_data,
 )
 
 __all__ = [
@@ -271,27 +269,14 @@ def _load_idx_dataset(
     parts = ["train", "test"] if split == "all" else [split]
     files = [_find_idx_pair(root_path, part, dataset=dataset) for part in parts]
 
-    def build() -> dict[str, np.ndarray]:
+    def read() -> tuple[np.ndarray, np.ndarray]:
         loaded = [_load_idx_split(images, labels) for images, labels in files]
-        images = np.concatenate([pair[0] for pair in loaded])
-        labels = np.concatenate([pair[1] for pair in loaded])
-        return {"images": resize_uint8(images, size), "labels": labels}
+        return np.concatenate([p[0] for p in loaded]), np.concatenate([p[1] for p in loaded])
 
-    options = {
-        "split": split,
-        "image_size": size,
-        "sources": [file_fingerprint(p) for pair in files for p in pair],
-    }
-    arrays = cached_arrays(
-        dataset=dataset,
-        tag=split,
-        options=options,
-        names=("images", "labels"),
-        build=build,
-        cache_dir=cache_dir,
-        use_cache=use_cache,
+    sources = {"sources": [file_fingerprint(p) for pair in files for p in pair]}
+    return cached_split(
+        dataset, split, size, sources, read, cache_dir=cache_dir, use_cache=use_cache
     )
-    return to_image_data(arrays["images"], arrays["labels"])
 
 
 def load_mnist(
@@ -554,21 +539,15 @@ def load_mnist5k(
     size = check_image_size(image_size)
     csv_path = _resolve_mnist5k_path(path)
 
-    def build() -> dict[str, np.ndarray]:
+    def read() -> tuple[np.ndarray, np.ndarray]:
         images, labels = _read_mnist5k_csv(csv_path)
-        if split != "all":
-            mask = _mnist5k_test_mask(labels)
-            keep = mask if split == "test" else ~mask
-            images, labels = images[keep], labels[keep]
-        return {"images": resize_uint8(images, size), "labels": labels}
+        if split == "all":
+            return images, labels
+        mask = _mnist5k_test_mask(labels)
+        keep = mask if split == "test" else ~mask
+        return images[keep], labels[keep]
 
-    arrays = cached_arrays(
-        dataset="mnist5k",
-        tag=split,
-        options={"split": split, "image_size": size, "source": file_fingerprint(csv_path)},
-        names=("images", "labels"),
-        build=build,
-        cache_dir=cache_dir,
-        use_cache=use_cache,
+    sources = {"source": file_fingerprint(csv_path)}
+    return cached_split(
+        "mnist5k", split, size, sources, read, cache_dir=cache_dir, use_cache=use_cache
     )
-    return to_image_data(arrays["images"], arrays["labels"])

@@ -13,6 +13,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -21,13 +22,11 @@ import numpy as np
 
 from shortinfer.data._cache import (
     ImageData,
-    cached_arrays,
+    cached_split,
     check_choice,
     check_image_size,
     check_path,
     file_fingerprint,
-    resize_uint8,
-    to_image_data,
 )
 
 __all__ = ["SVHN_SPLITS", "load_svhn"]
@@ -90,6 +89,7 @@ def _read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(pixels.transpose(3, 2, 0, 1)), labels
 
 
+# The Arguments repeat other loaders' wording on purpose: each public loader documents itself.
 def load_svhn(
     root: str | os.PathLike[str],
     *,
@@ -150,17 +150,8 @@ def load_svhn(
             "(the official 'cropped digits' file), so put it in root"
         )
 
-    def build() -> dict[str, np.ndarray]:
-        images, labels = _read_svhn_mat(mat_path)
-        return {"images": resize_uint8(images, size), "labels": labels}
-
-    arrays = cached_arrays(
-        dataset="svhn",
-        tag=split,
-        options={"split": split, "image_size": size, "source": file_fingerprint(mat_path)},
-        names=("images", "labels"),
-        build=build,
-        cache_dir=cache_dir,
-        use_cache=use_cache,
+    sources = {"source": file_fingerprint(mat_path)}
+    read = functools.partial(_read_svhn_mat, mat_path)
+    return cached_split(
+        "svhn", split, size, sources, read, cache_dir=cache_dir, use_cache=use_cache
     )
-    return to_image_data(arrays["images"], arrays["labels"])

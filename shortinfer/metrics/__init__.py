@@ -1,6 +1,6 @@
 r"""Evaluation metrics: reconstruction error and FID with a plain-PyTorch Inception-v3."""
 
-from .fid import (
+from .frechet import (
     FIDStatistics,
     feature_statistics,
     fid,

@@ -16,7 +16,7 @@ from the TF graph, are:
 * images are resized to 299×299 with bilinear interpolation, and the network reads pixels on
   the $[-1, 1]$ scale.
 
-Weights are not created here; `shortinfer.metrics.fid.load_inception` finds and loads
+Weights are not created here; `shortinfer.metrics.load_inception` finds and loads
 them.
 
 References:
@@ -51,6 +51,7 @@ _BN_EPS = 1e-3
 class _ConvBN(nn.Module):
     r"""Convolution without bias, batch normalization without learned scale, then ReLU."""
 
+    # (Its keyword signature only looks like ShortRunPosterior's: no logic is shared.)
     def __init__(
         self,
         in_channels: int,
@@ -75,6 +76,8 @@ def _avg_pool_3x3(x: Tensor) -> Tensor:
     return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
 
 
+# The blocks spell out their branches one attribute each, like torchvision's Inception-v3: the
+# attribute names are the parameter names of pytorch-fid's weights, so they are not generated.
 class _BlockA(nn.Module):
     r"""35×35 block: 1×1, 5×5, double 3×3 and pooled branches (TF ``mixed``, ``mixed_1/2``)."""
 
@@ -241,7 +244,7 @@ class FIDInceptionV3(nn.Module):
     white is $0.9921875$ there; the difference is at most $1/128$ per pixel.)
 
     The module is created in evaluation mode with fresh (random) weights; load trained ones
-    with `shortinfer.metrics.fid.load_inception`. Parameter names follow torchvision's
+    with `shortinfer.metrics.load_inception`. Parameter names follow torchvision's
     ``Inception3`` so that pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` loads with
     ``strict=True``.
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from shortinfer.likelihoods import broadcast_mask
+
 __all__ = ["reconstruction_mse"]
 
 
@@ -72,13 +74,8 @@ def reconstruction_mse(x: Tensor, x_hat: Tensor, *, mask: Tensor | None = None) 
     squared = (x_hat - x).square()
     if mask is None:
         return squared.mean(dim=event_dims)
-    try:
-        weights = torch.broadcast_to(mask.to(squared.dtype), x.shape)
-    except RuntimeError as err:
-        raise ValueError(
-            f"mask with shape {tuple(mask.shape)} does not broadcast to x's shape "
-            f"{tuple(x.shape)}. Pass a mask shaped like x or (B, 1, H, W)."
-        ) from err
+    hint = "Pass a mask shaped like x or (B, 1, H, W)."
+    weights = broadcast_mask(mask, x.shape, squared.dtype, "x's", hint)
     counts = weights.sum(dim=event_dims)
     empty = torch.nonzero(counts <= 0).flatten()
     if empty.numel():

@@ -18,6 +18,7 @@ __all__ = [
     "LOG_JOINT_DOCS",
     "LogJointError",
     "check_finite_observations",
+    "check_num_mixture",
     "check_num_steps",
     "find_divergence",
     "probe_log_joint",
@@ -47,6 +48,21 @@ def check_num_steps(num_steps: object) -> int:
             f"num_steps must be >= 1; received {num_steps}. The paper uses num_steps=25."
         )
     return num_steps
+
+
+def check_num_mixture(num_mixture: object) -> int:
+    """Return ``num_mixture`` (semi-implicit mixture size) as an int, or raise if not >= 1."""
+    if isinstance(num_mixture, bool) or not isinstance(num_mixture, int) or num_mixture < 1:
+        from shortinfer.bounds import DEFAULT_NUM_MIXTURE  # here: bounds imports this module
+
+        raise ValueError(
+            f"num_mixture must be an int >= 1 (the most other chains of an example in each "
+            f"chain's semi-implicit mixture, M = min(num_mixture, num_samples - 1)); received "
+            f"{num_mixture!r} ({type(num_mixture).__name__}). Pass a positive int, e.g. the "
+            f"default {DEFAULT_NUM_MIXTURE}: larger M tightens the 'semi_implicit' and "
+            "'sandwich' objectives and costs O(num_samples * M) kernel evaluations per example."
+        )
+    return num_mixture
 
 
 def check_finite_observations(leaves: list[Tensor]) -> None:

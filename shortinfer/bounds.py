@@ -54,7 +54,7 @@ from typing import Literal, NamedTuple, cast
 import torch
 from torch import Tensor
 
-from shortinfer._checks import translate_func_errors
+from shortinfer._checks import check_num_mixture, translate_func_errors
 from shortinfer.entropy import JacobianMode, LogDetMethod, estimate_log_det, jacobian
 from shortinfer.langevin import functional_score, rollout
 
@@ -241,14 +241,16 @@ def entropy_bound(
             and ``"sandwich"`` need $S \ge 2$.
         num_mixture: For ``"semi_implicit"`` and ``"sandwich"``: at most this many other
             chains of the example in each chain's mixture, $M = \min(\text{num\_mixture},
-            S - 1)$; see `DEFAULT_NUM_MIXTURE`.
+            S - 1)$; see `DEFAULT_NUM_MIXTURE`. Checked (an int $\ge 1$) for every
+            objective, unused by the others.
 
     Returns:
         ``(z_K, entropy)`` with shapes ``(N, D)`` and ``(N,)``.
 
     Raises:
         ValueError: For an unknown ``objective``, a ``num_examples`` that does not divide
-            $N$, $S < 2$ for the semi-implicit objectives, or ``num_mixture < 1``.
+            $N$, $S < 2$ for the semi-implicit objectives, or a ``num_mixture`` that is not
+            an int $\ge 1$.
 
     Examples:
         >>> log_joint = lambda z: -0.5 * z.square().sum(-1)
@@ -265,6 +267,7 @@ def entropy_bound(
     """
     count = z0.shape[0]
     examples = _check_num_examples(num_examples, count)
+    num_mixture = check_num_mixture(num_mixture)
     if objective == "conditional":
         z_k, log_det = estimate_log_det(
             log_joint,
@@ -293,7 +296,6 @@ def entropy_bound(
         return z_k, linear
     if objective == "sandwich":
         _check_chains_per_example(count, examples, objective)
-        _check_num_mixture(num_mixture)
         z_k, linear, drift = _linearized(
             log_joint, z0, noise, step_sizes, prior_log_prob, mode, chunk_size
         )
@@ -387,7 +389,7 @@ def semi_implicit_bounds(
     count = z0.shape[0]
     examples = _check_num_examples(num_examples, count)
     _check_chains_per_example(count, examples, "semi_implicit")
-    _check_num_mixture(num_mixture)
+    num_mixture = check_num_mixture(num_mixture)
     drift = _drift_before_last(log_joint, z0, noise, step_sizes)
     z_k = drift + torch.sqrt(2 * step_sizes[-1]) * noise[-1]
     lower, upper = _kernel_bounds(z_k, drift, step_sizes[-1], examples, num_mixture)
@@ -405,14 +407,6 @@ def _check_num_examples(num_examples: int | None, count: int) -> int:
             f"belongs to example i % num_examples); received {num_examples}."
         )
     return num_examples
-
-
-def _check_num_mixture(num_mixture: int) -> None:
-    if isinstance(num_mixture, bool) or not isinstance(num_mixture, int) or num_mixture < 1:
-        raise ValueError(
-            f"num_mixture must be an int >= 1 (other chains per mixture); received "
-            f"{num_mixture!r}. The default is {DEFAULT_NUM_MIXTURE}."
-        )
 
 
 def _check_chains_per_example(count: int, examples: int, objective: str) -> None:

@@ -18,6 +18,7 @@ from torch.distributions import Distribution
 from shortinfer._checks import (
     ChainDivergenceError,
     check_finite_observations,
+    check_num_mixture,
     check_num_steps,
     find_divergence,
     probe_log_joint,
@@ -29,7 +30,7 @@ from shortinfer._step_size import (
     expand_step_size,
     public_step_size,
 )
-from shortinfer.bounds import EntropyBound, entropy_bound
+from shortinfer.bounds import DEFAULT_NUM_MIXTURE, EntropyBound, entropy_bound
 from shortinfer.entropy import JacobianMode, LogDetMethod
 from shortinfer.langevin import autograd_score, langevin_step, rollout
 from shortinfer.likelihoods import standard_normal_log_prob
@@ -122,7 +123,15 @@ class ShortRunPosterior:
         step_size: s (scalar, per step, or per block).
         prior: The initial distribution $p(z)$ (default standard normal).
         generator: A ``torch.Generator`` for reproducible draws.
-        validate: Probe ``log_joint`` once at construction.
+        validate: Probe ``log_joint`` once at construction (without advancing ``generator``).
+
+    Examples:
+        >>> def log_joint(x, z):  # x = 2 z + noise, z ~ N(0, I)
+        ...     return -0.5 * z.square().sum(-1) - 0.5 * (x - 2 * z).square().sum(-1)
+        >>> posterior = ShortRunPosterior(log_joint, torch.ones(4, 3), latent_shape=(3,),
+        ...                               num_steps=10, step_size=0.05)
+        >>> posterior.sample((2,)).shape, posterior.entropy().shape
+        (torch.Size([2, 4, 3]), torch.Size([4]))
     """
 
     def __init__(
@@ -165,10 +174,26 @@ class ShortRunPosterior:
         self.device = leaves[0].device
         if validate:
             check_finite_observations(leaves)
-            chain = self.draw_noise()
-            probe_log_joint(self._flat_log_joint(1), chain.z0, self.batch_size)
+            probe_log_joint(self._flat_log_joint(1), self._probe_latents(), self.batch_size)
 
     # -- construction helpers -------------------------------------------------------------
+
+    def _probe_latents(self) -> Tensor:
+        """One prior draw per example for the validation probe, leaving every stream as it was.
+
+        The draw uses ``generator`` (or the global generator) like any other, then restores its
+        state, so ``validate=True`` does not shift the chains' randomness: the same seed gives
+        the same samples with and without validation.
+        """
+        generator = self.generator
+        state = generator.get_state() if generator is not None else None
+        # The global CPU stream (and the device's, for CUDA), which the prior may draw from.
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            z0 = self._prior_sample(self.batch_size)
+        if generator is not None and state is not None:
+            generator.set_state(state)
+        return z0
 
     def _check_prior(self, prior: Prior) -> Prior:
         if prior is None:
@@ -413,6 +438,7 @@ class ShortRunPosterior:
         method: LogDetMethod,
         mode: JacobianMode,
         chunk_size: int | None,
+        num_mixture: int = DEFAULT_NUM_MIXTURE,
     ) -> tuple[Tensor, Tensor]:
         """Per-chain ``(log p(x, z_K), entropy estimate)``, each with shape ``(S·B,)``."""
         num_samples = chain.z0.shape[0] // self.batch_size
@@ -430,6 +456,7 @@ class ShortRunPosterior:
             chunk_size=chunk_size,
             generator=self.generator,
             num_examples=self.batch_size,  # chain i is example i % B (see draw_noise)
+            num_mixture=num_mixture,
         )
         if not bool(torch.isfinite(z_k).all()):
             self._raise_divergence(autograd_score(log_joint), chain, step_sizes.detach())
@@ -493,6 +520,7 @@ class ShortRunPosterior:
         entropy_method: LogDetMethod = "exact",
         mode: JacobianMode = "reverse",
         chunk_size: int | None = None,
+        num_mixture: int = DEFAULT_NUM_MIXTURE,
     ) -> Tensor:
         r"""Per-example evidence lower bound under the short-run posterior.
 
@@ -512,9 +540,19 @@ class ShortRunPosterior:
             entropy_method: Log-determinant estimator, see `entropy`.
             mode: See `entropy`.
             chunk_size: See `entropy`.
+            num_mixture: For ``objective="semi_implicit"`` or ``"sandwich"``: $M$, the most
+                other chains of an example in each chain's mixture, used as
+                $\min(M, S - 1)$ (default `shortinfer.bounds.DEFAULT_NUM_MIXTURE`). Larger
+                $M$ tightens the semi-implicit lower bound (in expectation) at
+                $O(S M)$ kernel evaluations per example; other objectives ignore it.
 
         Returns:
             The ELBO estimate, with shape ``(B,)``.
+
+        Raises:
+            ValueError: If ``num_mixture`` is not an int $\ge 1$, or for the errors of
+                `shortinfer.bounds.entropy_bound` (e.g. ``num_samples < 2`` with a
+                semi-implicit objective).
 
         Examples:
             >>> def log_joint(x, z):
@@ -525,6 +563,7 @@ class ShortRunPosterior:
             >>> post.elbo(num_samples=4).shape
             torch.Size([2])
         """
+        num_mixture = check_num_mixture(num_mixture)
         chain = self.draw_noise(num_samples)
         log_p, entropy = self._terms(
             chain,
@@ -533,6 +572,7 @@ class ShortRunPosterior:
             method=entropy_method,
             mode=mode,
             chunk_size=chunk_size,
+            num_mixture=num_mixture,
         )
         return self._per_example(log_p + entropy)
 
@@ -545,6 +585,7 @@ class ShortRunPosterior:
         entropy_method: LogDetMethod = "exact",
         mode: JacobianMode = "reverse",
         chunk_size: int | None = None,
+        num_mixture: int = DEFAULT_NUM_MIXTURE,
     ) -> Tensor:
         r"""The step-size objective $J(s) = -\frac1B\sum_b \mathrm{ELBO}_b$ on fixed noise.
 
@@ -555,9 +596,13 @@ class ShortRunPosterior:
             entropy_method: See `elbo`.
             mode: See `entropy`.
             chunk_size: See `entropy`.
+            num_mixture: See `elbo`.
 
         Returns:
             A scalar tensor, differentiable with respect to ``table``.
+
+        Raises:
+            ValueError: As `elbo`.
 
         Examples:
             >>> post = short_run(lambda x, z: -0.5 * z.square().sum(-1), torch.zeros(2, 1),
@@ -572,6 +617,7 @@ class ShortRunPosterior:
             method=entropy_method,
             mode=mode,
             chunk_size=chunk_size,
+            num_mixture=check_num_mixture(num_mixture),
         )
         return -(log_p + entropy).mean()
 
@@ -601,6 +647,7 @@ class ShortRunPosterior:
         mode: JacobianMode = "reverse",
         chunk_size: int | None = None,
         all_reduce: Callable[[Tensor], Tensor] | None = None,
+        num_mixture: int = DEFAULT_NUM_MIXTURE,
     ) -> ShortRunPosterior:
         r"""Return a posterior whose step size minimises the objective $J(s)$.
 
@@ -635,13 +682,16 @@ class ShortRunPosterior:
             all_reduce: For data-parallel training: maps a local tensor to its mean over
                 processes (e.g. ``torch.distributed.all_reduce`` then divide by the world
                 size), so that every process selects the same step size.
+            num_mixture: The semi-implicit mixture size for ``objective="semi_implicit"`` or
+                ``"sandwich"``, see `elbo`.
 
         Returns:
             A new `ShortRunPosterior` with the tuned step size; its ``trace`` is a
             `TuningTrace` of the search. ``self`` is unchanged.
 
         Raises:
-            ValueError: For an unknown method or a bad grid.
+            ValueError: For an unknown method, a bad grid, or a ``num_mixture`` that is not an
+                int $\ge 1$.
 
         Examples:
             >>> def log_joint(x, z):
@@ -652,6 +702,7 @@ class ShortRunPosterior:
             >>> tuned.step_size in (0.01, 0.05, 0.1), tuned.trace.objectives.shape
             (True, torch.Size([3]))
         """
+        num_mixture = check_num_mixture(num_mixture)
         chain = self.draw_noise(num_samples)
         posterior = self
         if entropy_method in ("stochastic", "auto"):
@@ -671,6 +722,7 @@ class ShortRunPosterior:
                 entropy_method=entropy_method,
                 mode=mode,
                 chunk_size=chunk_size,
+                num_mixture=num_mixture,
             )
 
         if method == "grid":
@@ -742,6 +794,8 @@ def short_run(
             ``log_joint``.
         generator: ``torch.Generator`` making every draw reproducible.
         validate: Check ``x`` for non-finite values and probe ``log_joint`` once (recommended).
+            The probe's latent is a prior draw after which ``generator`` (or the global random
+            state, without one) is restored, so validation does not change later samples.
 
     Returns:
         A `ShortRunPosterior`.

@@ -255,14 +255,19 @@ def gradient_search(
         learning_rate: Adam's learning rate $\eta$ on $\log s$.
         bounds: Lower and upper clamps for $s$.
         all_reduce: Maps a local tensor to its mean over processes; applied to the gradient
-            and the objective, so that data-parallel processes take identical steps.
+            and the objective, so that data-parallel processes take identical steps. Before
+            them, every iteration reduces a 0/1 flag of "non-finite here", so that when one
+            process's objective or gradient is non-finite (or its objective raises a
+            ``FloatingPointError``, e.g. a diverging chain), **all** processes raise at the
+            same iteration instead of the others waiting forever in the next collective.
         derivative: ``"auto"``, ``"forward"`` or ``"reverse"``.
 
     Returns:
         A `GradientSearchResult`.
 
     Raises:
-        FloatingPointError: If the objective or its gradient becomes non-finite.
+        FloatingPointError: If the objective or its gradient becomes non-finite (on any
+            process, with ``all_reduce``).
         ValueError: For an unknown ``derivative``.
 
     Examples:
@@ -285,18 +290,38 @@ def gradient_search(
     values = []
     for iteration in range(num_iterations):
         optimiser.zero_grad()
-        value, gradient = objective_and_gradient(objective, log_s, derivative=derivative)
-        if not bool(torch.isfinite(value)):
-            raise FloatingPointError(
+        failure: FloatingPointError | None = None
+        try:
+            value, gradient = objective_and_gradient(objective, log_s, derivative=derivative)
+        except FloatingPointError as err:  # e.g. a diverging chain (ChainDivergenceError)
+            if all_reduce is None:
+                raise
+            failure = err
+            value, gradient = log_s.new_full((), float("nan")), torch.zeros_like(log_s)
+        if failure is None and not bool(torch.isfinite(value)):
+            failure = FloatingPointError(
                 f"the step-size objective became {float(value)} at iteration {iteration} with "
                 f"step size {log_s.exp().detach().tolist()}; lower the learning_rate or start "
                 "from a smaller step size."
             )
-        if not bool(torch.isfinite(gradient).all()):
-            raise FloatingPointError(
+        if failure is None and not bool(torch.isfinite(gradient).all()):
+            failure = FloatingPointError(
                 f"the gradient of the step-size objective is non-finite at iteration "
                 f"{iteration}; start from a smaller step size."
             )
+        if all_reduce is not None:
+            # Decide together: a process that raised alone would leave the others waiting in
+            # the next collective. The mean of a 0/1 flag is positive iff some process failed.
+            failed = all_reduce(log_s.new_full((), float(failure is not None)))
+            if failure is None and float(failed) > 0:
+                failure = FloatingPointError(
+                    f"the step-size objective or its gradient became non-finite on another "
+                    f"process at iteration {iteration} (step size "
+                    f"{log_s.exp().detach().tolist()}); every process stops here. Lower the "
+                    "learning_rate or start from a smaller step size."
+                )
+        if failure is not None:
+            raise failure
         if all_reduce is not None:
             gradient = all_reduce(gradient)
             value = all_reduce(value)

@@ -295,6 +295,72 @@ def test_semi_implicit_mixture_size_caps_the_components():
         semi_implicit_bounds(*args, num_examples=groups, num_mixture=0)
 
 
+def test_larger_num_mixture_gives_a_semi_implicit_elbo_that_is_not_looser():
+    # Through the public API: ShortRunPosterior.elbo(objective="semi_implicit", num_mixture=M).
+    # One observation copied into 16 examples, so the per-example ELBOs are independent
+    # replicates (chains share mixture components only within an example), and the same
+    # generator seed gives every M the same chains (common random numbers): the differences
+    # between M's are then free of the log p(x, z_K) noise. The oracle is the true ELBO
+    # log p(x) - KL(q_s || p(z | x)); the semi-implicit ELBO is a lower bound on it for every M.
+    model, x = _setting()
+    examples, chains, step_size, num_steps = 16, 64, 0.07, 10
+    x = x[:1].expand(examples, -1)
+    truth = float((model.log_evidence(x) - model.kl_to_posterior(x, step_size, num_steps))[0])
+
+    def elbo(num_mixture):
+        post = short_run(
+            model.log_joint,
+            x,
+            latent_shape=(3,),
+            num_steps=num_steps,
+            step_size=step_size,
+            generator=torch.Generator().manual_seed(21),
+        )
+        with torch.no_grad():
+            return post.elbo(
+                num_samples=chains, objective="semi_implicit", num_mixture=num_mixture
+            )
+
+    mixtures = [1, 7, 63]  # 63 = S - 1, every other chain
+    values = {m: elbo(m) for m in mixtures}
+    for m in mixtures:  # a lower bound on the true ELBO, up to Monte Carlo error
+        mean, se = float(values[m].mean()), float(values[m].std()) / math.sqrt(examples)
+        assert mean <= truth + Z * se, (m, mean, truth, se)
+    for small, large in zip(mixtures[:-1], mixtures[1:], strict=True):
+        gain = values[large] - values[small]  # per example, paired
+        mean, se = float(gain.mean()), float(gain.std()) / math.sqrt(examples)
+        assert mean >= -Z * se, (small, large, mean, se)  # not looser ...
+        assert mean > Z * se, (small, large, mean, se)  # ... and here strictly tighter
+    gap_small = truth - float(values[1].mean())
+    gap_large = truth - float(values[63].mean())
+    assert gap_large < 0.5 * gap_small
+
+
+def _per_example(values, examples):
+    return values.reshape(-1, examples).mean(0)
+
+
+def _sandwich_interval(bounds, h_lin, prior_entropy, examples):
+    """The pooled linearized estimate and the documented clip interval ``[low, high]`` per
+    example (``docs/objectives.md``, "sandwich"), written out independently of the library."""
+
+    def standard_error(v):
+        per_chain = v.reshape(-1, examples)
+        return per_chain.std(0) / math.sqrt(per_chain.shape[0])
+
+    pooled = h_lin - prior_entropy + prior_entropy.mean()  # the same H(p) for every example
+    var_lin = standard_error(pooled).square() + prior_entropy.var() / prior_entropy.numel()
+    low = (
+        _per_example(bounds.lower, examples)
+        - SANDWICH_MARGIN * (standard_error(bounds.lower).square() + var_lin).sqrt()
+    )
+    high = (
+        _per_example(bounds.upper, examples)
+        + SANDWICH_MARGIN * (standard_error(bounds.upper).square() + var_lin).sqrt()
+    )
+    return pooled, low, high
+
+
 def test_semi_implicit_objective_is_the_lower_bound_and_sandwich_is_projected():
     model, x = _setting()
     chains = 32
@@ -311,25 +377,10 @@ def test_semi_implicit_objective_is_the_lower_bound_and_sandwich_is_projected():
         "sandwich", log_joint, z0, noise, table, standard_normal_log_prob, num_examples=4
     )
 
-    def per_example(v):
-        return v.reshape(chains, 4).mean(0)
-
-    def standard_error(v):
-        return v.reshape(chains, 4).std(0) / math.sqrt(chains)
-
     prior_entropy = -standard_normal_log_prob(z0)
-    pooled = h_lin - prior_entropy + prior_entropy.mean()  # the same H(p) for every example
-    var_lin = standard_error(pooled).square() + prior_entropy.var() / prior_entropy.numel()
-    low = (
-        per_example(bounds.lower)
-        - SANDWICH_MARGIN * (standard_error(bounds.lower).square() + var_lin).sqrt()
-    )
-    high = (
-        per_example(bounds.upper)
-        + SANDWICH_MARGIN * (standard_error(bounds.upper).square() + var_lin).sqrt()
-    )
-    expected = torch.minimum(torch.maximum(per_example(pooled), low), high)
-    torch.testing.assert_close(per_example(h_sw), expected)
+    pooled, low, high = _sandwich_interval(bounds, h_lin, prior_entropy, 4)
+    expected = torch.minimum(torch.maximum(_per_example(pooled, 4), low), high)
+    torch.testing.assert_close(_per_example(h_sw, 4), expected)
     # within an example, the chains keep the (pooled) linearized estimate's spread
     torch.testing.assert_close(
         (h_sw - pooled).reshape(chains, 4).std(0),
@@ -355,6 +406,68 @@ def test_sandwich_clips_a_linearized_estimate_that_a_bound_contradicts():
     bounds = semi_implicit_bounds(log_joint, z0, noise, table, num_examples=1)
     assert float(h_lin.mean()) > float(bounds.upper.mean()) + 2.5
     assert float(h_sw.mean()) < float(bounds.upper.mean()) + 0.1
+
+
+def test_sandwich_runs_and_brackets_on_the_multilayer_generator():
+    # The reference generator at a tiny size (28x28 grey, latents 2 + 3, 2 filters, float32):
+    # a curved, multi-block, non-toy log-joint. The sandwich must run through the public API,
+    # be finite, and its semi-implicit bounds must bracket (lower <= upper per example, as
+    # their expectations do) with the estimate inside the documented clip interval.
+    from shortinfer.models import MultiLayerGenerator
+
+    torch.manual_seed(0)
+    model = MultiLayerGenerator(image_size=28, channels=1, latent_sizes=(2, 3), num_filters=2)
+    model.requires_grad_(False)
+    examples, chains, num_steps, step_size = 2, 8, 3, 0.02
+    x = model.sample_images(examples)
+    post = short_run(
+        model.log_joint,
+        x,
+        latent_shape=model.latent_shapes,
+        num_steps=num_steps,
+        step_size=step_size,
+        generator=torch.Generator().manual_seed(0),
+    )
+    elbo = post.elbo(num_samples=chains, objective="sandwich", num_mixture=4)
+    assert elbo.shape == (examples,) and bool(torch.isfinite(elbo).all())
+
+    # The same estimate from the pure functions, on flat latents (blocks in latent_shapes order)
+    chain = post.draw_noise(chains)
+    rows = x.repeat(chains, 1, 1, 1)  # row i is example i % B
+
+    def log_joint(z):
+        blocks = z.split([2, 3], -1)
+        return model.log_joint(rows, dict(zip(model.latent_shapes, blocks, strict=True)))
+
+    table = _table(step_size, num_steps, dtype=torch.float32)
+    args = (log_joint, chain.z0, chain.noise, table, standard_normal_log_prob)
+    z_k, h_sw = entropy_bound("sandwich", *args, num_examples=examples, num_mixture=4)
+    _, h_lin = entropy_bound("linearized", *args)
+    objective = post.step_size_objective(
+        chain, torch.tensor([[step_size]]), objective="sandwich", num_mixture=4
+    )
+    torch.testing.assert_close(objective, -(log_joint(z_k) + h_sw).mean())
+    bounds = semi_implicit_bounds(
+        log_joint, chain.z0, chain.noise, table, num_examples=examples, num_mixture=4
+    )
+    for values in (h_sw, h_lin, bounds.lower, bounds.upper):
+        assert bool(torch.isfinite(values).all())
+    assert bool(
+        (_per_example(bounds.lower, examples) <= _per_example(bounds.upper, examples)).all()
+    )
+    pooled, low, high = _sandwich_interval(
+        bounds, h_lin, -standard_normal_log_prob(chain.z0), examples
+    )
+    assert bool((low <= high).all())
+    sandwich = _per_example(h_sw, examples)
+    tolerance = 1e-4 * (1 + sandwich.abs())  # float32 rounding of the pooled means
+    assert bool((sandwich >= low - tolerance).all() and (sandwich <= high + tolerance).all())
+    expected = torch.minimum(torch.maximum(_per_example(pooled, examples), low), high)
+    torch.testing.assert_close(sandwich, expected, rtol=1e-5, atol=1e-4)
+    # As documented for high dimension (here D = 5 with 8 chains already): the semi-implicit
+    # interval is wide (about [-1, 80] nats), so the sandwich is the linearized estimate.
+    assert bool((high - low > 10).all())
+    torch.testing.assert_close(sandwich, _per_example(pooled, examples), rtol=1e-5, atol=1e-4)
 
 
 # -- differentiability and tuning -----------------------------------------------------------------

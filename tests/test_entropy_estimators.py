@@ -1,17 +1,21 @@
-"""Tests of the log-det estimators (per-step exact, stochastic, auto), the forward-mode step-size
-derivative, and the sampling fast path's agreement with a hand-written research loop."""
+"""Tests of the log-det estimators (per-step exact, stochastic, auto, the exact method's fallback),
+the forward-mode step-size derivative, gradient tuning under data parallelism, and the sampling
+fast path's agreement with a hand-written research loop."""
 
 import copy
 import math
+import threading
 
 import pytest
 import torch
 
-from shortinfer import short_run
+from shortinfer import ChainDivergenceError, short_run
 from shortinfer.entropy import (
     AUTO_EXACT_MAX_DIM,
+    EXACT_MAX_ROUNDING,
     auto_log_det_method,
     estimate_log_det,
+    jacobian,
     log_abs_det_jacobian,
     per_step_log_abs_det,
     stochastic_log_det,
@@ -329,20 +333,24 @@ def test_auto_dispatches_to_the_method_it_picks():
 def test_posterior_entropy_accepts_every_method():
     model, _, _, _, _ = _linear_problem()
     x = model.sample_observations(3, generator=torch.Generator().manual_seed(0))
-    post = short_run(
-        model.log_joint,
-        x,
-        latent_shape=(4,),
-        num_steps=5,
-        step_size=0.04,
-        generator=torch.Generator().manual_seed(1),
-    )
-    values = {
-        m: post.entropy(method=m, num_samples=64).mean()
-        for m in ("exact", "per_step_exact", "stochastic", "auto")
-    }
-    for value in values.values():
-        assert float(value) == pytest.approx(float(values["exact"]), abs=0.3)
+
+    def entropy(method):
+        # The same seed for every method: the same chains (common random numbers), so the
+        # methods differ only by their own error, not by Monte Carlo noise.
+        post = short_run(
+            model.log_joint,
+            x,
+            latent_shape=(4,),
+            num_steps=5,
+            step_size=0.04,
+            generator=torch.Generator().manual_seed(1),
+        )
+        return float(post.entropy(method=method, num_samples=64).mean())
+
+    values = {m: entropy(m) for m in ("exact", "per_step_exact", "stochastic", "auto")}
+    assert values["per_step_exact"] == pytest.approx(values["exact"], abs=1e-9)
+    assert values["auto"] == values["per_step_exact"]  # D = 4: auto is per_step_exact
+    assert values["stochastic"] == pytest.approx(values["exact"], abs=0.1)  # seeds 0-3: <= 0.042
 
 
 def test_estimator_errors_name_the_choices():
@@ -513,3 +521,181 @@ def test_per_step_exact_keeps_float32_accuracy_when_the_chain_contracts():
     torch.testing.assert_close(
         log_det(net32, torch.float32, "per_step_exact"), reference, rtol=1e-5, atol=1e-4
     )
+
+
+# -- the exact method's fallback to the per-step sum ----------------------------------------------
+
+
+def _stiff_problem(dtype, num_steps=10):
+    """Row 0 contracts its second coordinate by 2^-20 per step (the whole chain: 2^-200, below
+    float32's range); row 1 is benign. Curvatures and step are powers of two, so every per-step
+    factor 1 - s c is exact in float32 and the oracle is sum_k sum_d log|1 - s c_d|."""
+    curvature = torch.tensor([[1.0, 2.0**20 - 1], [1.0, 3.0]], dtype=dtype)
+
+    def log_joint(z):
+        return -0.5 * (z.square() * curvature).sum(-1)
+
+    g = torch.Generator().manual_seed(0)
+    z0 = torch.randn(2, 2, generator=g, dtype=F64).to(dtype)
+    noise = torch.randn(num_steps, 2, 2, generator=g, dtype=F64).to(dtype)
+    steps = torch.full((num_steps, 1), 2.0**-20, dtype=dtype)
+    oracle = num_steps * torch.log1p(-(2.0**-20) * curvature.double()).sum(-1)
+    return log_joint, z0, noise, steps, oracle
+
+
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_exact_falls_back_to_the_per_step_sum_where_the_chain_jacobian_underflows(mode):
+    log_joint, z0, noise, steps, oracle = _stiff_problem(torch.float32)
+    _, jac = jacobian(log_joint, z0, noise, steps, mode=mode)
+    plain = torch.linalg.slogdet(jac).logabsdet.double()
+    # The failure being fixed: row 0's full-chain LU is -inf (forward) or a subnormal's log
+    # (reverse), tens of nats off; row 1's is right.
+    assert not bool(torch.isfinite(plain[0])) or float(plain[0] - oracle[0]) > 10
+    torch.testing.assert_close(plain[1], oracle[1], rtol=1e-4, atol=1e-5)
+    for method in ("exact", "per_step_exact"):
+        z_k, log_det = estimate_log_det(log_joint, z0, noise, steps, method=method, mode=mode)
+        torch.testing.assert_close(log_det.double(), oracle, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(z_k, rollout(autograd_score(log_joint), z0, noise, steps))
+
+
+def test_posterior_entropy_is_finite_where_the_full_chain_slogdet_is_not():
+    log_joint, z0, noise, steps, oracle = _stiff_problem(torch.float32)
+    post = short_run(
+        lambda x, z: log_joint(z),
+        torch.zeros(2, 1),
+        latent_shape=(2,),
+        num_steps=10,
+        step_size=2.0**-20,
+    )
+    chain = post.draw_noise()
+    _, entropy = post._terms(
+        chain, None, objective="conditional", method="exact", mode="forward", chunk_size=None
+    )
+    prior = 0.5 * chain.z0.double().square().sum(-1) + math.log(2 * math.pi)
+    torch.testing.assert_close(entropy.double(), oracle + prior, rtol=1e-6, atol=1e-4)
+
+
+def test_exact_fallback_is_exact_and_differentiable_on_an_ill_conditioned_linear_gaussian():
+    # The affine chain's Jacobian is (I - sA)^K. With s just below 1 / lambda_max(A) one
+    # direction contracts by 1e-4 per step while another barely moves: kappa ~ 1e40, far past
+    # float64, so the full-chain LU is off by tens of nats although everything is finite. The
+    # oracle is K sum_i log|1 - s lambda_i| from A's eigenvalues, and its derivative in s.
+    model = make_linear_gaussian(latent_dim=3, seed=0).requires_grad_(False)
+    x = model.sample_observations(2, generator=torch.Generator().manual_seed(1))
+    eigenvalues = torch.linalg.eigvalsh(model.precision())
+    num_steps, step = 10, float((1 - 1e-4) / eigenvalues.max())
+    g = torch.Generator().manual_seed(2)
+    z0 = torch.randn(2, 3, generator=g, dtype=F64)
+    noise = torch.randn(num_steps, 2, 3, generator=g, dtype=F64)
+
+    def log_joint(z):
+        return model.log_joint(x, z)
+
+    def oracle(s):
+        return num_steps * torch.log(torch.abs(1 - s * eigenvalues)).sum()
+
+    _, jac = jacobian(log_joint, z0, noise, torch.full((num_steps, 1), step, dtype=F64))
+    singular = torch.linalg.svdvals(jac)
+    kappa = singular[:, 0] / singular[:, -1]
+    assert bool((kappa * torch.finfo(F64).eps > EXACT_MAX_ROUNDING).all())
+    plain = torch.linalg.slogdet(jac).logabsdet
+    assert bool(((plain - oracle(step)).abs() > 1).all())  # the bug: finite and wrong
+
+    s = torch.tensor(step, dtype=F64, requires_grad=True)
+    _, log_det = log_abs_det_jacobian(log_joint, z0, noise, s.expand(num_steps, 1))
+    torch.testing.assert_close(log_det.detach(), oracle(step).expand(2), rtol=1e-9, atol=1e-9)
+    (gradient,) = torch.autograd.grad(log_det.sum(), s)
+    expected = 2 * num_steps * (-eigenvalues / (1 - step * eigenvalues)).sum()
+    torch.testing.assert_close(gradient, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_exact_keeps_the_full_chain_lu_when_it_is_well_conditioned(monkeypatch):
+    # No fallback (and no second pass) on an ordinary chain: per_step_log_abs_det is not called.
+    _, log_joint, z0, noise, steps = _linear_problem()
+    calls = []
+    monkeypatch.setattr(
+        "shortinfer.entropy.per_step_log_abs_det", lambda *a, **k: calls.append(1) or 1 / 0
+    )
+    _, log_det = log_abs_det_jacobian(log_joint, z0, noise, steps)
+    assert calls == [] and bool(torch.isfinite(log_det).all())
+
+
+# -- gradient tuning under data parallelism -------------------------------------------------------
+
+
+class _ThreadGroup:
+    """A process group simulated by threads: ``all_reduce`` blocks until every rank has
+    contributed, then returns the mean, like ``torch.distributed.all_reduce`` / world size.
+    A rank that stops calling it leaves the others waiting: they fail with
+    ``threading.BrokenBarrierError`` after ``timeout`` seconds instead of hanging."""
+
+    def __init__(self, size, timeout=20.0):
+        self.barrier = threading.Barrier(size, timeout=timeout)
+        self.slots = [None] * size
+
+    def all_reduce(self, rank):
+        def reduce(tensor):
+            self.slots[rank] = tensor.detach().clone()
+            self.barrier.wait()
+            mean = torch.stack(self.slots).mean(0)
+            self.barrier.wait()  # every rank has read before anyone writes again
+            return mean
+
+        return reduce
+
+
+@pytest.mark.parametrize("failure", ["nan", "inf gradient", "raises"])
+@pytest.mark.parametrize("derivative", ["forward", "reverse"])
+def test_gradient_search_stops_every_rank_together_when_one_rank_fails(failure, derivative):
+    group = _ThreadGroup(2)
+    calls = [0, 0]
+    outcome = [None, None]
+
+    def objective_for(rank):
+        def objective(s):
+            calls[rank] += 1
+            value = (s - 0.05).square().sum()
+            if rank == 1 and calls[rank] == 3:  # the other rank's third iteration goes wrong
+                if failure == "nan":
+                    return value * float("nan")
+                if failure == "inf gradient":
+                    return value + torch.sqrt(s - s.detach()).sum()  # value finite, slope inf
+                raise ChainDivergenceError("the short-run chain diverged (simulated)")
+            return value
+
+        return objective
+
+    def run(rank):
+        try:
+            gradient_search(
+                objective_for(rank),
+                torch.tensor([[0.1]], dtype=F64),
+                num_iterations=10,
+                all_reduce=group.all_reduce(rank),
+                derivative=derivative,
+            )
+            outcome[rank] = "finished"
+        except Exception as err:  # the test inspects whatever each rank raised
+            outcome[rank] = err
+
+    threads = [threading.Thread(target=run, args=(rank,)) for rank in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    healthy, failing = outcome
+    assert isinstance(healthy, FloatingPointError), healthy  # not BrokenBarrierError: no hang
+    assert "on another process at iteration 2" in str(healthy)
+    assert isinstance(failing, FloatingPointError), failing
+    if failure == "raises":
+        assert isinstance(failing, ChainDivergenceError)
+    assert calls == [3, 3]  # both stopped at the same iteration
+
+
+def test_gradient_search_without_all_reduce_raises_the_objectives_own_error():
+    def objective(s):
+        raise ChainDivergenceError("diverged")
+
+    with pytest.raises(ChainDivergenceError, match="diverged"):
+        gradient_search(objective, torch.tensor([[0.1]], dtype=F64), num_iterations=2)

@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -457,3 +458,100 @@ def test_device(device, dtype):
     )
     assert post.sample().device.type == device.type
     assert post.elbo().dtype == dtype
+
+
+# -- validation does not consume randomness -------------------------------------------------------
+
+
+@pytest.mark.parametrize("prior", ["standard", "custom"])
+@pytest.mark.parametrize("seeded", ["generator", "global"])
+def test_validation_probe_leaves_the_random_streams_alone(prior, seeded):
+    # The probe draws one latent per example; with validate=True the chains that follow must be
+    # exactly those of validate=False on the same seed (custom priors draw through
+    # torch.distributions, with a seed derived from the generator or the global stream).
+    model, x = _setup(batch=3)
+    dist = None
+    if prior == "custom":
+        loc = torch.tensor([0.5, -0.5, 0.0], dtype=torch.float64)
+        dist = torch.distributions.Independent(torch.distributions.Normal(loc, 0.7), 1)
+
+    def draw(validate):
+        torch.manual_seed(123)
+        generator = torch.Generator().manual_seed(7) if seeded == "generator" else None
+        post = short_run(
+            model.log_joint,
+            x,
+            latent_shape=(3,),
+            num_steps=4,
+            prior=dist,
+            generator=generator,
+            validate=validate,
+        )
+        return post.sample((2,)), post.draw_noise(2).noise
+
+    (z_checked, noise_checked), (z_plain, noise_plain) = draw(True), draw(False)
+    torch.testing.assert_close(z_checked, z_plain, rtol=0, atol=0)
+    torch.testing.assert_close(noise_checked, noise_plain, rtol=0, atol=0)
+
+
+# -- the semi-implicit mixture size ---------------------------------------------------------------
+
+
+def _spy_on_entropy_bound(monkeypatch):
+    calls = []
+    original = shortinfer.posterior.entropy_bound
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["num_mixture"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(shortinfer.posterior, "entropy_bound", spy)
+    return calls
+
+
+def test_num_mixture_reaches_the_entropy_bound_from_every_public_method(monkeypatch):
+    model, x = _setup()
+    post = short_run(
+        model.log_joint,
+        x,
+        latent_shape=(3,),
+        num_steps=4,
+        step_size=0.05,
+        generator=torch.Generator().manual_seed(0),
+    )
+    calls = _spy_on_entropy_bound(monkeypatch)
+    kw = {"objective": "semi_implicit", "num_mixture": 3}
+    post.elbo(num_samples=8, **kw)
+    table = torch.tensor([[0.05]], dtype=torch.float64)
+    post.step_size_objective(post.draw_noise(8), table, **kw)
+    post.tune_step_size("grid", grid=[0.02, 0.05], num_samples=8, **kw)
+    post.tune_step_size("gradient", num_samples=8, num_iterations=2, **kw)
+    assert calls == [3] * (1 + 1 + 2 + 2)
+    calls.clear()
+    post.elbo(num_samples=8, objective="sandwich")
+    assert calls == [shortinfer.bounds.DEFAULT_NUM_MIXTURE]
+    # and it changes the estimate: M = 1 against M = S - 1 on the same chains
+    chain = post.draw_noise(8)
+    one, all_others = (
+        post.step_size_objective(chain, table, objective="semi_implicit", num_mixture=m)
+        for m in (1, 7)
+    )
+    assert float(one.detach()) != float(all_others.detach())
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "8", None])
+def test_num_mixture_is_validated_by_every_public_method(bad):
+    post = short_run(good, torch.zeros(2, 1), latent_shape=(3,), num_steps=2)
+    message = (
+        rf"num_mixture must be an int >= 1 .*received {re.escape(repr(bad))} "
+        r"\(\w+\)\. Pass a positive int, e\.g\. the default 255"
+    )
+    kw = {"objective": "sandwich", "num_mixture": bad}
+    with pytest.raises(ValueError, match=message):
+        post.elbo(num_samples=4, **kw)
+    with pytest.raises(ValueError, match=message):
+        post.step_size_objective(post.draw_noise(4), torch.tensor([[0.05]]), **kw)
+    with pytest.raises(ValueError, match=message):
+        post.tune_step_size("grid", num_samples=4, **kw)
+    with pytest.raises(ValueError, match=message):
+        post.elbo(num_samples=4, objective="conditional", num_mixture=bad)  # checked anyway

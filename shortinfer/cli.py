@@ -240,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Checkpoints go to OUTPUT_DIR/latest.pt; --resume continues from it.",
     )
     _add_data(train, split="train")
+    # One add_argument call per flag, alike on purpose: each is a --help entry read on its own.
     model = train.add_argument_group("model")
     model.add_argument(
         "--num-layers",

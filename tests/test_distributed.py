@@ -9,6 +9,8 @@ import torch.multiprocessing as mp
 
 from shortinfer.models import MultiLayerGenerator
 from shortinfer.train import StepSizeTuning, Trainer
+
+# The module's helpers, listed like the trainer's import of them: nothing to share.
 from shortinfer.train.distributed import (
     LogJointModule,
     broadcast_from_main,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -12,44 +11,12 @@ import torch.nn.functional as F
 
 from shortinfer.models import MultiLayerGenerator
 
-LATENT_SIZES = {1: (5,), 3: (2, 3, 4), 5: (2, 2, 3, 3, 4)}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    # The models here are tiny; on a busy shared CPU, intra-op threading costs far more than it
-    # saves (observed 50-100x slowdowns with 2 threads under load).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def tiny(
-    *,
-    image_size: int = 28,
-    channels: int = 1,
-    num_layers: int = 3,
-    dtype: torch.dtype = torch.float64,
-    seed: int = 0,
-    sigma: float = 0.3,
-) -> MultiLayerGenerator:
-    torch.manual_seed(seed)
-    model = MultiLayerGenerator(
-        image_size=image_size,
-        channels=channels,
-        latent_sizes=LATENT_SIZES[num_layers],
-        num_filters=3,
-        sigma=sigma,
-    )
-    return model.to(dtype)
-
-
-def random_images(model: MultiLayerGenerator, batch_size: int, seed: int = 1) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    shape = (batch_size, model.channels, model.image_size, model.image_size)
-    return torch.rand(shape, generator=generator, dtype=model.output.weight.dtype) * 2 - 1
-
+from ._models import (
+    LATENT_SIZES,
+    random_images,
+    single_thread,  # noqa: F401 (an autouse fixture: importing it switches it on here)
+    tiny_generator,
+)
 
 # --------------------------------------------------------------------------- shapes
 
@@ -58,7 +25,7 @@ def random_images(model: MultiLayerGenerator, batch_size: int, seed: int = 1) ->
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("num_layers", [1, 3, 5])
 def test_shapes(image_size: int, channels: int, num_layers: int) -> None:
-    model = tiny(
+    model = tiny_generator(
         image_size=image_size, channels=channels, num_layers=num_layers, dtype=torch.float32
     )
     sizes = LATENT_SIZES[num_layers]
@@ -85,7 +52,7 @@ def test_intermediate_feature_sizes_follow_table_4() -> None:
 
 
 def test_batch_of_one_and_sample_dimension() -> None:
-    model = tiny()
+    model = tiny_generator()
     z = model.sample_latents(3)
     x = random_images(model, 3)
     full = model.log_joint(x, z)
@@ -142,13 +109,13 @@ def reference_decode(model: MultiLayerGenerator, z: dict[str, torch.Tensor]) -> 
 
 @pytest.mark.parametrize("num_layers", [1, 3])
 def test_decode_matches_written_out_architecture(num_layers: int) -> None:
-    model = tiny(num_layers=num_layers, image_size=32, channels=3)
+    model = tiny_generator(num_layers=num_layers, image_size=32, channels=3)
     z = model.sample_latents(2)
     torch.testing.assert_close(model.decode(z), reference_decode(model, z), rtol=0, atol=1e-12)
 
 
 def test_log_joint_matches_hand_formula() -> None:
-    model = tiny(sigma=0.4)
+    model = tiny_generator(sigma=0.4)
     z = model.sample_latents(3)
     x = random_images(model, 3)
     mean = model.decode(z)
@@ -174,7 +141,7 @@ def test_log_joint_matches_hand_formula() -> None:
 
 
 def test_mask_drops_missing_pixels() -> None:
-    model = tiny(channels=3)
+    model = tiny_generator(channels=3)
     z = model.sample_latents(2)
     x = random_images(model, 2)
     mask = (torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(3)) > 0.5).double()
@@ -193,7 +160,7 @@ def test_mask_drops_missing_pixels() -> None:
 
 
 def test_examples_are_independent() -> None:
-    model = tiny(num_layers=5)
+    model = tiny_generator(num_layers=5)
     z = model.sample_latents(3)
     x = random_images(model, 3)
     before = model.log_joint(x, z)
@@ -217,7 +184,7 @@ def test_examples_are_independent() -> None:
 # torch 2.13 itself flags as deprecated; the warning is torch-internal, not from this model.
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_func_transforms_agree_with_autograd() -> None:
-    model = tiny(num_layers=3)
+    model = tiny_generator(num_layers=3)
     z = model.sample_latents(2)
     x = random_images(model, 2)
     names = list(model.latent_shapes)
@@ -262,7 +229,7 @@ def test_func_transforms_agree_with_autograd() -> None:
 def test_vmapped_vjp_over_batch_gives_per_example_gradients() -> None:
     # The library's per-example Jacobian pattern: vmap the vjp of the batched function over
     # one-hot cotangents.
-    model = tiny(num_layers=3)
+    model = tiny_generator(num_layers=3)
     z = model.sample_latents(3)
     x = random_images(model, 3)
     value, vjp_fn = torch.func.vjp(lambda zz: model.log_joint(x, zz), z)
@@ -281,7 +248,7 @@ def test_vmapped_vjp_over_batch_gives_per_example_gradients() -> None:
 
 
 def test_sampling_is_reproducible_with_a_generator() -> None:
-    model = tiny(dtype=torch.float32)
+    model = tiny_generator(dtype=torch.float32)
     first = model.sample_latents(2, generator=torch.Generator().manual_seed(7))
     second = model.sample_latents(2, generator=torch.Generator().manual_seed(7))
     for name in first:
@@ -295,7 +262,7 @@ def test_sampling_is_reproducible_with_a_generator() -> None:
 
 
 def test_config_round_trip() -> None:
-    model = tiny(num_layers=5, image_size=64, channels=3)
+    model = tiny_generator(num_layers=5, image_size=64, channels=3)
     model.sigma = 0.15
     config = json.loads(json.dumps(model.config))
     rebuilt = MultiLayerGenerator.from_config(config).to(torch.float64)
@@ -340,7 +307,7 @@ def test_constructor_is_keyword_only() -> None:
 
 
 def test_sigma_setter_validates() -> None:
-    model = tiny()
+    model = tiny_generator()
     with pytest.raises(ValueError, match="received 0.0"):
         model.sigma = 0.0
     with pytest.raises(ValueError, match="received nan"):
@@ -350,7 +317,7 @@ def test_sigma_setter_validates() -> None:
 
 
 def test_log_joint_rejects_bad_inputs() -> None:
-    model = tiny()
+    model = tiny_generator()
     z = model.sample_latents(2)
     x = random_images(model, 2)
     with pytest.raises(

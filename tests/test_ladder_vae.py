@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -12,42 +12,16 @@ from torch import nn
 from shortinfer.likelihoods import gaussian_log_likelihood, standard_normal_log_prob
 from shortinfer.models import LadderVAE, MultiLayerGenerator
 
-LATENT_SIZES = {1: (5,), 3: (2, 3, 4), 5: (2, 2, 3, 3, 4)}
+from ._models import (
+    random_images,
+    single_thread,  # noqa: F401 (an autouse fixture: importing it switches it on here)
+    tiny_generator,
+)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread() -> Iterator[None]:
-    # The models here are tiny; on a busy shared CPU, intra-op threading costs far more than it
-    # saves (observed 50-100x slowdowns with 2 threads under load).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def tiny_vae(
-    *,
-    image_size: int = 28,
-    channels: int = 1,
-    num_layers: int = 3,
-    dtype: torch.dtype = torch.float64,
-    seed: int = 0,
-) -> LadderVAE:
-    torch.manual_seed(seed)
-    generator = MultiLayerGenerator(
-        image_size=image_size,
-        channels=channels,
-        latent_sizes=LATENT_SIZES[num_layers],
-        num_filters=3,
-    )
-    return LadderVAE(generator).to(dtype)
-
-
-def random_images(vae: LadderVAE, batch_size: int, seed: int = 1) -> torch.Tensor:
-    model = vae.generator
-    shape = (batch_size, model.channels, model.image_size, model.image_size)
-    generator = torch.Generator().manual_seed(seed)
-    return torch.rand(shape, generator=generator, dtype=model.output.weight.dtype) * 2 - 1
+def tiny_vae(*, dtype: torch.dtype = torch.float64, **options: Any) -> LadderVAE:
+    """A Ladder-VAE on `tiny_generator(**options)`, encoder seeded after the generator."""
+    return LadderVAE(tiny_generator(dtype=dtype, **options)).to(dtype)
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -62,7 +36,7 @@ def test_shapes(image_size: int, channels: int, num_layers: int) -> None:
     vae = tiny_vae(
         image_size=image_size, channels=channels, num_layers=num_layers, dtype=torch.float32
     )
-    x = random_images(vae, 2)
+    x = random_images(vae.generator, 2)
     assert vae.elbo(x).shape == (2,)
     assert vae.elbo(x, num_samples=3).shape == (2,)
     assert vae(x).shape == (2,)
@@ -84,7 +58,7 @@ def test_precision_weighting_matches_sonderby_in_z_space() -> None:
     # encode() returns the posterior mean noises; mapped back to z-space with the generator's
     # prior (mu_l, sigma_l), layer 1 must be Sønderby's precision-weighted mean.
     vae = tiny_vae(num_layers=3)
-    x = random_images(vae, 2)
+    x = random_images(vae.generator, 2)
     codes = vae.encode(x)
     bottom_up = vae.encoder(x)  # [(mu_hat_1, sigma_hat_1), ...], bottom layer first
     names = list(codes)  # top first
@@ -113,7 +87,7 @@ def test_analytic_kl_matches_monte_carlo() -> None:
     with torch.no_grad():  # push the posterior away from the prior so the KL is not tiny
         for head in vae.encoder.mean_heads:
             head.linear.bias.add_(1.0)
-    x = random_images(vae, 2)
+    x = random_images(vae.generator, 2)
     num_samples = 1000
     with torch.no_grad():
         draw = vae.sample_posterior(x, num_samples=num_samples, generator=seeded(0))
@@ -143,7 +117,7 @@ def test_analytic_kl_matches_monte_carlo() -> None:
 
 def test_single_layer_kl_is_gaussian_closed_form() -> None:
     vae = tiny_vae(num_layers=1)
-    x = random_images(vae, 3)
+    x = random_images(vae.generator, 3)
     ((mean_hat, scale_hat),) = vae.encoder(x)
     draw = vae.sample_posterior(x, generator=seeded(2))
     expected = 0.5 * (mean_hat**2 + scale_hat**2 - 1 - 2 * scale_hat.log()).sum(-1)
@@ -154,7 +128,7 @@ def test_single_layer_kl_is_gaussian_closed_form() -> None:
 
 def test_loss_is_negative_mean_elbo_and_beta_scales_kl() -> None:
     vae = tiny_vae()
-    x = random_images(vae, 2)
+    x = random_images(vae.generator, 2)
     loss = vae.loss(x, generator=seeded(4))
     torch.testing.assert_close(loss, -vae.elbo(x, generator=seeded(4)).mean())
     draw = vae.sample_posterior(x, generator=seeded(4))
@@ -166,7 +140,7 @@ def test_loss_is_negative_mean_elbo_and_beta_scales_kl() -> None:
 
 def test_examples_are_independent() -> None:
     vae = tiny_vae()
-    x = random_images(vae, 3)
+    x = random_images(vae.generator, 3)
     before = vae.elbo(x, generator=seeded(1))
     after = vae.elbo(torch.cat([-x[:1], x[1:]]), generator=seeded(1))
     assert not torch.allclose(before[0], after[0])
@@ -175,7 +149,7 @@ def test_examples_are_independent() -> None:
 
 def test_adam_steps_increase_the_elbo() -> None:
     vae = tiny_vae(num_layers=3, dtype=torch.float32)
-    x = random_images(vae, 4)
+    x = random_images(vae.generator, 4)
     with torch.no_grad():
         start = vae.elbo(x, num_samples=8, generator=seeded(0)).mean()
     optimizer = torch.optim.Adam(vae.parameters(), lr=3e-3)
@@ -195,7 +169,7 @@ def test_config_round_trip() -> None:
     rebuilt = LadderVAE.from_config(config).to(torch.float64)
     assert rebuilt.config == vae.config
     rebuilt.load_state_dict(vae.state_dict())
-    x = random_images(vae, 2)
+    x = random_images(vae.generator, 2)
     torch.testing.assert_close(rebuilt.reconstruct(x), vae.reconstruct(x))
     vae.check_config(config)
     with pytest.raises(ValueError, match="num_filters: checkpoint 7"):

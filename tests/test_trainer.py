@@ -149,30 +149,23 @@ def test_trainer_learns_a_custom_model_with_explicit_latent_shape(tmp_path):
 
 
 def test_trainer_input_errors():
+    def factor_trainer(data=None, **options):
+        # A valid one-update Trainer on the factor model but for what the case passes.
+        data = _factor_data() if data is None else data
+        return Trainer(FactorModel(), data, num_iterations=1, latent_shape=(2,), **options)
+
     with pytest.raises(TypeError, match="no attribute latent_shapes.*latent_shape="):
         Trainer(FactorModel(), _factor_data(), num_iterations=1)
     with pytest.raises(TypeError, match="log_joint"):
         Trainer(nn.Linear(2, 2), _factor_data(), num_iterations=1, latent_shape=(2,))
     with pytest.raises(ValueError, match="data is empty"):
-        Trainer(FactorModel(), torch.zeros(0, 6), num_iterations=1, latent_shape=(2,))
+        factor_trainer(torch.zeros(0, 6))
     with pytest.raises(ValueError, match="batch_size=64 is larger than the 10 examples"):
-        Trainer(FactorModel(), _factor_data(10), num_iterations=1, latent_shape=(2,))
+        factor_trainer(_factor_data(10))
     with pytest.raises(TypeError, match="has no float attribute sigma"):
-        Trainer(
-            FactorModel(),
-            _factor_data(),
-            num_iterations=1,
-            latent_shape=(2,),
-            sigma=SigmaSchedule(),
-        )
+        factor_trainer(sigma=SigmaSchedule())
     with pytest.raises(ValueError, match="tuning.method must be 'grid' or 'gradient'"):
-        Trainer(
-            FactorModel(),
-            _factor_data(),
-            num_iterations=1,
-            latent_shape=(2,),
-            tuning=StepSizeTuning(method="newton"),
-        )  # type: ignore[arg-type]
+        factor_trainer(tuning=StepSizeTuning(method="newton"))  # type: ignore[arg-type]
 
 
 # -- Algorithm 1 with the reference generator ----------------------------------------------

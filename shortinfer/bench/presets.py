@@ -95,6 +95,18 @@ class Preset:
         abp_num_steps: Langevin steps of the ABP baseline's persistent chains (40).
         abp_delta: Its step in the reference code's units, $\delta = 0.3$.
         abp_sigma: Its fixed likelihood $\sigma = 0.3$.
+
+    Examples:
+        >>> import dataclasses
+        >>> preset = Preset(name="tiny", num_iterations=90, batch_size=10, layers=(1, 3))
+        >>> preset.learning_rate_at(0), preset.learning_rate_at(89)  # the paper's rates
+        (0.0001, 1e-05)
+        >>> dataclasses.replace(preset, batch_size=20).batch_size
+        20
+        >>> Preset(name="bad", num_iterations=0, batch_size=10)
+        Traceback (most recent call last):
+        ...
+        ValueError: preset field num_iterations must be a positive int; received 0.
     """
 
     name: str
@@ -219,6 +231,9 @@ class Preset:
 # The presets list the same fields with different values on purpose: each is a budget to read
 # and compare at a glance (and the cpu preset is the record behind the committed results), so
 # none is derived from another.
+#: The shipped presets by name: ``"smoke"`` (a CI check of a few CPU minutes), ``"cpu"`` (the
+#: budget of the committed MNIST-5k results) and ``"paper"`` (Appendix 7.1's schedule). Look
+#: one up, with overrides, through `get_preset`.
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         name="smoke",

@@ -233,6 +233,25 @@ def write_report(out: str | Path, *, note: str | None = None) -> Path:
 
     Returns:
         The path of ``results.md``.
+
+    Examples:
+        `shortinfer.bench.run_benchmark` calls it after each group of cells; called again on
+        the run folder it redraws the report, e.g. with a note added:
+
+        >>> import contextlib, io, tempfile
+        >>> from shortinfer.bench import BenchData, get_preset, run_benchmark
+        >>> images = torch.rand(12, 1, 28, 28) * 2 - 1
+        >>> tiny = get_preset("smoke", num_iterations=2, layers=(1,), num_steps=2,
+        ...                   steps_ablation=(2,))
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     with contextlib.redirect_stdout(io.StringIO()):
+        ...         _ = run_benchmark(BenchData("mnist5k", images[:8], images[8:]), tiny, tmp,
+        ...                           fid=False)
+        ...     text = write_report(tmp, note="rerun by hand").read_text()
+        >>> text.splitlines()[0]
+        '# shortinfer bench: mnist5k (1×28×28)'
+        >>> text.splitlines()[-1]
+        'Note: rerun by hand'
     """
     out = Path(out)
     run, cells = _load(out)

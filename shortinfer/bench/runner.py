@@ -67,6 +67,12 @@ class BenchData(NamedTuple):
         name: Data set label for the report, e.g. ``"mnist5k"`` or ``"celeba32"``.
         train: Training images in $[-1, 1]$, shape ``(N, C, H, W)``.
         test: Held-out images, shape ``(M, C, H, W)``.
+
+    Examples:
+        >>> images = torch.rand(12, 1, 28, 28) * 2 - 1
+        >>> data = BenchData("mnist5k", train=images[:8], test=images[8:])
+        >>> data.name, data.train.shape[0], data.test.shape[0]
+        ('mnist5k', 8, 4)
     """
 
     name: str
@@ -83,6 +89,13 @@ class Cell:
         num_layers: L.
         num_steps: K (short-run inference; ABP's chains use the preset's 40 steps).
         tables: Which tables the cell feeds, e.g. ``("table1", "table3a")``.
+
+    Examples:
+        >>> cell = Cell("short_run", num_layers=5, num_steps=10, tables=("table3b",))
+        >>> cell.key
+        'short_run-L5-K10'
+        >>> Cell("ladder_vae", 3, 25).key  # K plays no part in a Ladder-VAE cell
+        'ladder_vae-L3'
     """
 
     method: str
@@ -283,6 +296,22 @@ def run_cell(
     Returns:
         The result dict, or ``None`` when stopped early. An existing ``result.json`` is read
         and returned without training.
+
+    Examples:
+        A two-update cell on random images (it logs progress lines, silenced here):
+
+        >>> import contextlib, io, tempfile
+        >>> from shortinfer.bench import get_preset
+        >>> images = torch.rand(12, 1, 28, 28) * 2 - 1
+        >>> data = BenchData("mnist5k", images[:8], images[8:])
+        >>> preset = get_preset("smoke", num_iterations=2, num_test=4)
+        >>> with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        ...     result = run_cell(Cell("short_run", 1, 2), data, preset, Path(tmp))
+        ...     again = run_cell(Cell("short_run", 1, 2), data, preset, Path(tmp))
+        >>> result["key"], result["num_iterations"], result["num_test"]
+        ('short_run-L1-K2', 2, 4)
+        >>> again == result  # the second call read result.json instead of training
+        True
     """
     folder = out / "cells" / cell.key
     result_path = folder / "result.json"
@@ -413,6 +442,19 @@ def run_fid(
 
     Returns:
         ``None``, or a note saying why FID was skipped (no Inception weights, or 0 samples).
+
+    Examples:
+        A real FID pass needs the Inception-v3 weights and trained cells (`run_benchmark`
+        runs it after training); with no samples asked for it returns at once:
+
+        >>> import tempfile
+        >>> from shortinfer.bench import get_preset
+        >>> images = torch.rand(12, 1, 28, 28) * 2 - 1
+        >>> data = BenchData("mnist5k", images[:8], images[8:])
+        >>> preset = get_preset("smoke", num_fid_samples=0)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     run_fid(plan_cells(preset), data, preset, Path(tmp))
+        'FID skipped: num_fid_samples is 0.'
     """
     count = min(preset.num_fid_samples, data.train.shape[0])
     if count < 2:
@@ -485,6 +527,24 @@ def run_benchmark(
 
     Returns:
         The result dicts of all cells, in plan order.
+
+    Examples:
+        One layer count and one K (so two cells: short-run and Ladder-VAE), two updates
+        each, no FID; the progress lines are silenced:
+
+        >>> import contextlib, io, tempfile
+        >>> from shortinfer.bench import get_preset
+        >>> images = torch.rand(12, 1, 28, 28) * 2 - 1
+        >>> data = BenchData("mnist5k", images[:8], images[8:])
+        >>> preset = get_preset("smoke", num_iterations=2, layers=(1,), num_steps=2,
+        ...                     steps_ablation=(2,), num_test=4)
+        >>> with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        ...     results = run_benchmark(data, preset, tmp, fid=False)
+        ...     written = sorted(path.name for path in Path(tmp).iterdir())
+        >>> [result["key"] for result in results]
+        ['short_run-L1-K2', 'ladder_vae-L1']
+        >>> written
+        ['cells', 'fig3_reconstructions.png', 'results.md', 'run.json', 'samples_side_by_side.png']
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,16 @@ class LadderPosteriorSample(NamedTuple):
         kl: Per-layer analytic $\mathrm{KL}_l$ given the sampled layers above, a dict
             with the same keys as ``z`` and values of shape ``(*sample, B)``.
         mean: The decoded image mean $g(\epsilon)$, shape ``(*sample, B, C, H, W)``.
+
+    Examples:
+        >>> from shortinfer.models import LadderVAE, MultiLayerGenerator
+        >>> generator = MultiLayerGenerator(image_size=28, channels=1, latent_sizes=(2, 3),
+        ...                                 num_filters=4)
+        >>> draw = LadderVAE(generator).sample_posterior(torch.zeros(4, 1, 28, 28))
+        >>> sorted(draw.z), draw.log_q.shape, draw.mean.shape
+        (['z1', 'z2'], torch.Size([4]), torch.Size([4, 1, 28, 28]))
+        >>> sum(draw.kl.values()).shape  # the ELBO's KL term, one value per image
+        torch.Size([4])
     """
 
     z: dict[str, Tensor]

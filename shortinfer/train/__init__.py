@@ -44,6 +44,7 @@ from shortinfer.train.trainer import (
     train_step,
 )
 
+# The names imported above, listed again as the package's documented surface (static on purpose).
 __all__ = [
     "CHECKPOINT_FORMAT",
     "INPAINTING_MASKS",

@@ -74,6 +74,16 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save_figure(figure: Any, path: str | os.PathLike[str]) -> Path:
+    """Lay out ``figure``, write it to ``path`` (making the folder) and close it."""
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    _pyplot().close(figure)
+    return path
+
+
 def image_grid(images: Tensor, *, num_columns: int | None = None, padding: int = 2) -> Tensor:
     r"""Tile images in $[-1, 1]$ into one uint8 picture.
 
@@ -265,6 +275,7 @@ def reconstruct(
                 def log_joint(data: Any, z: Any) -> Tensor:
                     return model_log_joint(data[0], z, mask=data[1])
 
+            # train_step makes a like call: short_run itself is the shared piece, nothing to merge.
             posterior = short_run(
                 log_joint,
                 observed,
@@ -350,12 +361,7 @@ def plot_step_size_history(
     axis.set_ylabel("step size s")
     axis.set_title(title or "Tuned step size over training (cf. Fig. 6a/b)")
     axis.grid(alpha=0.3)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _save_figure(figure, path)
 
 
 def plot_objective_curves(
@@ -417,12 +423,7 @@ def plot_objective_curves(
     axis.set_title("Step-size objective (cf. Fig. 6c)")
     axis.legend(fontsize=7)
     axis.grid(alpha=0.3)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _save_figure(figure, path)
 
 
 def _plot_training_curves(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
@@ -440,10 +441,7 @@ def _plot_training_curves(rows: Sequence[Mapping[str, Any]], path: Path) -> Path
     axes[1].set_ylabel("batch MSE per pixel ([-1, 1] scale)")
     for axis in axes:
         axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _save_figure(figure, path)
 
 
 def write_summary(

@@ -150,6 +150,12 @@ class StepSizeRecord(NamedTuple):
         step_size: The tuned step size (a float, a list per step, or a dict per block).
         objective: $J(s)$ at the chosen step size (grid) or at the last iteration
             (gradient).
+
+    Examples:
+        >>> record = StepSizeRecord(iteration=100, step_size=0.03, objective=812.5)
+        >>> iteration, step_size, objective = record  # a plain triple, as plots take it
+        >>> record._asdict()
+        {'iteration': 100, 'step_size': 0.03, 'objective': 812.5}
     """
 
     iteration: int
@@ -165,6 +171,16 @@ class StepOutput(NamedTuple):
             tensor (averaged over processes when ``all_reduce`` is given).
         z: The detached short-run samples $z_K$ used for the update, with shape
             ``(B, *latent_shape)`` (a dict of such tensors for dict latents).
+
+    Examples:
+        >>> from shortinfer.models import MultiLayerGenerator
+        >>> model = MultiLayerGenerator(image_size=28, channels=1, latent_sizes=(2,),
+        ...                             num_filters=2)
+        >>> optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        >>> out = train_step(model, optimizer, torch.zeros(4, 1, 28, 28),
+        ...                  latent_shape=model.latent_shapes, num_steps=2, step_size=0.05)
+        >>> out.loss.shape, {name: z.shape for name, z in out.z.items()}
+        (torch.Size([]), {'z1': torch.Size([4, 2])})
     """
 
     loss: Tensor
@@ -181,6 +197,18 @@ class TrainResult(NamedTuple):
         final_loss: The loss of the last iteration (per example, in nats).
         wall_time: Seconds spent in this call of `Trainer.fit`.
         checkpoint: Path of the last checkpoint written, or ``None``.
+
+    Examples:
+        >>> from shortinfer.models import MultiLayerGenerator
+        >>> model = MultiLayerGenerator(image_size=28, channels=1, latent_sizes=(2,),
+        ...                             num_filters=2)
+        >>> trainer = Trainer(model, torch.rand(8, 1, 28, 28) * 2 - 1, num_iterations=2,
+        ...                   batch_size=4, num_steps=2, tuning=StepSizeTuning(grid=(0.02, 0.05)))
+        >>> result = trainer.fit()
+        >>> result.iterations, len(result.history), result.checkpoint  # no output_dir
+        (2, 1, None)
+        >>> result.step_size in (0.02, 0.05)
+        True
     """
 
     iterations: int

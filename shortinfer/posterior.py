@@ -51,6 +51,13 @@ class ChainNoise(NamedTuple):
     Attributes:
         z0: Initial flat latents $z_0 \sim p(z)$, with shape ``(S·B, D)``.
         noise: Injected noise $\epsilon$, with shape ``(K, S·B, D)``.
+
+    Examples:
+        >>> post = short_run(lambda x, z: -0.5 * (z - x).square().sum(-1), torch.zeros(4, 2),
+        ...                  latent_shape=(2,), num_steps=3, step_size=0.1)
+        >>> chains = post.draw_noise(num_samples=2)
+        >>> chains.z0.shape, chains.noise.shape
+        (torch.Size([8, 2]), torch.Size([3, 8, 2]))
     """
 
     z0: Tensor
@@ -67,6 +74,13 @@ class TuningTrace(NamedTuple):
             and ``(K, N)`` for both.
         objectives: The objective $J(s)$ there, with shape ``(G,)`` (a gradient trace
             has one fewer objective than step sizes: the last step size is not evaluated).
+
+    Examples:
+        >>> post = short_run(lambda x, z: -0.5 * (z - x).square().sum(-1), torch.zeros(4, 2),
+        ...                  latent_shape=(2,), num_steps=3, step_size=0.1)
+        >>> trace = post.tune_step_size("grid", grid=[0.05, 0.1, 0.2]).trace
+        >>> trace.method, trace.step_sizes.shape, trace.objectives.shape
+        ('grid', torch.Size([3]), torch.Size([3]))
     """
 
     method: str

@@ -7,8 +7,7 @@ says what it exports.
 - Every module whose dotted name has no component starting with ``_`` defines ``__all__``.
 
 Exceptions are exempt from ``Examples:``: they are documented by the ``Raises:`` sections of
-what raises them. Names still missing an example are listed in `MISSING_EXAMPLES`; the list
-only shrinks (a listed name that gains an example, or disappears, fails the test too).
+what raises them.
 """
 
 from __future__ import annotations
@@ -26,10 +25,6 @@ import pytest
 import shortinfer
 
 ROOT = Path(shortinfer.__file__).resolve().parent
-
-# Public names without an ``Examples:`` section yet (both in shortinfer/posterior.py). Remove a
-# name once it has one; delete the list, and its check, once it is empty.
-MISSING_EXAMPLES = frozenset({"shortinfer.ChainNoise", "shortinfer.TuningTrace"})
 
 
 def _is_public(name: str) -> bool:
@@ -112,10 +107,7 @@ def test_every_exported_name_exists_and_is_documented(package: str, name: str):
         if inspect.isclass(obj) and issubclass(obj, BaseException):
             return
         has_examples = "\nExamples:\n" in f"\n{doc}\n"
-        if qualified in MISSING_EXAMPLES:
-            assert not has_examples, f"{qualified} has examples now: drop it from MISSING_EXAMPLES"
-        else:
-            assert has_examples, f"{qualified}'s docstring has no 'Examples:' section"
+        assert has_examples, f"{qualified}'s docstring has no 'Examples:' section"
     elif isinstance(obj, ModuleType):
         assert inspect.getdoc(obj), f"{qualified} (a module) has no docstring"
     elif name.startswith("__") and name.endswith("__"):
@@ -125,11 +117,6 @@ def test_every_exported_name_exists_and_is_documented(package: str, name: str):
             f"{qualified} (a constant) needs a '#:' comment above its assignment or a "
             "docstring below it"
         )
-
-
-def test_the_list_of_known_gaps_names_only_exported_names():
-    exported = {f"{package}.{name}" for package, name in _exports()}
-    assert MISSING_EXAMPLES <= exported, MISSING_EXAMPLES - exported
 
 
 @pytest.mark.parametrize("name", _public_modules())

@@ -297,3 +297,39 @@ def test_progress_falls_back_to_plain_lines_without_tqdm(monkeypatch, capsys):
     assert "[train] 1/2 loss=" in err and "[train] 2/2" in err
     _tiny_trainer(None, num_iterations=2, tuning=None, progress=False).fit()
     assert capsys.readouterr().err == ""
+
+
+def test_step_size_tuning_passes_num_mixture_and_rejects_bad_values(monkeypatch):
+    from shortinfer.posterior import ShortRunPosterior
+
+    with pytest.raises(ValueError, match="num_mixture"):
+        Trainer(
+            FactorModel(),
+            _factor_data(8),
+            num_iterations=1,
+            latent_shape=(2,),
+            tuning=StepSizeTuning(num_mixture=0),
+        )
+    seen = []
+    original = ShortRunPosterior.tune_step_size
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("num_mixture"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ShortRunPosterior, "tune_step_size", spy)
+    tuning = StepSizeTuning(
+        interval=1, grid=(0.01, 0.02), objective="semi_implicit", num_samples=4, num_mixture=3
+    )
+    trainer = Trainer(
+        FactorModel(),
+        _factor_data(8),
+        num_iterations=1,
+        batch_size=4,
+        num_steps=2,
+        step_size=0.01,
+        tuning=tuning,
+        latent_shape=(2,),
+    )
+    trainer.fit()
+    assert seen == [3]

@@ -50,8 +50,9 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from shortinfer._checks import ChainDivergenceError
+from shortinfer._checks import ChainDivergenceError, check_num_mixture
 from shortinfer._version import __version__
+from shortinfer.bounds import DEFAULT_NUM_MIXTURE
 from shortinfer.posterior import short_run
 from shortinfer.train.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -123,6 +124,9 @@ class StepSizeTuning(NamedTuple):
         entropy_method: The log-determinant estimator inside $J(s)$, passed through as
             ``tune_step_size(entropy_method=...)`` (``"exact"``, the paper's, costs $D$
             Jacobian rows per example).
+        num_mixture: $M$, the other chains of an example that enter the mixture of the
+            ``"semi_implicit"`` and ``"sandwich"`` objectives (with ``num_samples`` chains
+            per example); passed through as ``tune_step_size(num_mixture=...)``.
 
     Examples:
         >>> StepSizeTuning(method="grid", interval=50, grid=(0.02, 0.05, 0.1)).interval
@@ -140,6 +144,7 @@ class StepSizeTuning(NamedTuple):
     chunk_size: int | None = None
     mode: Literal["reverse", "forward"] = "reverse"
     entropy_method: str = "exact"
+    num_mixture: int = DEFAULT_NUM_MIXTURE
 
 
 class StepSizeRecord(NamedTuple):
@@ -596,6 +601,7 @@ class Trainer:
             )
         if tuning is not None:
             _check_int("tuning.interval", tuning.interval, 1)
+            check_num_mixture(tuning.num_mixture)  # now, not at the first re-tuning
             if tuning.method not in ("grid", "gradient"):
                 raise ValueError(
                     f"tuning.method must be 'grid' or 'gradient'; received {tuning.method!r}."
@@ -928,6 +934,7 @@ class Trainer:
                 chunk_size=tuning.chunk_size,
                 mode=tuning.mode,
                 entropy_method=tuning.entropy_method,  # type: ignore[arg-type]
+                num_mixture=tuning.num_mixture,
                 all_reduce=mean_all_reduce if is_distributed() else None,
             )
         self.step_size = _broadcast_step_size(_storable_step_size(tuned.step_size))

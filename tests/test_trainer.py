@@ -249,6 +249,16 @@ def test_resume_in_process_matches_uninterrupted_run(tmp_path):
     assert resumed.step_size == straight.step_size
 
 
+def test_resuming_with_another_process_count_warns(tmp_path):
+    trainer = _tiny_trainer(tmp_path, num_iterations=2)
+    trainer.fit()
+    state = trainer.state_dict()
+    state["data_position"]["world_size"] = 2  # as if written by a 2-process torchrun
+    with pytest.warns(UserWarning, match="2 process.*resumed with 1.*not an exact"):
+        trainer.load_state_dict(state)
+    assert trainer.iteration == 2
+
+
 # -- failures ------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 r"""Data-parallel glue for `shortinfer.train.Trainer` (``torchrun`` + DDP).
 
-Under ``torchrun --nproc_per_node=P``, each process trains on its own shard of every batch:
+Under ``torchrun --nproc_per_node=P``, each process trains on its own shard of the data, with
+its own batches of ``batch_size`` examples (one update sees $P \times$ ``batch_size``):
 
 - **Sharding.** `shard_indices` gives each rank a disjoint slice of one shared random
   permutation per epoch, padded by wrapping around as ``torch.utils.data.DistributedSampler``

@@ -43,6 +43,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -816,6 +817,16 @@ class Trainer:
                 names the differing keys.
         """
         check_model_compatible(state, self.model)
+        saved_world_size = state.get("data_position", {}).get("world_size", self.world_size)
+        if saved_world_size != self.world_size:
+            warnings.warn(
+                f"this checkpoint was written by a run of {saved_world_size} process(es) and is "
+                f"resumed with {self.world_size}: the model, optimiser and step size carry "
+                "over, but each process's data shard and chains differ from the original run, "
+                "so it is not an exact continuation. Resume with the same --nproc_per_node for "
+                "that.",
+                stacklevel=2,
+            )
         self.model.load_state_dict(state["model_state"])
         self.optimizer.load_state_dict(state["optimizer_state"])
         self.iteration = int(state["iteration"])

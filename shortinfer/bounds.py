@@ -45,6 +45,8 @@ References:
     https://arxiv.org/abs/1905.03290
 """
 
+# The References repeat shortinfer.entropy's on purpose: each module's docstring cites its own.
+
 from __future__ import annotations
 
 import math
@@ -508,6 +510,7 @@ def _kernel_bounds(
     return lower.T.reshape(count), upper.T.reshape(count)
 
 
+# Parameters like `_entropy_power`'s: both take `entropy_bound`'s inputs; no logic is shared.
 def _linearized(
     log_joint: Callable[[Tensor], Tensor],
     z0: Tensor,

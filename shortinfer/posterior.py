@@ -526,6 +526,7 @@ class ShortRunPosterior:
         )
         return self._per_example(entropy)
 
+    # Its Examples build the same posterior as `entropy`'s on purpose: each doctest stands alone.
     def elbo(
         self,
         *,
@@ -590,6 +591,7 @@ class ShortRunPosterior:
         )
         return self._per_example(log_p + entropy)
 
+    # Keywords as `elbo`'s on purpose: public methods, each with its own documented signature.
     def step_size_objective(
         self,
         chain: ChainNoise,
@@ -767,6 +769,7 @@ class ShortRunPosterior:
         raise ValueError(f"method must be 'grid' or 'gradient'; received {method!r}.")
 
 
+# The parameters repeat `ShortRunPosterior`'s on purpose: the public factory spells them out.
 def short_run(
     log_joint: LogJoint,
     x: Observations,

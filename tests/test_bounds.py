@@ -70,6 +70,20 @@ def _mean_and_se(values, groups):
     return float(means.mean()), float(means.std() / math.sqrt(groups))
 
 
+def _chain_mean(objective, model, x, chains, step_size, seed):
+    """Mean and standard error over the chains of ``objective``'s estimate (K = 10 steps)."""
+    z0, noise = _draw(4 * chains, 3, 10, seed=seed)
+    _, h = entropy_bound(
+        objective,
+        _rows(model, x, chains),
+        z0,
+        noise,
+        _table(step_size, 10),
+        standard_normal_log_prob,
+    )
+    return float(h.mean()), float(h.std() / math.sqrt(h.numel()))
+
+
 # -- the oracle constants -------------------------------------------------------------------------
 
 
@@ -112,17 +126,7 @@ def test_closed_form_epi_is_exact_in_one_dimension():
 
 def test_conditional_estimate_is_unbiased_for_the_conditional_entropy():
     model, x = _setting()
-    chains = 500
-    z0, noise = _draw(4 * chains, 3, 10, seed=0)
-    _, h = entropy_bound(
-        "conditional",
-        _rows(model, x, chains),
-        z0,
-        noise,
-        _table(0.05, 10),
-        standard_normal_log_prob,
-    )
-    mean, se = float(h.mean()), float(h.std() / math.sqrt(h.numel()))
+    mean, se = _chain_mean("conditional", model, x, chains=500, step_size=0.05, seed=0)
     assert abs(mean - float(model.conditional_entropy(0.05, 10))) <= Z * se
 
 
@@ -169,17 +173,7 @@ def test_lower_bound_objectives_give_elbos_below_the_evidence():
 @pytest.mark.parametrize("step_size", [0.01, 0.07, 0.15])
 def test_linearized_is_exact_in_expectation_for_affine_chains(step_size):
     model, x = _setting()
-    chains = 400
-    z0, noise = _draw(4 * chains, 3, 10, seed=3)
-    _, h = entropy_bound(
-        "linearized",
-        _rows(model, x, chains),
-        z0,
-        noise,
-        _table(step_size, 10),
-        standard_normal_log_prob,
-    )
-    mean, se = float(h.mean()), float(h.std() / math.sqrt(h.numel()))
+    mean, se = _chain_mean("linearized", model, x, chains=400, step_size=step_size, seed=3)
     assert abs(mean - float(model.short_run_entropy(step_size, 10))) <= Z * se
     # ... while the conditional bound is far below at the larger step sizes
     if step_size > 0.05:

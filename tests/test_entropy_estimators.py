@@ -50,6 +50,19 @@ def _linear_problem(latent_dim=4, batch=3, num_steps=5, table="scalar", seed=0, 
     return model, (lambda z: model.log_joint(x, z)), z0, noise, steps
 
 
+def _linear_posterior(model, step_size, seed, batch=4):
+    """A 5-step posterior of ``model`` on ``batch`` of its observations, seeded with ``seed``."""
+    x = model.sample_observations(batch, generator=torch.Generator().manual_seed(0))
+    return short_run(
+        model.log_joint,
+        x,
+        latent_shape=(4,),
+        num_steps=5,
+        step_size=step_size,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
 def _mlp_log_joint(seed, latent_dim, batch):
     g = torch.Generator().manual_seed(seed)
     net = torch.nn.Sequential(
@@ -172,6 +185,7 @@ def test_stochastic_variance_matches_hutchinson_formula():
     batch, num_steps, order = 4000, 3, 2
     model, log_joint, z0, noise, _ = _linear_problem(batch=batch, num_steps=num_steps)
     steps = torch.full((num_steps, 1), 0.2, dtype=F64)
+    # The call is spelled out in each test on purpose: its order, probes and seed are the subject.
     _, estimate = stochastic_log_det(
         log_joint,
         z0,
@@ -332,19 +346,11 @@ def test_auto_dispatches_to_the_method_it_picks():
 
 def test_posterior_entropy_accepts_every_method():
     model, _, _, _, _ = _linear_problem()
-    x = model.sample_observations(3, generator=torch.Generator().manual_seed(0))
 
     def entropy(method):
         # The same seed for every method: the same chains (common random numbers), so the
         # methods differ only by their own error, not by Monte Carlo noise.
-        post = short_run(
-            model.log_joint,
-            x,
-            latent_shape=(4,),
-            num_steps=5,
-            step_size=0.04,
-            generator=torch.Generator().manual_seed(1),
-        )
+        post = _linear_posterior(model, 0.04, seed=1, batch=3)
         return float(post.entropy(method=method, num_samples=64).mean())
 
     values = {m: entropy(m) for m in ("exact", "per_step_exact", "stochastic", "auto")}
@@ -371,16 +377,8 @@ def test_estimator_errors_name_the_choices():
 @pytest.mark.parametrize("table", ["scalar", "per_step"])
 def test_forward_and_reverse_step_size_gradients_agree(table):
     model, _, _, _, _ = _linear_problem()
-    x = model.sample_observations(4, generator=torch.Generator().manual_seed(0))
     step = 0.03 if table == "scalar" else torch.linspace(0.02, 0.05, 5)
-    post = short_run(
-        model.log_joint,
-        x,
-        latent_shape=(4,),
-        num_steps=5,
-        step_size=step,
-        generator=torch.Generator().manual_seed(2),
-    )
+    post = _linear_posterior(model, step, seed=2)
     chain = post.draw_noise(8)
     for method in ("exact", "per_step_exact"):
 
@@ -397,15 +395,7 @@ def test_forward_and_reverse_step_size_gradients_agree(table):
 
 def test_gradient_search_is_the_same_in_both_modes_and_leaves_parameters_alone():
     model, _, _, _, _ = _linear_problem(frozen=False)
-    x = model.sample_observations(4, generator=torch.Generator().manual_seed(0))
-    post = short_run(
-        model.log_joint,
-        x,
-        latent_shape=(4,),
-        num_steps=5,
-        step_size=0.02,
-        generator=torch.Generator().manual_seed(3),
-    )
+    post = _linear_posterior(model, 0.02, seed=3)
     chain = post.draw_noise(4)
 
     def objective(t):
@@ -432,15 +422,7 @@ def test_default_derivative_rule():
 
 def test_stochastic_tuning_uses_common_probes():
     model, _, _, _, _ = _linear_problem()
-    x = model.sample_observations(4, generator=torch.Generator().manual_seed(0))
-    post = short_run(
-        model.log_joint,
-        x,
-        latent_shape=(4,),
-        num_steps=5,
-        step_size=0.02,
-        generator=torch.Generator().manual_seed(3),
-    )
+    post = _linear_posterior(model, 0.02, seed=3)
     tuned = post.tune_step_size("grid", grid=[0.03, 0.03], entropy_method="stochastic")
     objectives = tuned.trace.objectives
     assert float(objectives[0]) == float(objectives[1])  # same candidate, same probes

@@ -22,16 +22,21 @@ def _setup(batch=2, latent_dim=3, seed=0):
     return model, x
 
 
-def test_sample_moments_match_exact_recursion():
-    model, x = _setup()
-    post = short_run(
+def _posterior(model, x, *, num_steps, step_size, seed):
+    """The oracle's short-run posterior on ``x``, drawing from a generator seeded with ``seed``."""
+    return short_run(
         model.log_joint,
         x,
         latent_shape=(3,),
-        num_steps=10,
-        step_size=0.08,
-        generator=torch.Generator().manual_seed(1),
+        num_steps=num_steps,
+        step_size=step_size,
+        generator=torch.Generator().manual_seed(seed),
     )
+
+
+def test_sample_moments_match_exact_recursion():
+    model, x = _setup()
+    post = _posterior(model, x, num_steps=10, step_size=0.08, seed=1)
     n = 4000
     z = post.sample((n,))
     assert z.shape == (n, 2, 3)
@@ -60,14 +65,7 @@ def test_entropy_per_draw_is_exact_change_of_variables():
 
 def test_entropy_and_elbo_match_closed_forms():
     model, x = _setup()
-    post = short_run(
-        model.log_joint,
-        x,
-        latent_shape=(3,),
-        num_steps=10,
-        step_size=0.06,
-        generator=torch.Generator().manual_seed(2),
-    )
+    post = _posterior(model, x, num_steps=10, step_size=0.06, seed=2)
     n = 2000
     chain = post.draw_noise(n)
     log_p, entropy = post._terms(
@@ -97,14 +95,7 @@ def test_grid_tuning_returns_closed_form_argmin():
     model, x = _setup(batch=4)
     grid = [0.01, 0.03, 0.06, 0.1, 0.15]
     closed = torch.stack([_closed_objective(model, x, s, 10) for s in grid])
-    post = short_run(
-        model.log_joint,
-        x,
-        latent_shape=(3,),
-        num_steps=10,
-        step_size=0.01,
-        generator=torch.Generator().manual_seed(3),
-    )
+    post = _posterior(model, x, num_steps=10, step_size=0.01, seed=3)
     tuned = post.tune_step_size("grid", grid=grid, num_samples=256)
     assert tuned.step_size == grid[int(closed.argmin())]
     assert post.step_size == 0.01  # the original is unchanged
@@ -119,14 +110,7 @@ def test_gradient_tuning_lands_near_closed_form_optimum():
     fine = torch.linspace(0.01, 0.2, 191, dtype=torch.float64)
     closed = torch.stack([_closed_objective(model, x, float(s), 10) for s in fine])
     best = float(fine[closed.argmin()])
-    post = short_run(
-        model.log_joint,
-        x,
-        latent_shape=(3,),
-        num_steps=10,
-        step_size=0.02,
-        generator=torch.Generator().manual_seed(4),
-    )
+    post = _posterior(model, x, num_steps=10, step_size=0.02, seed=4)
     tuned = post.tune_step_size("gradient", num_samples=32, num_iterations=40, learning_rate=0.1)
     assert tuned.step_size == pytest.approx(best, rel=0.15)
     assert tuned.trace.step_sizes.shape == (41,)
@@ -511,14 +495,7 @@ def _spy_on_entropy_bound(monkeypatch):
 
 def test_num_mixture_reaches_the_entropy_bound_from_every_public_method(monkeypatch):
     model, x = _setup()
-    post = short_run(
-        model.log_joint,
-        x,
-        latent_shape=(3,),
-        num_steps=4,
-        step_size=0.05,
-        generator=torch.Generator().manual_seed(0),
-    )
+    post = _posterior(model, x, num_steps=4, step_size=0.05, seed=0)
     calls = _spy_on_entropy_bound(monkeypatch)
     kw = {"objective": "semi_implicit", "num_mixture": 3}
     post.elbo(num_samples=8, **kw)

@@ -29,6 +29,7 @@ from shortinfer.data._cache import (
 __all__ = ["load_image_folder"]
 
 
+# The Arguments repeat other loaders' wording on purpose: each public loader documents itself.
 def load_image_folder(
     root: str | os.PathLike[str],
     *,

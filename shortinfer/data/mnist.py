@@ -482,6 +482,7 @@ def _mnist5k_test_mask(labels: np.ndarray) -> np.ndarray:
     return mask
 
 
+# The Arguments repeat other loaders' wording on purpose: each public loader documents itself.
 def load_mnist5k(
     path: str | os.PathLike[str] | None = None,
     *,

@@ -569,13 +569,40 @@ def _linearized(
             raise ValueError(f"mode must be 'reverse' or 'forward'; received {mode!r}.")
         prior_precision = -_hessian_rows(prior_log_prob, z0)
     noise_cov = noise_jac @ noise_jac.transpose(-2, -1)  # C = sum_k G_k G_k^T
-    chol = torch.linalg.cholesky(noise_cov)  # C >= 2 s_{K-1} I: positive definite
+    log_dets = _gaussian_log_dets(noise_cov, jac, prior_precision)
+    if not bool(torch.isfinite(log_dets).all()) and noise_cov.dtype != torch.float64:
+        # C >= 2 s_{K-1} I is positive definite in exact arithmetic, but when the chain's
+        # Jacobians grow large (a step size near divergence) float32 rounding of G G^T can
+        # break that; redo those rows in float64.
+        bad = ~torch.isfinite(log_dets)
+        noise_jac_wide = noise_jac[bad].double()  # C = G G^T formed again in float64
+        wide = _gaussian_log_dets(
+            noise_jac_wide @ noise_jac_wide.transpose(-2, -1),
+            jac[bad].double(),
+            prior_precision[bad].double(),
+        )
+        log_dets = log_dets.masked_scatter(bad, wide.to(log_dets.dtype))
+    # Rows still non-finite have diverged numerically: their NaN makes the objective non-finite,
+    # which the grid search scores as inf and the gradient search reports.
+    entropy = -prior_log_prob(z0) + 0.5 * log_dets
+    return z_k, entropy, drift
+
+
+def _gaussian_log_dets(noise_cov: Tensor, jac: Tensor, prior_precision: Tensor) -> Tensor:
+    r"""$\log\det C + \log\det(P_0 + J^\top C^{-1} J)$ per row, NaN where $C$ is not
+    numerically positive definite. Shapes ``(N, D, D)`` in, ``(N,)`` out."""
+    chol, info = torch.linalg.cholesky_ex(noise_cov)
+    failed = info > 0
+    if bool(failed.any()):
+        # Keep the failed rows out of the arithmetic (and its gradient), then mark them NaN.
+        eye = torch.eye(chol.shape[-1], dtype=chol.dtype, device=chol.device)
+        chol = torch.where(failed[:, None, None], eye, chol)
     whitened = torch.linalg.solve_triangular(chol, jac, upper=False)  # L^{-1} J
     log_det_noise = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
     precision_z0 = prior_precision + whitened.transpose(-2, -1) @ whitened  # of z_0 given z_K
     log_det_precision = torch.linalg.slogdet(precision_z0).logabsdet
-    entropy = -prior_log_prob(z0) + 0.5 * (log_det_noise + log_det_precision)
-    return z_k, entropy, drift
+    total = log_det_noise + log_det_precision
+    return torch.where(failed, torch.full_like(total, float("nan")), total)
 
 
 def _hessian_rows(function: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:

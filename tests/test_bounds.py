@@ -588,3 +588,47 @@ def test_linearized_rejects_an_unknown_mode():
             standard_normal_log_prob,
             mode="sideways",
         )
+
+
+def test_linearized_log_dets_survive_a_noise_covariance_that_float32_rounds_to_singular():
+    from shortinfer.bounds import _gaussian_log_dets
+
+    # G = [[1e4, 0], [1e4, 1]]: C = G G^T = [[1e8, 1e8], [1e8, 1e8 + 1]] is positive definite
+    # (det C = det(G)^2 = 1e8), but float32 rounds 1e8 + 1 to 1e8, making C singular.
+    noise_jac = torch.tensor([[[1e4, 0.0], [1e4, 1.0]]])
+    jac = torch.eye(2).unsqueeze(0)
+    prior_precision = torch.eye(2).unsqueeze(0)
+    rounded = noise_jac @ noise_jac.transpose(-2, -1)
+    assert torch.isnan(_gaussian_log_dets(rounded, jac, prior_precision)).all()
+    wide = noise_jac.double()
+    exact = _gaussian_log_dets(
+        wide @ wide.transpose(-2, -1), jac.double(), prior_precision.double()
+    )
+    # Oracle: log det C + log det(I + C^{-1}) = log det(C + I), computed directly.
+    expected = torch.linalg.slogdet(wide @ wide.transpose(-2, -1) + torch.eye(2).double())[1]
+    torch.testing.assert_close(exact, expected)
+
+
+def test_linearized_objective_is_finite_or_scored_inf_near_divergence():
+    # A stiff quadratic posterior (curvature 401): at s = 0.02 and 0.05 the chain is still
+    # finite but its Jacobians reach ~1e21, so float32 G G^T is no longer positive definite
+    # (this raised a LinAlgError before). The grid must score them inf and pick a stable s.
+    x = torch.zeros(4, 3)
+
+    def log_joint(x, z):
+        return -0.5 * z.square().sum(-1) - 0.5 * 400.0 * (x - z).square().sum(-1)
+
+    for objective in ("linearized", "sandwich"):
+        post = short_run(
+            log_joint,
+            x,
+            latent_shape=(3,),
+            num_steps=25,
+            step_size=0.001,
+            generator=torch.Generator().manual_seed(0),
+        )
+        tuned = post.tune_step_size(
+            "grid", grid=[0.001, 0.002, 0.004, 0.02, 0.05], objective=objective, num_samples=4
+        )
+        assert float(tuned.step_size) <= 0.004
+        assert not torch.isfinite(tuned.trace.objectives[-2:]).any()

@@ -62,6 +62,7 @@ from shortinfer.langevin import functional_score, rollout
 
 __all__ = [
     "DEFAULT_NUM_MIXTURE",
+    "MIXTURE_BOUNDS",
     "SANDWICH_MARGIN",
     "EntropyBound",
     "SemiImplicitBounds",
@@ -74,6 +75,9 @@ EntropyBound = Literal["conditional", "epi", "semi_implicit", "linearized", "san
 _BOUNDS: tuple[str, ...] = ("conditional", "epi", "semi_implicit", "linearized", "sandwich")
 
 _LOG_4_PI_E = math.log(4 * math.pi * math.e)  # e^{2H/D} of N(0, 2sI) is 4·pi·e·s
+
+MIXTURE_BOUNDS: tuple[str, ...] = ("semi_implicit", "sandwich")
+"""Objectives that mix over the other chains of each example; they need ``num_samples >= 2``."""
 
 DEFAULT_NUM_MIXTURE: int = 255
 r"""Default $M$: at most this many other chains of an example enter a chain's mixture.

@@ -190,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         10
     """
     from shortinfer._version import __version__
+    from shortinfer.bounds import DEFAULT_NUM_MIXTURE
 
     parser = argparse.ArgumentParser(
         prog="shortinfer",
@@ -313,6 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="conditional",
         choices=_objectives(),
         help="entropy bound defining the tuning objective (default conditional, the paper's)",
+    )
+    inference.add_argument(
+        "--tune-samples",
+        type=_positive_int,
+        default=None,
+        help="short-run chains per example in the tuning objective (default 8 for "
+        "semi_implicit and sandwich, which mix over them, else 1)",
+    )
+    inference.add_argument(
+        "--num-mixture",
+        type=_positive_int,
+        default=DEFAULT_NUM_MIXTURE,
+        help="most other chains in each chain's mixture for semi_implicit and sandwich "
+        f"(default {DEFAULT_NUM_MIXTURE})",
     )
     optimisation = train.add_argument_group("optimisation")
     optimisation.add_argument(
@@ -694,6 +709,7 @@ def _command_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from shortinfer.bounds import MIXTURE_BOUNDS
     from shortinfer.models import MultiLayerGenerator
     from shortinfer.train.distributed import init_distributed, is_main_process
     from shortinfer.train.schedules import LearningRateSchedule, SigmaSchedule
@@ -760,6 +776,8 @@ def _train(args: argparse.Namespace) -> int:
             batch_size=args.tune_batch_size,
             num_iterations=args.tune_iterations,
             entropy_method=args.entropy_method,
+            num_samples=args.tune_samples or (8 if args.objective in MIXTURE_BOUNDS else 1),
+            num_mixture=args.num_mixture,
         )
     settings = {
         "dataset": f"{args.dataset} ({args.split}), {images.shape[0]} images "

@@ -246,3 +246,23 @@ def test_demo_end_to_end_with_tiny_settings(monkeypatch, tmp_path, capsys):
     ):
         assert needle in summary, needle
     assert load_checkpoint(out)["iteration"] == 3
+
+
+def test_train_with_the_sandwich_objective_gets_several_chains_per_example(
+    image_folder, tmp_path, capsys, monkeypatch
+):
+    from shortinfer.posterior import ShortRunPosterior
+
+    seen = []
+    original = ShortRunPosterior.tune_step_size
+
+    def spy(self, *args, **kwargs):
+        seen.append(
+            (kwargs.get("objective"), kwargs.get("num_samples"), kwargs.get("num_mixture"))
+        )
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ShortRunPosterior, "tune_step_size", spy)
+    args = _train_args(image_folder, tmp_path / "run", "--iterations", "1", "--no-report")
+    assert cli.main([*args, "--objective", "sandwich", "--num-mixture", "5"]) == 0
+    assert seen == [("sandwich", 8, 5)]

@@ -343,3 +343,9 @@ def test_step_size_tuning_passes_num_mixture_and_rejects_bad_values(monkeypatch)
     )
     trainer.fit()
     assert seen == [3]
+
+
+def test_a_mixture_objective_with_one_chain_per_example_is_refused_up_front():
+    tuning = StepSizeTuning(objective="sandwich", num_samples=1)
+    with pytest.raises(ValueError, match="num_samples >= 2.*--tune-samples"):
+        Trainer(FactorModel(), _factor_data(8), num_iterations=1, latent_shape=(2,), tuning=tuning)

@@ -53,7 +53,7 @@ from torch import Tensor, nn
 
 from shortinfer._checks import ChainDivergenceError, check_num_mixture
 from shortinfer._version import __version__
-from shortinfer.bounds import DEFAULT_NUM_MIXTURE
+from shortinfer.bounds import DEFAULT_NUM_MIXTURE, MIXTURE_BOUNDS
 from shortinfer.posterior import short_run
 from shortinfer.train.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -603,6 +603,13 @@ class Trainer:
         if tuning is not None:
             _check_int("tuning.interval", tuning.interval, 1)
             check_num_mixture(tuning.num_mixture)  # now, not at the first re-tuning
+            if tuning.objective in MIXTURE_BOUNDS and tuning.num_samples < 2:
+                raise ValueError(
+                    f"tuning.objective={tuning.objective!r} mixes over the other chains of each "
+                    f"example, so it needs tuning.num_samples >= 2; received "
+                    f"{tuning.num_samples}. Pass e.g. StepSizeTuning(objective="
+                    f"{tuning.objective!r}, num_samples=8) (shortinfer train: --tune-samples 8)."
+                )
             if tuning.method not in ("grid", "gradient"):
                 raise ValueError(
                     f"tuning.method must be 'grid' or 'gradient'; received {tuning.method!r}."

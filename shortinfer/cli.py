@@ -447,13 +447,40 @@ def build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------------------------------
 
 
-def _spare_cores() -> int | None:
-    """Cores left idle by other processes (1-minute load average), or None if unknown."""
+def _spare_cores(window: float = 0.5) -> int | None:
+    """Cores left idle by other processes, or None if unknown.
+
+    Linux: the busy share of all cores over ``window`` seconds from ``/proc/stat`` (this
+    process sleeps meanwhile, so all of it is other work). The 1-minute load average elsewhere;
+    it lags, so a just-finished ``pip install`` would still count as busy cores.
+    """
+    cores = os.cpu_count() or 1
+    busy = _busy_cores(window)
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return None
+    return max(1, round(cores - busy))
+
+
+def _busy_cores(window: float) -> float | None:
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle  # user .. steal (guest time is already in user)
+
     try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
+        total_0, idle_0 = sample()
+        time.sleep(window)
+        total_1, idle_1 = sample()
+    except (OSError, ValueError, IndexError):
         return None
-    return max(1, round((os.cpu_count() or 1) - load))
+    elapsed = total_1 - total_0
+    if elapsed <= 0:
+        return None
+    return (os.cpu_count() or 1) * (elapsed - (idle_1 - idle_0)) / elapsed
 
 
 def _setup_runtime(args: argparse.Namespace, *, share_busy_cores: bool = False) -> Any:

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -266,3 +267,18 @@ def test_train_with_the_sandwich_objective_gets_several_chains_per_example(
     args = _train_args(image_folder, tmp_path / "run", "--iterations", "1", "--no-report")
     assert cli.main([*args, "--objective", "sandwich", "--num-mixture", "5"]) == 0
     assert seen == [("sandwich", 8, 5)]
+
+
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="needs Linux /proc/stat")
+def test_busy_cores_sees_a_spinning_process():
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # let it start spinning
+        busy = cli._busy_cores(0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert busy is not None
+    assert busy >= 0.5  # one core's worth of spinning, less scheduler noise
+    spare = cli._spare_cores(0.1)
+    assert spare is not None and 1 <= spare <= (os.cpu_count() or 1)

@@ -628,7 +628,22 @@ class _ThreadGroup:
 
 @pytest.mark.parametrize("failure", ["nan", "inf gradient", "raises"])
 @pytest.mark.parametrize("derivative", ["forward", "reverse"])
-def test_gradient_search_stops_every_rank_together_when_one_rank_fails(failure, derivative):
+def test_gradient_search_stops_every_rank_together_when_one_rank_fails(
+    failure, derivative, monkeypatch
+):
+    # Forward-mode AD levels are process-global in PyTorch, so the two simulated ranks (threads)
+    # must not be inside a jvp at the same time; real ranks are processes. Serialise the
+    # evaluation (it happens before each collective, so the lock never spans a barrier).
+    import shortinfer.tuning as tuning_module
+
+    lock = threading.Lock()
+    evaluate = tuning_module.objective_and_gradient
+
+    def one_at_a_time(*args, **kwargs):
+        with lock:
+            return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(tuning_module, "objective_and_gradient", one_at_a_time)
     group = _ThreadGroup(2)
     calls = [0, 0]
     outcome = [None, None]

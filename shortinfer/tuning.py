@@ -254,9 +254,9 @@ def gradient_search(
         num_iterations: Number of Adam steps T.
         learning_rate: Adam's learning rate $\eta$ on $\log s$.
         bounds: Lower and upper clamps for $s$.
-        all_reduce: Maps a local tensor to its mean over processes; applied to the gradient
-            and the objective, so that data-parallel processes take identical steps. Before
-            them, every iteration reduces a 0/1 flag of "non-finite here", so that when one
+        all_reduce: Maps a local tensor to its mean over processes; applied once per
+            iteration to the gradient and the objective, so that data-parallel processes take
+            identical steps, packed with a 0/1 flag of "non-finite here", so that when one
             process's objective or gradient is non-finite (or its objective raises a
             ``FloatingPointError``, e.g. a diverging chain), **all** processes raise at the
             same iteration instead of the others waiting forever in the next collective.
@@ -310,21 +310,29 @@ def gradient_search(
                 f"{iteration}; start from a smaller step size."
             )
         if all_reduce is not None:
-            # Decide together: a process that raised alone would leave the others waiting in
-            # the next collective. The mean of a 0/1 flag is positive iff some process failed.
-            failed = all_reduce(log_s.new_full((), float(failure is not None)))
-            if failure is None and float(failed) > 0:
+            # One collective per iteration: the 0/1 "failed here" flag, the objective and the
+            # gradient travel together. Deciding together matters: a process that raised alone
+            # would leave the others waiting in the next collective. A failed process sends
+            # zeros besides its flag, so its non-finite values cannot reach the others' means.
+            ok = failure is None
+            packed = torch.cat(
+                [
+                    log_s.new_full((1,), float(not ok)),
+                    value.detach().reshape(1).to(log_s.dtype) if ok else log_s.new_zeros(1),
+                    gradient.reshape(-1) if ok else torch.zeros_like(gradient).reshape(-1),
+                ]
+            )
+            reduced = all_reduce(packed)
+            if ok and float(reduced[0]) > 0:
                 failure = FloatingPointError(
                     f"the step-size objective or its gradient became non-finite on another "
                     f"process at iteration {iteration} (step size "
                     f"{log_s.exp().detach().tolist()}); every process stops here. Lower the "
                     "learning_rate or start from a smaller step size."
                 )
+            value, gradient = reduced[1], reduced[2:].reshape(gradient.shape)
         if failure is not None:
             raise failure
-        if all_reduce is not None:
-            gradient = all_reduce(gradient)
-            value = all_reduce(value)
         log_s.grad = gradient
         optimiser.step()
         with torch.no_grad():

@@ -24,14 +24,11 @@ import time
 import torch
 from _common import RESULTS, environment, environment_markdown, set_threads, write_result
 
-from shortinfer.cli import DEMO_SETTINGS
+from shortinfer.cli import DEMO_SETTINGS, demo_training
 from shortinfer.data import load_dataset
 from shortinfer.metrics import reconstruction_mse
-from shortinfer.models import MultiLayerGenerator
 from shortinfer.train import Trainer
 from shortinfer.train.report import reconstruct
-from shortinfer.train.schedules import LearningRateSchedule, SigmaSchedule
-from shortinfer.train.trainer import StepSizeTuning
 
 # (objective, chains per example while tuning): sandwich and semi_implicit mix over the other
 # chains of an example, so they need several; conditional and linearized use one, as the demo.
@@ -46,46 +43,20 @@ def run(
     iterations: int,
     seed: int,
 ) -> dict:
-    s = DEMO_SETTINGS
     torch.manual_seed(seed)
-    model = MultiLayerGenerator(
-        image_size=28,
-        channels=1,
-        latent_sizes=s["latent_sizes"],
-        num_filters=s["num_filters"],
-        sigma=s["sigma_start"],
-    )
-    tuning = StepSizeTuning(
-        method="grid",
-        interval=s["tune_interval"],
-        grid=s["tune_grid"],
-        batch_size=s["tune_batch_size"],
-        objective=objective,
-        num_samples=num_samples,
-    )
+    model, options = demo_training(iterations, objective=objective, num_samples=num_samples)
     with tempfile.TemporaryDirectory() as folder:
-        trainer = Trainer(
-            model,
-            train,
-            output_dir=folder,
-            num_iterations=iterations,
-            batch_size=s["batch_size"],
-            num_steps=s["num_steps"],
-            step_size=s["step_size"],
-            tuning=tuning,
-            learning_rate=LearningRateSchedule(base=s["learning_rate"]),
-            sigma=SigmaSchedule(start=s["sigma_start"], end=s["sigma_end"]),
-            checkpoint_interval=iterations,
-            log_interval=50,
-            seed=seed,
-            progress=False,
-        )
+        trainer = Trainer(model, train, output_dir=folder, seed=seed, progress=False, **options)
         start = time.perf_counter()
         result = trainer.fit()
         seconds = time.perf_counter() - start
     generator = torch.Generator().manual_seed(seed + 1)
     x_hat = reconstruct(
-        model, test, num_steps=s["num_steps"], step_size=result.step_size, generator=generator
+        model,
+        test,
+        num_steps=options["num_steps"],
+        step_size=result.step_size,
+        generator=generator,
     )
     mse = reconstruction_mse(test, x_hat)
     return {

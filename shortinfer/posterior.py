@@ -8,6 +8,7 @@ hyperparameters; the algorithms are the pure functions of `shortinfer.langevin`,
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
@@ -32,11 +33,50 @@ from shortinfer._step_size import (
 )
 from shortinfer.bounds import DEFAULT_NUM_MIXTURE, EntropyBound, entropy_bound
 from shortinfer.entropy import JacobianMode, LogDetMethod
-from shortinfer.langevin import autograd_score, langevin_step, rollout
+from shortinfer.langevin import (
+    autograd_score,
+    delta_from_step_size,
+    langevin_step,
+    max_curvature,
+    rollout,
+)
 from shortinfer.likelihoods import standard_normal_log_prob
-from shortinfer.tuning import PAPER_GRID, default_derivative, gradient_search, grid_search
+from shortinfer.tuning import (
+    DEFAULT_GRID,
+    DEFAULT_OBJECTIVE,
+    STABILITY_MARGIN,
+    default_derivative,
+    golden_section_search,
+    gradient_search,
+    grid_edge,
+    grid_search,
+)
 
-__all__ = ["ChainNoise", "Observations", "ShortRunPosterior", "TuningTrace", "short_run"]
+__all__ = [
+    "ChainNoise",
+    "GridEdgeWarning",
+    "Observations",
+    "ShortRunPosterior",
+    "TuningTrace",
+    "short_run",
+]
+
+#: Chains in all behind the default tuning objective (``num_samples=None``).
+TUNING_MIN_CHAINS = 64
+#: Chains per example of the stability check after tuning: this many times the tuning's.
+STABILITY_CHAINS_FACTOR = 8
+#: ... and at least this many chains in all.
+STABILITY_MIN_CHAINS = 512
+
+
+class GridEdgeWarning(UserWarning):
+    """The tuned step size is the smallest or largest candidate of its grid.
+
+    Examples:
+        >>> issubclass(GridEdgeWarning, UserWarning)
+        True
+    """
+
 
 Observations = Tensor | Sequence[Tensor] | Mapping[str, Tensor]
 """``x``: a tensor, or a tuple/list/dict of tensors that share the leading batch dimension."""
@@ -65,7 +105,7 @@ class ChainNoise(NamedTuple):
 
 
 class TuningTrace(NamedTuple):
-    """The search behind a tuned step size, kept for plotting.
+    r"""The search behind a tuned step size, kept for plotting.
 
     Attributes:
         method: ``"grid"`` or ``"gradient"``.
@@ -74,18 +114,27 @@ class TuningTrace(NamedTuple):
             and ``(K, N)`` for both.
         objectives: The objective $J(s)$ there, with shape ``(G,)`` (a gradient trace
             has one fewer objective than step sizes: the last step size is not evaluated).
+        objective: The entropy estimate that defined $J$ (e.g. ``"linearized"``); `elbo`
+            uses it by default.
+        rejected: Step sizes the stability check refused, each ``(step_size, reason)``:
+            their chains diverged on more chains than the tuning saw, or
+            $s \hat\lambda_{\max}$ exceeded `shortinfer.tuning.STABILITY_MARGIN`.
 
     Examples:
         >>> post = short_run(lambda x, z: -0.5 * (z - x).square().sum(-1), torch.zeros(4, 2),
-        ...                  latent_shape=(2,), num_steps=3, step_size=0.1)
-        >>> trace = post.tune_step_size("grid", grid=[0.05, 0.1, 0.2]).trace
-        >>> trace.method, trace.step_sizes.shape, trace.objectives.shape
-        ('grid', torch.Size([3]), torch.Size([3]))
+        ...                  latent_shape=(2,), num_steps=3, step_size=0.1,
+        ...                  generator=torch.Generator().manual_seed(0))
+        >>> grid = [0.05, 0.1, 0.2, 0.4, 0.8, 1.6]
+        >>> trace = post.tune_step_size("grid", grid=grid, refine=0).trace
+        >>> trace.method, trace.step_sizes.shape, trace.objectives.shape, trace.objective
+        ('grid', torch.Size([6]), torch.Size([6]), 'linearized')
     """
 
     method: str
     step_sizes: Tensor
     objectives: Tensor
+    objective: str = DEFAULT_OBJECTIVE
+    rejected: tuple[tuple[float, str], ...] = ()
 
 
 def _leaves(x: Observations) -> list[Tensor]:
@@ -531,27 +580,37 @@ class ShortRunPosterior:
         self,
         *,
         num_samples: int = 1,
-        objective: EntropyBound = "conditional",
+        objective: EntropyBound | None = None,
         entropy_method: LogDetMethod = "exact",
         mode: JacobianMode = "reverse",
         chunk_size: int | None = None,
         num_mixture: int = DEFAULT_NUM_MIXTURE,
     ) -> Tensor:
-        r"""Per-example evidence lower bound under the short-run posterior.
+        r"""Per-example ELBO estimate under the short-run posterior.
 
         $$
         \mathrm{ELBO}_b = \mathbb{E}_q[\log p(x_b, z_K)] + \hat H_b
-        = \log p(x_b) - \mathrm{KL}(q_s \| p(z \mid x_b)) - \text{gap}
         $$
 
-        With the paper's ``objective="conditional"``, the gap
-        $H(z_K) - H(z_K \mid \epsilon) \ge 0$ comes from conditioning on the noise, so
-        this is a lower bound on $\log p(x)$ in expectation. Its negative mean over
-        examples is the paper's step-size objective, equation (20).
+        with $\hat H_b$ the entropy estimate named by ``objective``
+        (`shortinfer.bounds`). Whether it bounds $\log p(x_b)$ depends on that estimate:
+
+        - ``"conditional"`` (the paper's), ``"epi"`` and ``"semi_implicit"`` estimate a
+          lower bound on $H(z_K)$, so the ELBO is a **lower bound** on $\log p(x)$ in
+          expectation (``"conditional"`` is looser by $I(z_K; \epsilon)$, which grows with
+          $s$);
+        - ``"linearized"`` and ``"sandwich"`` are **not bounds**: they estimate $H(z_K)$
+          itself (exactly, in expectation, for affine chains), so the ELBO estimates
+          $\log p(x) - \mathrm{KL}(q_s \| p(z \mid x))$ and may exceed $\log p(x)$.
+
+        Its negative mean over examples is the step-size objective $J(s)$ (equation (20)
+        for ``"conditional"``).
 
         Arguments:
             num_samples: S, chains per example.
-            objective: The entropy bound, see `shortinfer.bounds`.
+            objective: The entropy estimate, see `shortinfer.bounds`. ``None`` (default): the
+                one this posterior's step size was tuned with (``trace.objective``), or the
+                paper's ``"conditional"`` lower bound for an untuned posterior.
             entropy_method: Log-determinant estimator, see `entropy`.
             mode: See `entropy`.
             chunk_size: See `entropy`.
@@ -578,6 +637,8 @@ class ShortRunPosterior:
             >>> post.elbo(num_samples=4).shape
             torch.Size([2])
         """
+        if objective is None:
+            objective = self.trace.objective if self.trace is not None else "conditional"
         num_mixture = check_num_mixture(num_mixture)
         chain = self.draw_noise(num_samples)
         log_p, entropy = self._terms(
@@ -655,28 +716,38 @@ class ShortRunPosterior:
         method: Literal["grid", "gradient"] = "grid",
         *,
         grid: Sequence[float] | Tensor | None = None,
-        num_samples: int = 1,
+        num_samples: int | None = None,
         num_iterations: int = 50,
         learning_rate: float = 0.05,
-        objective: EntropyBound = "conditional",
+        objective: EntropyBound = DEFAULT_OBJECTIVE,
         entropy_method: LogDetMethod = "exact",
         mode: JacobianMode = "reverse",
         chunk_size: int | None = None,
         all_reduce: Callable[[Tensor], Tensor] | None = None,
         num_mixture: int = DEFAULT_NUM_MIXTURE,
+        check_stability: bool = True,
+        refine: int = 6,
     ) -> ShortRunPosterior:
         r"""Return a posterior whose step size minimises the objective $J(s)$.
 
         $$
-        J(s) = \frac1B \sum_b \mathbb{E}\big[\log q_s(z_K \mid \epsilon, x_b)
-        - \log p(x_b, z_K)\big]
+        J(s) = \frac1B \sum_b \mathbb{E}\big[\log q_s(z_K \mid x_b)
+        - \log p(x_b, z_K)\big] = \frac1B \sum_b \big[\mathrm{KL}(q_s \| p(z \mid x_b))
+        - \log p(x_b)\big]
         $$
 
-        (equation (20) of the paper), estimated on one draw of $(z_0, \epsilon)$ per chain
-        shared by all candidates (common random numbers).
+        with $-\log q_s$ replaced by the entropy estimate ``objective``, estimated on one
+        draw of $(z_0, \epsilon)$ per chain shared by all candidates (common random numbers).
+        The default, ``"linearized"`` (`shortinfer.tuning.DEFAULT_OBJECTIVE`), is the one
+        our study supports; the paper's equation (20) is ``objective="conditional"``, whose
+        minimiser is biased towards small step sizes (``docs/objectives.md``).
 
-        - ``method="grid"`` evaluates a scalar $s$ at each grid point (default: the
-          paper's 0.01, 0.02, ..., 0.15) and keeps the best.
+        - ``method="grid"`` evaluates a scalar $s$ at each grid point (default
+          `shortinfer.tuning.DEFAULT_GRID`: $10^{-5}$ to 1, four per decade; the paper's grid,
+          read in the authors' $\delta$ units, is `shortinfer.tuning.PAPER_GRID`) and keeps
+          the best. A candidate whose chain diverges is screened out by a plain rollout
+          before its entropy is computed. A best candidate at an edge of the grid raises a
+          `GridEdgeWarning` that says how to widen it.
         - ``method="gradient"`` runs Adam on $\log s$, differentiating through the K
           steps and the log-determinant. It keeps the current step size's shape: scalar, per
           step ``(K,)``, or per block. The derivative is taken in forward mode (one
@@ -684,14 +755,25 @@ class ShortRunPosterior:
           chains, in reverse mode otherwise (`shortinfer.tuning.default_derivative`).
         - With ``entropy_method="stochastic"`` (or ``"auto"``) every candidate sees the same
           Hutchinson probes.
+        - ``check_stability=True`` guards against step sizes that look fine on the tuning
+          chains but diverge on others: the chosen $s$ is rerun on
+          ``STABILITY_CHAINS_FACTOR`` times as many chains (at least
+          ``STABILITY_MIN_CHAINS``), and refused if any diverges or if
+          $s\,\hat\lambda_{\max} >$ `shortinfer.tuning.STABILITY_MARGIN`, with
+          $\hat\lambda_{\max}$ the largest curvature of $-\log p$ at their end points
+          (`shortinfer.langevin.max_curvature`). A refused grid candidate gives way to the
+          next best; a refused gradient result is shrunk to $0.9\,$margin$/\hat\lambda_{\max}$.
+          Refusals are listed in ``trace.rejected``.
 
         Arguments:
             method: ``"grid"`` or ``"gradient"``.
             grid: Candidate step sizes for the grid (positive floats).
-            num_samples: S, chains per example in the objective.
+            num_samples: S, chains per example in the objective (``None``: enough for
+                `TUNING_MIN_CHAINS` chains in all, $\lceil 64 / B \rceil$; fewer chains make
+                the objective noisier).
             num_iterations: Gradient iterations.
             learning_rate: Adam's learning rate on $\log s$.
-            objective: The entropy bound that defines $J$, see `elbo`.
+            objective: The entropy estimate that defines $J$, see `elbo`.
             entropy_method: Log-determinant estimator, see `elbo`.
             mode: Jacobian mode, see `entropy`.
             chunk_size: See `entropy`.
@@ -700,25 +782,37 @@ class ShortRunPosterior:
                 size), so that every process selects the same step size.
             num_mixture: The semi-implicit mixture size for ``objective="semi_implicit"`` or
                 ``"sandwich"``, see `elbo`.
+            check_stability: Run the stability check described above.
+            refine: Golden-section iterations in $\log s$ between the best grid
+                candidate's neighbours (`shortinfer.tuning.golden_section_search`; each costs
+                one evaluation; 0: the plain grid). The refined points join the trace.
 
         Returns:
             A new `ShortRunPosterior` with the tuned step size; its ``trace`` is a
-            `TuningTrace` of the search. ``self`` is unchanged.
+            `TuningTrace` of the search, and `elbo` then uses ``objective`` by default.
+            ``self`` is unchanged.
 
         Raises:
             ValueError: For an unknown method, a bad grid, or a ``num_mixture`` that is not an
                 int $\ge 1$.
+            FloatingPointError: If every candidate diverges or is refused as unstable.
 
         Examples:
             >>> def log_joint(x, z):
             ...     return -0.5 * z.square().sum(-1) - 2 * (x - z).square().sum(-1)
             >>> post = short_run(log_joint, torch.zeros(4, 2), latent_shape=(2,), num_steps=10,
             ...                  generator=torch.Generator().manual_seed(0))
-            >>> tuned = post.tune_step_size("grid", grid=[0.01, 0.05, 0.1])
-            >>> tuned.step_size in (0.01, 0.05, 0.1), tuned.trace.objectives.shape
-            (True, torch.Size([3]))
+            >>> tuned = post.tune_step_size("grid", grid=[0.01, 0.05, 0.1, 0.2, 0.4])
+            >>> 0.01 < tuned.step_size < 0.4  # refined between the best point's neighbours
+            True
+            >>> tuned.trace.step_sizes.shape  # 5 grid points, 7 evaluations of the refinement
+            torch.Size([12])
+            >>> tuned.trace.objective
+            'linearized'
         """
         num_mixture = check_num_mixture(num_mixture)
+        if num_samples is None:
+            num_samples = -(-TUNING_MIN_CHAINS // self.batch_size)
         chain = self.draw_noise(num_samples)
         posterior = self
         if entropy_method in ("stochastic", "auto"):
@@ -742,16 +836,77 @@ class ShortRunPosterior:
             )
 
         if method == "grid":
-            values = PAPER_GRID if grid is None else grid
+            values = DEFAULT_GRID if grid is None else grid
             candidates = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
             if candidates.numel() == 0 or not bool((candidates > 0).all()):
                 raise ValueError(
                     f"grid must be a non-empty sequence of positive step sizes; received "
                     f"{candidates.tolist()}."
                 )
-            result = grid_search(evaluate, candidates.reshape(-1, 1, 1), all_reduce=all_reduce)
-            trace = TuningTrace("grid", result.candidates.reshape(-1), result.objectives)
-            return self._replace(result.step_size, trace)
+            candidates = candidates.sort().values
+
+            def screened(table: Tensor) -> Tensor:
+                # A plain rollout (no Jacobian) finds most diverging candidates cheaply; it
+                # raises ChainDivergenceError, which the grid search scores as +inf.
+                self.run_chain(chain, table=table)
+                return evaluate(table)
+
+            result = grid_search(screened, candidates.reshape(-1, 1, 1), all_reduce=all_reduce)
+            objectives = result.objectives
+            best = int(torch.argmin(objectives))
+            if refine > 0 and 0 < best < candidates.numel() - 1:
+
+                def scalar(step_size: float) -> float:
+                    table = torch.tensor([[step_size]], dtype=torch.float64)
+                    try:
+                        with torch.no_grad():
+                            value = float(screened(table))
+                    except FloatingPointError:
+                        value = float("inf")
+                    if all_reduce is not None:
+                        reduced = all_reduce(torch.tensor([value], dtype=torch.float64))
+                        value = float(reduced[0])
+                    return value if value == value else float("inf")
+
+                points = golden_section_search(
+                    scalar,
+                    float(candidates[best - 1]),
+                    float(candidates[best + 1]),
+                    num_iterations=refine,
+                )
+                extra = torch.tensor(points, dtype=torch.float64)
+                candidates = torch.cat([candidates, extra[:, 0]])
+                objectives = torch.cat([objectives, extra[:, 1]])
+                order = torch.argsort(candidates)
+                candidates, objectives = candidates[order], objectives[order]
+            rejected: list[tuple[float, str]] = []
+            chosen = result.step_size
+            if check_stability:
+                chosen = None
+                finite = [
+                    i
+                    for i in torch.argsort(objectives).tolist()
+                    if math.isfinite(float(objectives[i]))
+                ]
+                for index in finite:
+                    reason = self._instability(candidates[index], num_samples)
+                    if reason is None:
+                        chosen = candidates[index].reshape(1, 1)
+                        break
+                    rejected.append((float(candidates[index]), reason))
+                if chosen is None:  # every candidate refused: shrink the smallest one
+                    smallest = candidates[min(finite)].reshape(1, 1)
+                    chosen = self._stabilized(smallest * 0.5, num_samples, rejected)
+                    warnings.warn(
+                        f"the stability check refused every finite grid candidate "
+                        f"({rejected}); using s = {float(chosen):.4g}, below the grid. Pass a "
+                        "grid of smaller step sizes.",
+                        GridEdgeWarning,
+                        stacklevel=2,
+                    )
+            trace = TuningTrace("grid", candidates, objectives, str(objective), tuple(rejected))
+            self._warn_grid_edge(candidates, objectives, float(chosen), rejected)
+            return self._replace(chosen, trace)
         if method == "gradient":
             found = gradient_search(
                 evaluate,
@@ -761,12 +916,87 @@ class ShortRunPosterior:
                 all_reduce=all_reduce,
                 derivative=default_derivative(self._table.numel(), chain.noise.numel()),
             )
+            rejected = []
+            table = found.step_size
+            if check_stability:
+                table = self._stabilized(table, num_samples, rejected)
             # Trace shape: () scalar, (K,) per step, (N,) per block, (K, N) for both.
             kept = [n for n in self._table.shape if n > 1]
             steps = found.step_sizes.reshape(found.step_sizes.shape[0], *kept)
-            trace = TuningTrace("gradient", steps, found.objectives)
-            return self._replace(found.step_size, trace)
+            trace = TuningTrace(
+                "gradient", steps, found.objectives, str(objective), tuple(rejected)
+            )
+            return self._replace(table, trace)
         raise ValueError(f"method must be 'grid' or 'gradient'; received {method!r}.")
+
+    def _stabilized(
+        self, table: Tensor, num_samples: int, rejected: list[tuple[float, str]]
+    ) -> Tensor:
+        """``table``, halved until it passes `_instability` (refusals appended to ``rejected``)."""
+        for _ in range(12):
+            reason = self._instability(table, num_samples)
+            if reason is None:
+                return table
+            rejected.append((float(table.max()), reason))
+            table = table * 0.5
+        raise FloatingPointError(
+            f"no stable step size found after halving 12 times: {rejected}. Check that "
+            "log_joint's gradient is bounded, or start from a much smaller step size."
+        )
+
+    def _instability(self, table: Tensor, num_samples: int) -> str | None:
+        """Why step-size ``table`` is unsafe on many fresh chains, or ``None`` if it is safe."""
+        per_example = max(
+            STABILITY_CHAINS_FACTOR * num_samples, -(-STABILITY_MIN_CHAINS // self.batch_size)
+        )
+        table = table.reshape(1, 1) if table.dim() < 2 else table
+        chain = self.draw_noise(per_example)
+        step_sizes = self._step_table(table)
+        count = chain.z0.shape[0]
+        try:
+            z_k = self.run_chain(chain, table=table)
+        except FloatingPointError as err:
+            return f"diverged on {count} check chains ({err})"
+        curvature = float(max_curvature(self._flat_log_joint(per_example), z_k).max())
+        worst = float(step_sizes.max()) * curvature
+        if worst > STABILITY_MARGIN:
+            return (
+                f"s * lambda_max = {worst:.3g} > {STABILITY_MARGIN} (lambda_max = "
+                f"{curvature:.4g} on {count} check chains)"
+            )
+        return None
+
+    def _warn_grid_edge(
+        self,
+        candidates: Tensor,
+        objectives: Tensor,
+        chosen: float,
+        rejected: list[tuple[float, str]],
+    ) -> None:
+        edge = grid_edge(candidates, objectives)
+        if edge == "upper" and rejected:
+            return  # the chosen value is below a refused, larger one: not the grid's edge
+        if edge is None or chosen not in (float(candidates[0]), float(candidates[-1])):
+            return
+        delta = float(delta_from_step_size(chosen))
+        if edge == "lower":
+            hint = (
+                f"the optimum may be smaller: extend the grid downwards, e.g. "
+                f"grid=torch.logspace({math.log10(chosen) - 2:.1f}, {math.log10(chosen):.1f}, 9)"
+            )
+        else:
+            hint = (
+                f"the optimum may be larger: extend the grid upwards, e.g. "
+                f"grid=torch.logspace({math.log10(chosen):.1f}, {math.log10(chosen) + 2:.1f}, 9)"
+            )
+        warnings.warn(
+            f"the tuned step size s = {chosen:.4g} (delta = {delta:.4g}) is the "
+            f"{'smallest' if edge == 'lower' else 'largest'} candidate of the grid "
+            f"[{float(candidates[0]):.4g} ... {float(candidates[-1]):.4g}]; {hint} "
+            "(or call tune_step_size() without grid= for the default 1e-5 ... 1).",
+            GridEdgeWarning,
+            stacklevel=3,
+        )
 
 
 # The parameters repeat `ShortRunPosterior`'s on purpose: the public factory spells them out.

@@ -17,6 +17,7 @@ swamped by Monte Carlo noise.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal, NamedTuple
 
@@ -24,15 +25,21 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "DEFAULT_GRID",
+    "DEFAULT_OBJECTIVE",
     "FORWARD_MAX_PARAMETERS",
     "FORWARD_MIN_ELEMENTS",
+    "PAPER_DELTA_GRID",
     "PAPER_GRID",
+    "STABILITY_MARGIN",
     "DerivativeMode",
     "GradientSearchResult",
     "GridSearchResult",
     "gradient_search",
     "grid_search",
     "default_derivative",
+    "golden_section_search",
+    "grid_edge",
     "objective_and_gradient",
 ]
 
@@ -85,8 +92,82 @@ def default_derivative(num_parameters: int, num_elements: int) -> Literal["forwa
     return "forward" if small and num_elements >= FORWARD_MIN_ELEMENTS else "reverse"
 
 
-PAPER_GRID: tuple[float, ...] = tuple(round(0.01 * i, 2) for i in range(1, 16))
-"""The paper's grid $s \\in \\{0.01, 0.02, \\dots, 0.15\\}$ (Section 5.5)."""
+DEFAULT_OBJECTIVE = "linearized"
+r"""The entropy estimate that defines the default step-size objective $J(s)$.
+
+``"linearized"`` (`shortinfer.bounds`): the chain rule of entropy on the chain's local
+linearisation, exact in expectation for affine chains, with one chain per example and about
+the cost of the paper's ``"conditional"`` bound. The paper's bound leaves out the entropy the
+injected noise adds, which grows with $s$, so its minimiser is biased towards small step
+sizes. The study behind this choice (chosen step size and exact KL of every objective, and
+held-out reconstruction when training) is in ``docs/objectives.md``; the paper's objective
+stays available as ``objective="conditional"`` and is used by the ``paper`` preset.
+"""
+
+DEFAULT_GRID: tuple[float, ...] = tuple(float(f"{10 ** (-5 + k / 4):.3g}") for k in range(21))
+r"""The default grid: 21 step sizes log-spaced from $10^{-5}$ to $1$, four per decade.
+
+Real models need step sizes several decades apart: a stiff posterior (curvature
+$\lambda_{\max}$ in the thousands) is best near $s = 2 \cdot 10^{-4}$, a soft one near
+$s = 0.04$ (``docs/objectives.md``). Neighbouring candidates differ by a factor
+$10^{1/4} pprox 1.78$. Candidates whose chain diverges are screened out by a cheap
+rollout before their entropy is computed.
+"""
+
+PAPER_DELTA_GRID: tuple[float, ...] = tuple(round(0.01 * i, 2) for i in range(1, 16))
+r"""The paper's grid $\{0.01, 0.02, \dots, 0.15\}$ (Section 5.5), in the units of the
+authors' code, $\delta = \sqrt{2s}$ (their update is $z + \tfrac{\delta^2}{2}\nabla
++ \delta\epsilon$ with $\delta = 0.05$ fixed). See `PAPER_GRID` for the same grid as
+step sizes."""
+
+PAPER_GRID: tuple[float, ...] = tuple(float(f"{d * d / 2:.6g}") for d in PAPER_DELTA_GRID)
+r"""The paper's grid as step sizes $s = \delta^2/2$ for $\delta \in$ `PAPER_DELTA_GRID`:
+$5 \cdot 10^{-5}, 2 \cdot 10^{-4}, \dots, 0.01125$.
+
+Read as $s$ directly, the paper's numbers 0.01 ... 0.15 would put the grid's floor at 8x
+the authors' step ($s = 0.00125$, $\delta = 0.05$) and above the stability bound
+$2/\lambda_{\max}$ of the paper's 5-layer generator; read as $\delta$ they bracket it.
+``docs/benchmark.md`` gives the evidence."""
+
+STABILITY_MARGIN: float = 1.9
+r"""Largest $s \cdot \hat\lambda_{\max}$ a tuned step size may have.
+
+A Langevin step on a quadratic with curvature $\lambda$ contracts iff $s\lambda < 2$;
+$\hat\lambda_{\max}$ is the largest curvature of $-\log p(x, z)$ found by power iteration
+at the end points of many chains (`shortinfer.langevin.max_curvature`). The margin below 2
+leaves room for the estimate's error while keeping the KL-optimal step sizes of stiff
+linear-Gaussian posteriors, whose $s \lambda_{\max}$ reaches about 1.4."""
+
+
+def grid_edge(candidates: Tensor, objectives: Tensor) -> str | None:
+    r"""Whether the best finite candidate of a grid search lies on the grid's edge.
+
+    The minimiser at the smallest candidate, or at the largest one, means the optimum may lie
+    outside the grid. The largest *finite* candidate is not an edge when larger candidates
+    diverged: the search did look beyond it.
+
+    Arguments:
+        candidates: The grid, with shape ``(G, ...)``, in increasing order.
+        objectives: $J$ at each candidate, with shape ``(G,)`` (``inf`` for diverged).
+
+    Returns:
+        ``"lower"``, ``"upper"`` or ``None``.
+
+    Examples:
+        >>> grid = torch.tensor([0.01, 0.02, 0.04])
+        >>> grid_edge(grid, torch.tensor([1.0, 2.0, 3.0]))
+        'lower'
+        >>> grid_edge(grid, torch.tensor([3.0, 2.0, float("inf")])) is None
+        True
+    """
+    if objectives.numel() < 2:
+        return None
+    best = int(torch.argmin(objectives))
+    if best == 0:
+        return "lower"
+    if best == objectives.numel() - 1:
+        return "upper"
+    return None
 
 
 class GridSearchResult(NamedTuple):
@@ -144,7 +225,7 @@ def grid_search(
         FloatingPointError: If $J$ is non-finite at every candidate.
 
     Examples:
-        >>> result = grid_search(lambda s: (s - 0.05).square().sum(), torch.tensor(PAPER_GRID))
+        >>> result = grid_search(lambda s: (s - 0.05).square().sum(), torch.tensor(PAPER_DELTA_GRID))
         >>> round(float(result.step_size), 2)
         0.05
     """
@@ -166,6 +247,63 @@ def grid_search(
         )
     best = int(torch.argmin(objectives))
     return GridSearchResult(candidates[best].clone(), candidates.clone(), objectives)
+
+
+_INVERSE_GOLDEN = (5**0.5 - 1) / 2
+
+
+def golden_section_search(
+    objective: Callable[[float], float],
+    lower: float,
+    upper: float,
+    *,
+    num_iterations: int = 6,
+) -> list[tuple[float, float]]:
+    r"""Refine a bracketed minimum of $J(s)$ by golden-section search in $\log s$.
+
+    With $a < b$ the bracket in $u = \log s$ and $\varphi = (\sqrt5 - 1)/2$, each
+    iteration keeps the part of $[a, b]$ around the smaller of $J(e^{c})$, $J(e^{d})$ for
+    $c = b - \varphi (b - a)$, $d = a + \varphi (b - a)$, reusing one of them: after $n$
+    iterations the bracket is $\varphi^n$ of its width, at $n + 1$ evaluations. A
+    non-finite value counts as $+\infty$.
+
+    Arguments:
+        objective: Maps a step size to the value $J(s)$ (a float; ``inf`` if diverged).
+        lower: $e^a$, the left end of the bracket (a step size below the minimiser).
+        upper: $e^b$, the right end.
+        num_iterations: $n$.
+
+    Returns:
+        Every evaluation, a list of ``(step_size, value)``.
+
+    Examples:
+        >>> points = golden_section_search(lambda s: (math.log(s) - math.log(0.03)) ** 2,
+        ...                                0.01, 0.1, num_iterations=12)
+        >>> best = min(points, key=lambda point: point[1])[0]
+        >>> round(best, 3)
+        0.03
+    """
+    a, b = math.log(lower), math.log(upper)
+    evaluations: list[tuple[float, float]] = []
+
+    def value(u: float) -> float:
+        result = float(objective(math.exp(u)))
+        result = result if math.isfinite(result) else float("inf")
+        evaluations.append((math.exp(u), result))
+        return result
+
+    c, d = b - _INVERSE_GOLDEN * (b - a), a + _INVERSE_GOLDEN * (b - a)
+    value_c, value_d = value(c), value(d)
+    for _ in range(num_iterations - 1):
+        if value_c <= value_d:
+            b, d, value_d = d, c, value_c
+            c = b - _INVERSE_GOLDEN * (b - a)
+            value_c = value(c)
+        else:
+            a, c, value_c = c, d, value_d
+            d = a + _INVERSE_GOLDEN * (b - a)
+            value_d = value(d)
+    return evaluations
 
 
 def objective_and_gradient(

@@ -96,7 +96,7 @@ def test_grid_tuning_returns_closed_form_argmin():
     grid = [0.01, 0.03, 0.06, 0.1, 0.15]
     closed = torch.stack([_closed_objective(model, x, s, 10) for s in grid])
     post = _posterior(model, x, num_steps=10, step_size=0.01, seed=3)
-    tuned = post.tune_step_size("grid", grid=grid, num_samples=256)
+    tuned = post.tune_step_size("grid", grid=grid, num_samples=256, objective="conditional")
     assert tuned.step_size == grid[int(closed.argmin())]
     assert post.step_size == 0.01  # the original is unchanged
     assert tuned.trace.method == "grid"
@@ -111,7 +111,9 @@ def test_gradient_tuning_lands_near_closed_form_optimum():
     closed = torch.stack([_closed_objective(model, x, float(s), 10) for s in fine])
     best = float(fine[closed.argmin()])
     post = _posterior(model, x, num_steps=10, step_size=0.02, seed=4)
-    tuned = post.tune_step_size("gradient", num_samples=32, num_iterations=40, learning_rate=0.1)
+    tuned = post.tune_step_size(
+        "gradient", num_samples=32, num_iterations=40, learning_rate=0.1, objective="conditional"
+    )
     assert tuned.step_size == pytest.approx(best, rel=0.15)
     assert tuned.trace.step_sizes.shape == (41,)
     assert tuned.trace.objectives[-5:].mean() < tuned.trace.objectives[:5].mean()
@@ -139,7 +141,9 @@ def test_gradient_tuning_handles_structured_step_sizes(kind):
         step_size=step,
         generator=torch.Generator().manual_seed(5),
     )
-    tuned = post.tune_step_size("gradient", num_samples=16, num_iterations=25, learning_rate=0.1)
+    tuned = post.tune_step_size(
+        "gradient", num_samples=16, num_iterations=25, learning_rate=0.1, objective="conditional"
+    )
     if kind == "per_step":
         assert tuned.step_size.shape == (k,)
         assert tuned.trace.step_sizes.shape == (26, k)

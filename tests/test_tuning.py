@@ -1,0 +1,175 @@
+"""Step-size tuning: the default objective, grid, refinement, edge warning and stability check.
+
+Oracles: the linear-Gaussian model's closed-form KL of any step size
+(`shortinfer.models.LinearGaussian.kl_to_posterior`), and a 2-D banana whose divergence rate
+is counted on 200,000 chains.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from shortinfer import short_run
+from shortinfer.langevin import autograd_score, max_curvature, rollout
+from shortinfer.posterior import GridEdgeWarning
+from shortinfer.tuning import (
+    DEFAULT_GRID,
+    DEFAULT_OBJECTIVE,
+    PAPER_DELTA_GRID,
+    PAPER_GRID,
+    golden_section_search,
+    grid_edge,
+)
+from tests._oracle import make_linear_gaussian
+
+# (latent_dim, obs_dim, sigma): a soft posterior (optimal s about 0.012) and a stiff one
+# (curvature up to 3.7e3, optimal s about 2.3e-4), three decades apart.
+SETTINGS = {"soft": (4, 8, 0.2), "stiff": (4, 10, 0.02)}
+NUM_STEPS = 25
+
+
+def _kl(model, x, step_size):
+    return float(model.kl_to_posterior(x, step_size, NUM_STEPS).mean().detach())
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_defaults_pick_a_step_size_within_1_5x_of_the_optimal_kl(name):
+    latent_dim, obs_dim, sigma = SETTINGS[name]
+    model = make_linear_gaussian(latent_dim, obs_dim, sigma)
+    x = model.sample_observations(8, generator=torch.Generator().manual_seed(1))
+    fine = torch.logspace(-5, 0, 1000, dtype=torch.float64)
+    kls = torch.tensor([_kl(model, x, float(s)) for s in fine])
+    best = float(torch.nan_to_num(kls, nan=math.inf).min())
+    post = short_run(
+        model.log_joint,
+        x,
+        latent_shape=(latent_dim,),
+        num_steps=NUM_STEPS,
+        step_size=0.01,
+        generator=torch.Generator().manual_seed(0),
+    )
+    tuned = post.tune_step_size()  # every default: objective, grid, chains, refinement
+    assert tuned.trace.objective == DEFAULT_OBJECTIVE == "linearized"
+    ratio = _kl(model, x, float(tuned.step_size)) / best
+    assert ratio < 1.5, (name, tuned.step_size, ratio)
+    # The paper's objective, on the same chains, is far off (the study's finding).
+    paper = post.tune_step_size(objective="conditional")
+    assert _kl(model, x, float(paper.step_size)) / best > 5
+
+
+def test_grid_edge_warning_says_how_to_widen_the_grid():
+    model = make_linear_gaussian(4, 10, 0.02)  # optimum near 2.3e-4
+    x = model.sample_observations(8, generator=torch.Generator().manual_seed(1))
+    post = short_run(model.log_joint, x, latent_shape=(4,), num_steps=NUM_STEPS, step_size=3e-4)
+    with pytest.warns(GridEdgeWarning, match=r"smallest candidate .* extend the grid downwards"):
+        tuned = post.tune_step_size(grid=[3e-4, 4e-4, 5e-4])
+    assert tuned.step_size == 3e-4
+
+
+def test_no_edge_warning_when_larger_candidates_diverge(recwarn):
+    model = make_linear_gaussian(4, 8, 0.2)  # stable only below 2 / 54.9 = 0.036
+    x = model.sample_observations(8, generator=torch.Generator().manual_seed(1))
+    post = short_run(model.log_joint, x, latent_shape=(4,), num_steps=NUM_STEPS)
+    tuned = post.tune_step_size(grid=[0.003, 0.006, 0.012, 10.0, 100.0], refine=0)
+    assert tuned.step_size == 0.012
+    assert not [w for w in recwarn if issubclass(w.category, GridEdgeWarning)]
+    assert torch.isinf(tuned.trace.objectives[-2:]).all()
+
+
+def _banana(z):
+    residual = (1.0 - z[..., 1] - 0.5 * z[..., 0].square()) / 0.4
+    return -0.5 * z.square().sum(-1) - 0.5 * residual.square()
+
+
+def _diverged(step_size, count=200_000):
+    generator = torch.Generator().manual_seed(99)
+    z0 = torch.randn(count, 2, generator=generator)
+    noise = torch.randn(NUM_STEPS, count, 2, generator=generator)
+    with torch.no_grad():
+        z = rollout(autograd_score(_banana), z0, noise, torch.full((NUM_STEPS, 1), step_size))
+    return int((~torch.isfinite(z).all(-1) | (z.abs() > 1e6).any(-1)).sum())
+
+
+def test_stability_check_refuses_step_sizes_that_diverge_on_rare_chains():
+    # s = 0.04 diverges in a few of 200,000 chains: 256 tuning chains cannot see it.
+    assert _diverged(0.04) > 0
+    grid = torch.logspace(-3, math.log10(0.3), 30)
+    chosen = []
+    for seed in range(3):
+        post = short_run(
+            lambda x, z: _banana(z),
+            torch.zeros(1, 1),
+            latent_shape=(2,),
+            num_steps=NUM_STEPS,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        tuned = post.tune_step_size(grid=grid, num_samples=256)
+        chosen.append(float(tuned.step_size))
+        for step_size, reason in tuned.trace.rejected:
+            assert step_size > tuned.step_size
+            assert "lambda_max" in reason or "diverged" in reason
+        assert _diverged(float(tuned.step_size)) == 0
+    assert max(chosen) < 0.04
+
+
+def test_stability_check_shrinks_a_diverging_gradient_result():
+    model = make_linear_gaussian(4, 8, 0.2)  # lambda_max = 54.9
+    x = model.sample_observations(4, generator=torch.Generator().manual_seed(1))
+    post = short_run(model.log_joint, x, latent_shape=(4,), num_steps=5, step_size=0.05)
+    tuned = post.tune_step_size("gradient", num_iterations=0)  # no Adam steps: s stays 0.05
+    lam = float(torch.linalg.eigvalsh(model.precision().detach()).max())
+    assert tuned.step_size * lam <= 1.9
+    assert tuned.trace.rejected and tuned.trace.rejected[0][0] == pytest.approx(0.05)
+
+
+def test_max_curvature_matches_the_precision_of_a_gaussian():
+    model = make_linear_gaussian(4, 8, 0.2)
+    x = model.sample_observations(3, generator=torch.Generator().manual_seed(1))
+    lam = torch.linalg.eigvalsh(model.precision().detach()).max()
+    estimate = max_curvature(lambda z: model.log_joint(x, z), torch.randn(3, 4, dtype=x.dtype))
+    torch.testing.assert_close(estimate, lam.expand(3), rtol=1e-3, atol=0)
+
+
+def test_elbo_uses_the_objective_the_step_size_was_tuned_with():
+    model = make_linear_gaussian(3, 5, 0.5)
+    x = model.sample_observations(4, generator=torch.Generator().manual_seed(1))
+    post = short_run(model.log_joint, x, latent_shape=(3,), num_steps=10, step_size=0.02)
+    tuned = post.tune_step_size(grid=[0.01, 0.02, 0.04, 0.08], objective="linearized")
+
+    def elbo(**kwargs):
+        tuned.generator = torch.Generator().manual_seed(7)
+        return tuned.elbo(num_samples=8, **kwargs)
+
+    torch.testing.assert_close(elbo(), elbo(objective="linearized"))
+    assert not torch.allclose(elbo(), elbo(objective="conditional"))
+    post.generator = torch.Generator().manual_seed(7)  # untuned: the paper's lower bound
+    untuned = post.elbo(num_samples=8)
+    post.generator = torch.Generator().manual_seed(7)
+    torch.testing.assert_close(untuned, post.elbo(num_samples=8, objective="conditional"))
+
+
+def test_grids_and_units():
+    assert DEFAULT_GRID[0] == 1e-5 and DEFAULT_GRID[-1] == 1.0 and len(DEFAULT_GRID) == 21
+    ratios = [b / a for a, b in zip(DEFAULT_GRID, DEFAULT_GRID[1:], strict=False)]
+    assert all(1.7 < r < 1.86 for r in ratios)  # four per decade, up to 3-digit rounding
+    # The paper's grid is read in delta units: s = delta^2 / 2; delta = 0.05 is s = 0.00125.
+    assert len(PAPER_GRID) == len(PAPER_DELTA_GRID) == 15
+    assert PAPER_GRID[PAPER_DELTA_GRID.index(0.05)] == 0.00125
+    for s, delta in zip(PAPER_GRID, PAPER_DELTA_GRID, strict=True):
+        assert s == pytest.approx(delta**2 / 2, rel=1e-6)
+
+
+def test_grid_edge_and_golden_section():
+    grid = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert grid_edge(grid, torch.tensor([0.0, 1.0, 2.0, 3.0])) == "lower"
+    assert grid_edge(grid, torch.tensor([3.0, 2.0, 1.0, 0.0])) == "upper"
+    assert grid_edge(grid, torch.tensor([3.0, 0.0, 1.0, math.inf])) is None
+    points = golden_section_search(lambda s: (math.log(s) + 3) ** 2, 1e-3, 1.0, num_iterations=20)
+    assert len(points) == 21
+    assert min(points, key=lambda p: p[1])[0] == pytest.approx(math.exp(-3), rel=1e-3)
+    # Non-finite values count as +inf and steer the search away.
+    points = golden_section_search(lambda s: math.nan if s > 0.1 else -s, 1e-3, 1.0)
+    assert min(points, key=lambda p: p[1])[0] <= 0.1

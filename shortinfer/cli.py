@@ -534,22 +534,27 @@ def _default_latent_sizes(num_layers: int) -> tuple[int, ...]:
 
 
 def _model_from_checkpoint(path: str, device: Any) -> tuple[Any, dict[str, Any]]:
-    from shortinfer.models import MultiLayerGenerator
+    """The generator of a checkpoint: a `MultiLayerGenerator`'s, or a bench `LadderVAE` cell's."""
+    from shortinfer.models import LadderVAE, MultiLayerGenerator
     from shortinfer.train.checkpoint import check_model_compatible, load_checkpoint
 
     checkpoint = load_checkpoint(path, map_location=device)
-    expected = f"{MultiLayerGenerator.__module__}.{MultiLayerGenerator.__qualname__}"
-    if checkpoint.get("model_class") != expected or not checkpoint.get("model_config"):
+    classes = {
+        f"{kind.__module__}.{kind.__qualname__}": kind for kind in (MultiLayerGenerator, LadderVAE)
+    }
+    kind = classes.get(str(checkpoint.get("model_class")))
+    if kind is None or not checkpoint.get("model_config"):
         raise UsageError(
             f"checkpoint {path!r} holds a {checkpoint.get('model_class')!r}; the command line "
-            f"loads only {expected}. Load other models in Python with load_checkpoint()."
+            f"loads only {sorted(classes)}. Load other models in Python with load_checkpoint()."
         )
-    model = MultiLayerGenerator.from_config(checkpoint["model_config"])
+    model = kind.from_config(checkpoint["model_config"])
     check_model_compatible(checkpoint, model)
     model.load_state_dict(checkpoint["model_state"])
     if checkpoint.get("sigma") is not None:
         model.sigma = float(checkpoint["sigma"])
-    return model.to(device).eval(), checkpoint
+    generator = model.generator if isinstance(model, LadderVAE) else model
+    return generator.to(device).eval(), checkpoint
 
 
 def _print(message: str) -> None:

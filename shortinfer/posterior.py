@@ -66,7 +66,7 @@ TUNING_MIN_CHAINS = 64
 #: Chains per example of the stability check after tuning: this many times the tuning's.
 STABILITY_CHAINS_FACTOR = 8
 #: ... and at least this many chains in all.
-STABILITY_MIN_CHAINS = 512
+STABILITY_MIN_CHAINS = 64
 
 
 class GridEdgeWarning(UserWarning):
@@ -957,7 +957,9 @@ class ShortRunPosterior:
             z_k = self.run_chain(chain, table=table)
         except FloatingPointError as err:
             return f"diverged on {count} check chains ({err})"
-        curvature = float(max_curvature(self._flat_log_joint(per_example), z_k).max())
+        curvature = float(
+            max_curvature(self._flat_log_joint(per_example), z_k, num_iterations=10).max()
+        )
         worst = float(step_sizes.max()) * curvature
         if worst > STABILITY_MARGIN:
             return (

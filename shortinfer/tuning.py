@@ -225,7 +225,8 @@ def grid_search(
         FloatingPointError: If $J$ is non-finite at every candidate.
 
     Examples:
-        >>> result = grid_search(lambda s: (s - 0.05).square().sum(), torch.tensor(PAPER_DELTA_GRID))
+        >>> grid = torch.tensor(PAPER_DELTA_GRID)
+        >>> result = grid_search(lambda s: (s - 0.05).square().sum(), grid)
         >>> round(float(result.step_size), 2)
         0.05
     """

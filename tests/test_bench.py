@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
+import shortinfer
 from shortinfer.bench import BenchData, Cell, get_preset, latent_sizes_for, plan_cells, run_cell
 from shortinfer.bench.cli import add_bench_subparser, main, run_bench
 from shortinfer.bench.runner import run_fid
+from shortinfer.cli import main as cli_main
 from shortinfer.data import make_synthetic_celeba
-from shortinfer.train.schedules import annealed_sigma, step_decay_learning_rate
+from shortinfer.train.checkpoint import CheckpointError, load_checkpoint
+from shortinfer.train.schedules import SigmaSchedule, step_decay_learning_rate
+from shortinfer.tuning import DEFAULT_OBJECTIVE, PAPER_GRID
 
 # A budget small enough that every cell trains in well under a second on one CPU core. It names
 # preset fields like `PRESETS` does, on purpose: the test's own values, not a copy of a preset.
@@ -25,7 +30,7 @@ TINY = dict(
     steps_ablation=(2, 5),
     num_steps=5,
     tune_every=2,
-    tune_grid=(0.02, 0.05),
+    tune_grid=(0.005, 0.01, 0.02, 0.05),
     tune_batch=1,
     num_test=6,
     num_elbo_images=2,
@@ -83,28 +88,55 @@ def test_schedules_follow_appendix_7_1():
     ]
     short = get_preset("paper", num_iterations=90)
     assert short.sigma_at(0) == pytest.approx(0.3)
-    assert short.sigma_at(15) == pytest.approx(0.225)
+    assert short.sigma_at(22) == pytest.approx(0.3 - 0.15 * 22 / 45)
+    assert short.sigma_at(45) == pytest.approx(0.15)
     assert short.sigma_at(89) == pytest.approx(0.15)
     warmup = get_preset("paper", num_iterations=100, kl_warmup_fraction=0.1)
     assert warmup.kl_weight_at(5) == pytest.approx(0.5)
     assert get_preset("paper", kl_warmup_fraction=0.0).kl_weight_at(0) == 1.0
 
 
-def test_schedules_are_the_trainers_and_match_the_committed_runs():
-    # The bench once had its own copies of these schedules; the committed MNIST-5k results
-    # (cpu preset, T = 300 and T = 3000) were trained with them. Spell that oracle out.
+def test_schedules_are_the_trainers():
+    # One learning-rate decay and one sigma schedule: the preset's are the Trainer's defaults.
     for total in (300, 3000):
         preset = get_preset("cpu", num_iterations=total)
-        span = preset.sigma_anneal_fraction * total
+        rates, sigmas = preset.learning_rate_schedule(), preset.sigma_schedule()
+        assert sigmas.anneal_fraction == SigmaSchedule().anneal_fraction == 0.5
         for t in range(total):
-            phase = min(2, t * 3 // total)
-            assert preset.learning_rate_at(t) == preset.learning_rates[phase]
-            old_sigma = 0.3 + (0.15 - 0.3) * min(1.0, t / max(1.0, span))
-            assert preset.sigma_at(t) == old_sigma
-            assert preset.sigma_at(t) == annealed_sigma(t, total, anneal_fraction=1 / 3)
+            assert preset.sigma_at(t) == sigmas(t, total)
+            assert preset.learning_rate_at(t) == pytest.approx(rates(t, total), rel=1e-12)
             assert preset.learning_rate_at(t) == step_decay_learning_rate(
                 t, total, base=1e-3, factors=(1.0, 0.5, 0.1)
             )
+
+
+def test_paper_preset_runs_the_papers_experiments():
+    paper = get_preset("paper")
+    # The grid in the authors' delta units, s = delta^2 / 2, starting at delta = 0.05.
+    assert paper.tune_grid == PAPER_GRID
+    assert paper.step_size == pytest.approx(0.05**2 / 2)
+    assert paper.tune_objective == "conditional"
+    assert paper.latent_sizes_at(5) == (64, 64, 64, 96, 128)
+    assert paper.latent_sizes_at(3) == (32, 64, 128)  # Table 4
+    assert paper.celeba_subset == 40_000
+    # Other presets tune with the library's default objective.
+    assert get_preset("cpu").tune_objective == DEFAULT_OBJECTIVE
+
+
+def test_print_config_shows_every_cell_without_training(tmp_path, capsys):
+    # No data is read: the configuration follows from the arguments.
+    root = tmp_path / "no-such-folder"
+    assert main(["celeba", "--data-root", str(root), "--preset", "paper", "--print-config"]) == 0
+    configs = json.loads(capsys.readouterr().out)
+    keys = [config["cell"] for config in configs["cells"]]
+    assert keys == [cell.key for cell in plan_cells(get_preset("paper"))]
+    top = configs["cells"][keys.index("short_run-L5-K25")]
+    assert top["model"]["latent_sizes"] == [64, 64, 64, 96, 128]
+    assert top["tuning"]["objective"] == "conditional"
+    assert top["tuning"]["grid_delta"][:3] == [0.01, 0.02, 0.03]
+    assert top["step_size"] == {"initial_s": 0.00125, "initial_delta": 0.05}
+    assert configs["data"]["crop"] == "none" and configs["data"]["subset"] == 40_000
+    assert not (tmp_path / "bench_celeba32_paper").exists()
 
 
 def test_plan_shares_the_table1_cell_with_the_k_ablation():
@@ -126,8 +158,8 @@ def test_cell_resumes_from_checkpoint_then_skips(tmp_path):
     cell = Cell("short_run", 2, 5)
     folder = tmp_path / "cells" / cell.key
     assert run_cell(cell, _data(), preset, tmp_path, stop_after=0.0) is None
-    saved = torch.load(folder / "checkpoint.pt", weights_only=False)
-    assert saved["state"]["iteration"] == 1
+    saved = load_checkpoint(folder / "latest.pt")  # the trainer's format, weights_only
+    assert saved["iteration"] == 1 and saved["method"] == "short_run"
     assert not (folder / "result.json").exists()
 
     result = run_cell(cell, _data(), preset, tmp_path)
@@ -137,20 +169,66 @@ def test_cell_resumes_from_checkpoint_then_skips(tmp_path):
         for line in (folder / "metrics.jsonl").read_text().splitlines()
     ]
     assert iterations == [1, 2, 3]  # resumed at 1: iteration 1 was not trained twice
-    assert not (folder / "checkpoint.pt").exists()
+    assert (folder / "latest.pt").is_file()  # an ordinary training-run folder
     assert 0 < result["mse"] < 4 and result["num_test"] == 6
     assert result["elbo"] < 0 and result["num_elbo_images"] == 2
+    assert result["objective"] == DEFAULT_OBJECTIVE
+    assert result["delta"] == pytest.approx((2 * result["step_size"]) ** 0.5)
 
     before = (folder / "result.json").stat().st_mtime_ns
     assert run_cell(cell, _data(), preset, tmp_path)["mse"] == result["mse"]
     assert (folder / "result.json").stat().st_mtime_ns == before
 
 
+def test_bench_resume_matches_an_uninterrupted_cell(tmp_path):
+    preset = get_preset("smoke", **TINY)
+    cell = Cell("short_run", 1, 5)
+    whole = run_cell(cell, _data(), preset, tmp_path / "whole")
+    assert run_cell(cell, _data(), preset, tmp_path / "split", stop_after=0.0) is None
+    resumed = run_cell(cell, _data(), preset, tmp_path / "split")
+    assert resumed["mse"] == whole["mse"] and resumed["step_size"] == whole["step_size"]
+
+
+def test_bench_cell_works_with_the_cli_and_refuses_a_planted_pickle(tmp_path):
+    preset = get_preset("smoke", **TINY)
+    for baseline in (Cell("ladder_vae", 1, 5), Cell("short_run", 1, 5)):
+        run_cell(baseline, _data(), preset, tmp_path)
+        png = tmp_path / f"{baseline.key}.png"
+        folder = tmp_path / "cells" / baseline.key
+        assert cli_main(["sample", str(folder), "--output", str(png), "--num-images", "4"]) == 0
+        assert png.stat().st_size > 0
+    cell = Cell("short_run", 1, 5)
+
+    marker = tmp_path / "pwned"
+
+    class Planted:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (folder / "result.json").unlink()
+    torch.save({"format": 1, "payload": Planted()}, folder / "latest.pt")
+    with pytest.raises(CheckpointError):
+        run_cell(cell, _data(), preset, tmp_path)
+    assert not marker.exists()
+
+
+def test_no_torch_load_without_weights_only():
+    package = Path(shortinfer.__file__).parent
+    offenders = []
+    for path in package.rglob("*.py"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if "torch.load(" in line and "weights_only=True" not in line:
+                if not line.lstrip().startswith(("#", "``", 'r"', '"')):
+                    offenders.append(f"{path.relative_to(package)}:{number}: {line.strip()}")
+    assert not offenders, offenders
+    assert not [p for p in package.rglob("*.py") if "weights_only=False" in p.read_text()]
+
+
 def test_checkpoint_from_another_preset_is_refused(tmp_path):
     cell = Cell("ladder_vae", 1, 5)
     run_cell(cell, _data(), get_preset("smoke", **TINY), tmp_path, stop_after=0.0)
     other = get_preset("smoke", **{**TINY, "num_iterations": 4})
-    with pytest.raises(ValueError, match="different cell or preset"):
+    with pytest.raises(ValueError, match="another configuration"):
         run_cell(cell, _data(), other, tmp_path)
 
 

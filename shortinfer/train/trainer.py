@@ -58,6 +58,7 @@ from shortinfer.posterior import short_run
 from shortinfer.train.checkpoint import (
     CHECKPOINT_FORMAT,
     LATEST_NAME,
+    CheckpointError,
     check_model_compatible,
     load_checkpoint,
     resolve_checkpoint,
@@ -76,7 +77,9 @@ from shortinfer.train.distributed import (
     mean_all_reduce,
     shard_indices,
 )
+from shortinfer.train.methods import TrainingMethod
 from shortinfer.train.schedules import LearningRateSchedule, SigmaSchedule
+from shortinfer.tuning import DEFAULT_OBJECTIVE
 
 __all__ = [
     "METRICS_NAME",
@@ -109,13 +112,16 @@ class StepSizeTuning(NamedTuple):
             $\log s$ through the chain), see
             `shortinfer.ShortRunPosterior.tune_step_size`.
         interval: $T_s$; tuning runs at iterations $0, T_s, 2T_s, \dots$.
-        objective: The entropy bound defining the objective $J(s)$, passed through as
-            ``tune_step_size(objective=...)``.
-        grid: Candidate step sizes for ``"grid"`` (``None``: the paper's 0.01, ..., 0.15).
+        objective: The entropy estimate defining the objective $J(s)$, passed through as
+            ``tune_step_size(objective=...)`` (default `shortinfer.tuning.DEFAULT_OBJECTIVE`;
+            the paper's is ``"conditional"``).
+        grid: Candidate step sizes for ``"grid"`` (``None``:
+            `shortinfer.tuning.DEFAULT_GRID`, $10^{-5}$ to 1, refined by golden section).
         batch_size: Tune on the first ``batch_size`` examples of the current batch (``None``:
             all of it). The exact entropy costs $D$ Jacobian rows per example, so a
             sub-batch keeps tuning cheap.
-        num_samples: Chains per example in $J(s)$.
+        num_samples: Chains per example in $J(s)$ (``None``: at least 64 chains in all, as
+            `shortinfer.ShortRunPosterior.tune_step_size`).
         num_iterations: Adam iterations for ``"gradient"``.
         learning_rate: Adam's learning rate on $\log s$ for ``"gradient"``.
         chunk_size: Jacobian rows pushed at once (``None``: all $D$); lower it to save
@@ -128,6 +134,8 @@ class StepSizeTuning(NamedTuple):
         num_mixture: $M$, the other chains of an example that enter the mixture of the
             ``"semi_implicit"`` and ``"sandwich"`` objectives (with ``num_samples`` chains
             per example); passed through as ``tune_step_size(num_mixture=...)``.
+        refine: Golden-section iterations after the grid, passed through as
+            ``tune_step_size(refine=...)`` (0: the plain grid).
 
     Examples:
         >>> StepSizeTuning(method="grid", interval=50, grid=(0.02, 0.05, 0.1)).interval
@@ -136,16 +144,17 @@ class StepSizeTuning(NamedTuple):
 
     method: Literal["grid", "gradient"] = "grid"
     interval: int = 100
-    objective: str = "conditional"
+    objective: str = DEFAULT_OBJECTIVE
     grid: tuple[float, ...] | None = None
     batch_size: int | None = None
-    num_samples: int = 1
-    num_iterations: int = 20
+    num_samples: int | None = None
+    num_iterations: int = 50
     learning_rate: float = 0.05
     chunk_size: int | None = None
     mode: Literal["reverse", "forward"] = "reverse"
     entropy_method: str = "exact"
     num_mixture: int = DEFAULT_NUM_MIXTURE
+    refine: int = 6
 
 
 class StepSizeRecord(NamedTuple):
@@ -540,6 +549,10 @@ class Trainer:
         progress: Show a progress bar (tqdm if installed, else periodic lines on stderr);
             ``None`` shows it only when stderr is a terminal.
         device: Where to train (default: the model's device); batches are moved there.
+        method: ``None`` (default) trains by Algorithm 1, short-run inference; a
+            `shortinfer.train.methods.TrainingMethod` (`LadderVAEMethod`,
+            `PersistentChainsMethod`) trains the same model with another loss under the same
+            data order, schedules, checkpoints and logs (``tuning`` is then ignored).
 
     Raises:
         TypeError: If the model lacks ``log_joint``, the latent shape is unknown, or an
@@ -582,8 +595,24 @@ class Trainer:
         log_interval: int = 10,
         progress: bool | None = None,
         device: str | torch.device | None = None,
+        method: TrainingMethod | None = None,
     ) -> None:
-        if not isinstance(model, nn.Module) or not callable(getattr(model, "log_joint", None)):
+        if method is not None:
+            if not isinstance(method, TrainingMethod):
+                raise TypeError(
+                    f"method must be None (short-run inference) or a TrainingMethod such as "
+                    f"LadderVAEMethod(); received {type(method).__name__}."
+                )
+            if is_distributed():
+                raise ValueError(
+                    f"method={method.name!r} does not support data-parallel training yet; "
+                    "run it in one process."
+                )
+            tuning = None  # step-size tuning belongs to short-run inference
+        self.method = method
+        if method is None and (
+            not isinstance(model, nn.Module) or not callable(getattr(model, "log_joint", None))
+        ):
             raise TypeError(
                 f"model must be a torch.nn.Module with a method log_joint(x, z) -> (B,); "
                 f"received {type(model).__name__}. Wrap your density in a module, see "
@@ -603,7 +632,7 @@ class Trainer:
         if tuning is not None:
             _check_int("tuning.interval", tuning.interval, 1)
             check_num_mixture(tuning.num_mixture)  # now, not at the first re-tuning
-            if tuning.objective in MIXTURE_BOUNDS and tuning.num_samples < 2:
+            if tuning.objective in MIXTURE_BOUNDS and (tuning.num_samples or 2) < 2:
                 raise ValueError(
                     f"tuning.objective={tuning.objective!r} mixes over the other chains of each "
                     f"example, so it needs tuning.num_samples >= 2; received "
@@ -645,7 +674,9 @@ class Trainer:
                 )
             sigma(0, self.num_iterations)  # validates
         self.sigma_schedule = sigma
-        self.latent_shape = _latent_shape_of(model, latent_shape)
+        self.latent_shape = (
+            _latent_shape_of(model, latent_shape) if method is None else latent_shape
+        )
         self.seed = _check_int("seed", seed, 0)
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.checkpoint_interval = _check_int("checkpoint_interval", checkpoint_interval, 1)
@@ -680,6 +711,7 @@ class Trainer:
         self.history: list[StepSizeRecord] = []
         self.traces: list[dict[str, Any]] = []
         self.last_loss = float("nan")
+        self.train_seconds = 0.0
         self._shard_cache: tuple[int, Tensor] | None = None
         self._validate_next = True
         self._last_batch: tuple[Tensor, Any] | None = None
@@ -714,14 +746,14 @@ class Trainer:
     def _data_position(self, iteration: int) -> tuple[int, int]:
         return divmod(iteration, self.batches_per_epoch)
 
-    def batch(self, iteration: int) -> Tensor:
-        r"""The batch of this process for ``iteration`` (a pure function of seed and iteration).
+    def batch_rows(self, iteration: int) -> Tensor:
+        r"""Indices into ``data`` of this process's batch for ``iteration`` (see `batch`).
 
         Arguments:
             iteration: 0-based iteration.
 
         Returns:
-            Observations with shape ``(batch_size, *event)`` on the training device.
+            A long tensor with shape ``(batch_size,)``.
         """
         epoch, index = self._data_position(iteration)
         if self._shard_cache is None or self._shard_cache[0] != epoch:
@@ -734,8 +766,21 @@ class Trainer:
             )
             self._shard_cache = (epoch, order)
         order = self._shard_cache[1]
-        rows = order[index * self.batch_size : (index + 1) * self.batch_size]
-        return self.data[rows].to(self.device)
+        return order[index * self.batch_size : (index + 1) * self.batch_size]
+
+    def batch(self, iteration: int) -> Tensor:
+        r"""The batch of this process for ``iteration`` (a pure function of seed and iteration).
+
+        Batches walk through a per-epoch permutation of the data (no replacement within an
+        epoch).
+
+        Arguments:
+            iteration: 0-based iteration.
+
+        Returns:
+            Observations with shape ``(batch_size, *event)`` on the training device.
+        """
+        return self.data[self.batch_rows(iteration)].to(self.device)
 
     def _generator(self, purpose: str, iteration: int) -> torch.Generator:
         generator = torch.Generator(device=self.device)
@@ -759,7 +804,7 @@ class Trainer:
         latent = (
             {str(k): list(v) for k, v in shape.items()}
             if isinstance(shape, Mapping)
-            else list(shape)
+            else (list(shape) if shape is not None else None)
         )
         return {
             "num_iterations": self.num_iterations,
@@ -773,6 +818,7 @@ class Trainer:
             "sigma": dict(self.sigma_schedule._asdict()) if self.sigma_schedule else None,
             "latent_shape": latent,
             "seed": self.seed,
+            "method": self.method.name if self.method is not None else "short_run",
             "world_size": self.world_size,
             "checkpoint_interval": self.checkpoint_interval,
             "log_interval": self.log_interval,
@@ -811,6 +857,9 @@ class Trainer:
             },
             "rng": rng_state(),
             "settings": self.settings(),
+            "method": self.method.name if self.method is not None else "short_run",
+            "method_state": self.method.state_dict() if self.method is not None else {},
+            "train_seconds": self.train_seconds,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -851,6 +900,16 @@ class Trainer:
             )
         ]
         self.traces = [dict(trace) for trace in state.get("tuning_traces", [])]
+        saved_method = state.get("method", "short_run")
+        method_name = self.method.name if self.method is not None else "short_run"
+        if saved_method != method_name:
+            raise CheckpointError(
+                f"this checkpoint was trained with method {saved_method!r}; this Trainer runs "
+                f"{method_name!r}. Resume with the same method, or use another output folder."
+            )
+        if self.method is not None:
+            self.method.load_state_dict(state.get("method_state", {}))
+        self.train_seconds = float(state.get("train_seconds", 0.0))
         if "rng" in state:
             set_rng_state(state["rng"])
 
@@ -953,6 +1012,7 @@ class Trainer:
                 mode=tuning.mode,
                 entropy_method=tuning.entropy_method,  # type: ignore[arg-type]
                 num_mixture=tuning.num_mixture,
+                refine=tuning.refine,
                 all_reduce=mean_all_reduce if is_distributed() else None,
             )
         self.step_size = _broadcast_step_size(_storable_step_size(tuned.step_size))
@@ -993,6 +1053,8 @@ class Trainer:
             group["lr"] = lr
         if self.sigma_schedule is not None:
             _set_sigma(self.model, self.sigma_schedule(t, self.num_iterations))
+        if self.method is not None:
+            return self._method_step(t, lr)
         x = self.batch(t)
         metrics: dict[str, Any] = {}
         if self.tuning is not None and t % self.tuning.interval == 0:
@@ -1040,6 +1102,36 @@ class Trainer:
         self._last_batch = (x, out.z)
         return metrics
 
+    def _method_step(self, t: int, lr: float) -> dict[str, Any]:
+        assert self.method is not None
+        rows = self.batch_rows(t)
+        x = self.data[rows].to(self.device)
+        started = time.perf_counter()
+        loss = self.method.loss(self.model, x, rows, t, self.num_iterations)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingDivergedError(
+                f"training stopped at iteration {t}: the {self.method.name} loss is {value} "
+                f"(lr={lr:.3g}, sigma={self.sigma}). Lower the learning rate, and resume from "
+                "the last good checkpoint."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self._validate_next = False
+        seconds = time.perf_counter() - started
+        self.iteration = t + 1
+        self.last_loss = value
+        self._last_batch = None
+        return {
+            "iteration": self.iteration,
+            "loss": value,
+            "lr": lr,
+            "sigma": self.sigma,
+            "method": self.method.name,
+            "images_per_second": self.batch_size / max(seconds, 1e-9),
+        }
+
     def _batch_mse(self) -> float | None:
         decode = getattr(self.model, "decode", None)
         if not callable(decode) or self._last_batch is None:
@@ -1054,7 +1146,12 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def fit(self, *, resume: bool | str | os.PathLike[str] = False) -> TrainResult:
+    def fit(
+        self,
+        *,
+        resume: bool | str | os.PathLike[str] = False,
+        max_seconds: float | None = None,
+    ) -> TrainResult:
         r"""Train until `num_iterations` updates are done.
 
         Arguments:
@@ -1062,6 +1159,8 @@ class Trainer:
                 ``latest.pt`` in ``output_dir``); ``True`` continues from
                 ``<output_dir>/latest.pt`` if it exists (else starts fresh); a path continues
                 from that checkpoint file or folder.
+            max_seconds: Stop (after writing a checkpoint) once this call has trained this many
+                seconds; ``fit(resume=True)`` continues later. ``None``: train to the end.
 
         Returns:
             A `TrainResult`.
@@ -1118,6 +1217,9 @@ class Trainer:
                     )
                     raise TrainingDivergedError(f"{err}{kept}") from err
                 done = self.iteration
+                self.train_seconds += metrics.get("tune_seconds", 0.0) + (
+                    self.batch_size * self.world_size / max(metrics["images_per_second"], 1e-9)
+                )
                 window_images += self.batch_size * self.world_size
                 window_seconds += self.batch_size * self.world_size / metrics["images_per_second"]
                 last = done == self.num_iterations
@@ -1126,7 +1228,10 @@ class Trainer:
                     window_images, window_seconds = 0, 0.0
                     metrics["mse"] = self._batch_mse()
                     self._log(metrics)
-                if done % self.checkpoint_interval == 0 or last:
+                out_of_time = max_seconds is not None and (
+                    time.perf_counter() - started > max_seconds
+                )
+                if done % self.checkpoint_interval == 0 or last or out_of_time:
                     written = self.save_checkpoint() or written
                 progress.update(
                     done,
@@ -1135,6 +1240,8 @@ class Trainer:
                         "s": _describe_step_size(self.step_size),
                     },
                 )
+                if out_of_time:
+                    break
         finally:
             progress.close()
         return TrainResult(

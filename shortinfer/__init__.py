@@ -9,13 +9,30 @@ from shortinfer._version import __version__
 from shortinfer.entropy import jacobian, log_abs_det_jacobian
 from shortinfer.langevin import delta_from_step_size, langevin_step, rollout, step_size_from_delta
 from shortinfer.likelihoods import gaussian_log_likelihood, standard_normal_log_prob
-from shortinfer.posterior import ChainNoise, ShortRunPosterior, TuningTrace, short_run
-from shortinfer.tuning import PAPER_GRID, gradient_search, grid_search
+from shortinfer.posterior import (
+    ChainNoise,
+    GridEdgeWarning,
+    ShortRunPosterior,
+    TuningTrace,
+    short_run,
+)
+from shortinfer.tuning import (
+    DEFAULT_GRID,
+    DEFAULT_OBJECTIVE,
+    PAPER_DELTA_GRID,
+    PAPER_GRID,
+    gradient_search,
+    grid_search,
+)
 
 __all__ = [
+    "DEFAULT_GRID",
+    "DEFAULT_OBJECTIVE",
+    "PAPER_DELTA_GRID",
     "PAPER_GRID",
     "ChainDivergenceError",
     "ChainNoise",
+    "GridEdgeWarning",
     "LogJointError",
     "ShortRunPosterior",
     "TuningTrace",

@@ -43,8 +43,8 @@ def _as_column(value: object, num_steps: int, *, name: str) -> Tensor:
         )
     if not bool(torch.isfinite(tensor).all()) or bool((tensor <= 0).any()):
         raise ValueError(
-            f"{name} must be finite and > 0; received {tensor.tolist()}. The paper's grid is "
-            "0.01 to 0.15; try step_size=0.05."
+            f"{name} must be finite and > 0; received {tensor.tolist()}. Typical step sizes "
+            "run from 1e-4 (stiff posteriors) to 0.05; try step_size=0.01, or tune_step_size()."
         )
     return tensor
 

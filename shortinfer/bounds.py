@@ -24,7 +24,9 @@ out exactly the entropy the injected noise adds, $I(z_K; \epsilon)$, which grows
 $s$, so its minimiser is biased towards small step sizes: in the study its chosen step
 size has 7-94x the optimal KL. The study (chosen step size and exact KL for each objective,
 against the KL-optimal step size, on linear-Gaussian and 2-D nonlinear posteriors) is in
-``docs/objectives.md`` and ``benchmarks/results/objectives.md``. Its recommendation:
+``docs/objectives.md`` and ``benchmarks/results/objectives.md``. The library's default for
+tuning is ``"linearized"`` (`shortinfer.tuning.DEFAULT_OBJECTIVE`, one chain per example
+suffices); the study's recommendation beyond it:
 ``"sandwich"`` in general (within 1.5x of the optimal KL on every linear-Gaussian setting with
 enough chains and on the tanh decoder, but 3.5x on the banana), and ``"semi_implicit"`` in low
 dimension ($D \le 4$ there) with hundreds of chains per example, where it is a tight,

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shortinfer.tuning import DEFAULT_OBJECTIVE
+
 if TYPE_CHECKING:
     from shortinfer.data.registry import DatasetName
 
@@ -48,7 +50,7 @@ DEMO_SETTINGS: dict[str, Any] = {
     "learning_rate": 3e-3,
     "tune_interval": 150,
     "tune_batch_size": 4,
-    "tune_grid": (0.001, 0.002, 0.005, 0.01, 0.02),
+    "tune_grid": (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05),
     "sigma_start": 0.3,
     "sigma_end": 0.15,
 }
@@ -270,8 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--step-size",
         "-s",
         type=_positive_float,
-        default=0.05,
-        help="initial step size s (default 0.05)",
+        default=0.01,
+        help="initial step size s (default 0.01; delta = sqrt(2s) = 0.14)",
     )
     inference.add_argument(
         "--tune",
@@ -295,7 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--tune-grid",
         type=_floats,
         default=None,
-        help="grid of step sizes (default 0.01,0.02,...,0.15)",
+        help="grid of step sizes s (default: 21 log-spaced from 1e-5 to 1, refined by "
+        "golden section; the paper's grid 0.01..0.15 is in delta = sqrt(2s) units: "
+        "shortinfer.tuning.PAPER_GRID)",
+    )
+    inference.add_argument(
+        "--tune-refine",
+        type=int,
+        default=6,
+        help="golden-section refinement steps after the grid (default 6; 0: plain grid)",
     )
     inference.add_argument(
         "--entropy-method",
@@ -306,21 +316,22 @@ def build_parser() -> argparse.ArgumentParser:
     inference.add_argument(
         "--tune-iterations",
         type=_positive_int,
-        default=20,
-        help="iterations of the gradient tuner (default 20)",
+        default=50,
+        help="iterations of the gradient tuner (default 50)",
     )
     inference.add_argument(
         "--objective",
-        default="conditional",
+        default=DEFAULT_OBJECTIVE,
         choices=_objectives(),
-        help="entropy bound defining the tuning objective (default conditional, the paper's)",
+        help=f"entropy estimate defining the tuning objective (default {DEFAULT_OBJECTIVE}, "
+        "from our study, docs/objectives.md; the paper's is conditional)",
     )
     inference.add_argument(
         "--tune-samples",
         type=_positive_int,
         default=None,
-        help="short-run chains per example in the tuning objective (default 8 for "
-        "semi_implicit and sandwich, which mix over them, else 1)",
+        help="short-run chains per example in the tuning objective (default: at least 64 "
+        "chains in all, and at least 8 per example for semi_implicit and sandwich)",
     )
     inference.add_argument(
         "--num-mixture",
@@ -447,21 +458,32 @@ def build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------------------------------
 
 
-def _spare_cores(window: float = 0.5) -> int | None:
+#: A core counts as taken by other work only when it is at least this busy in every sample.
+BUSY_CORE_THRESHOLD = 0.7
+
+
+def _spare_cores(window: float = 0.3, samples: int = 3) -> int | None:
     """Cores left idle by other processes, or None if unknown.
 
-    Linux: the busy share of all cores over ``window`` seconds from ``/proc/stat`` (this
-    process sleeps meanwhile, so all of it is other work). The 1-minute load average elsewhere;
-    it lags, so a just-finished ``pip install`` would still count as busy cores.
+    Linux: the busy share of all cores from ``/proc/stat`` in ``samples`` windows of
+    ``window`` seconds (this process sleeps meanwhile, so all of it is other work). Transient
+    work, such as the tail of a ``pip install`` or another process's start-up, is not
+    sustained over every window, so the quietest window counts; a core is taken when that
+    window shows it at least `BUSY_CORE_THRESHOLD` busy. Elsewhere the 1-minute load
+    average, which lags.
     """
     cores = os.cpu_count() or 1
-    busy = _busy_cores(window)
-    if busy is None:
+    readings = [_busy_cores(window) for _ in range(max(1, samples))]
+    known = [reading for reading in readings if reading is not None]
+    if known:
+        busy = min(known)
+    else:
         try:
             busy = os.getloadavg()[0]
         except (AttributeError, OSError):
             return None
-    return max(1, round(cores - busy))
+    taken = int(busy + (1 - BUSY_CORE_THRESHOLD))
+    return max(1, cores - taken)
 
 
 def _busy_cores(window: float) -> float | None:
@@ -633,7 +655,7 @@ def _describe(step_size: Any) -> str:
 def demo_training(
     iterations: int | None = None,
     *,
-    objective: str = "conditional",
+    objective: str = DEFAULT_OBJECTIVE,
     num_samples: int = 1,
 ) -> tuple[Any, dict[str, Any]]:
     r"""The model and `shortinfer.train.Trainer` options of ``shortinfer demo``.
@@ -646,7 +668,8 @@ def demo_training(
 
     Arguments:
         iterations: Training updates $T$ (default ``DEMO_SETTINGS["iterations"]``).
-        objective: The step-size objective of the re-tuning (``"conditional"``: the paper's).
+        objective: The step-size objective of the re-tuning (default
+            `shortinfer.tuning.DEFAULT_OBJECTIVE`; ``"conditional"`` is the paper's).
         num_samples: Chains per example in the tuning objective (``"semi_implicit"`` and
             ``"sandwich"`` need at least 2).
 
@@ -728,8 +751,10 @@ def _command_demo(args: argparse.Namespace) -> int:
         "batch size": settings["batch_size"],
         "Langevin steps K": settings["num_steps"],
         "initial step size": settings["step_size"],
-        "tuning": f"grid {list(settings['tune_grid'])} every {settings['tune_interval']} "
-        f"iterations on {settings['tune_batch_size']} examples of the batch",
+        "tuning": f"objective {DEFAULT_OBJECTIVE}, grid s = {list(settings['tune_grid'])} "
+        f"(delta = {[round((2 * s) ** 0.5, 3) for s in settings['tune_grid']]}) every "
+        f"{settings['tune_interval']} iterations on {settings['tune_batch_size']} examples "
+        "of the batch, with the stability check",
         "learning rate": f"Adam, {settings['learning_rate']:g} decayed x(1, 0.5, 0.1) at T/3 "
         "and 2T/3",
         "sigma": f"{settings['sigma_start']} -> {settings['sigma_end']} linearly over T/2",
@@ -846,7 +871,8 @@ def _train(args: argparse.Namespace) -> int:
             batch_size=args.tune_batch_size,
             num_iterations=args.tune_iterations,
             entropy_method=args.entropy_method,
-            num_samples=args.tune_samples or (8 if args.objective in MIXTURE_BOUNDS else 1),
+            num_samples=args.tune_samples or (8 if args.objective in MIXTURE_BOUNDS else None),
+            refine=args.tune_refine,
             num_mixture=args.num_mixture,
         )
     settings = {
@@ -855,7 +881,7 @@ def _train(args: argparse.Namespace) -> int:
         "latent sizes": ",".join(map(str, latent_sizes)),
         "filters n_f": args.num_filters,
         "K": args.num_steps,
-        "initial s": args.step_size,
+        "initial s (delta)": f"{args.step_size:g} ({(2 * args.step_size) ** 0.5:.3g})",
         "tuning": f"{args.tune} every {args.tune_interval}" if tuning else "none",
         "objective": args.objective,
         "entropy method": args.entropy_method,

@@ -436,8 +436,9 @@ class ShortRunPosterior:
             f"the short-run chain diverged: z became non-finite at step {first} of "
             f"{self.num_steps} in {count} of {chain.z0.shape[0]} chains, with step sizes up to "
             f"{float(step_sizes.max()):.4g}. "
-            "Use a smaller step size (the paper tunes s in 0.01..0.15), or call "
-            "tune_step_size(), or check that log_joint's gradient is bounded."
+            "Use a smaller step size (stable steps satisfy s < 2 / lambda_max, lambda_max the "
+            "largest curvature of -log p), or call tune_step_size(), or check that "
+            "log_joint's gradient is bounded."
         )
 
     def _structured(self, z_flat: Tensor, sample_shape: torch.Size) -> Latent:

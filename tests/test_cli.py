@@ -282,3 +282,22 @@ def test_busy_cores_sees_a_spinning_process():
     assert busy >= 0.5  # one core's worth of spinning, less scheduler noise
     spare = cli._spare_cores(0.1)
     assert spare is not None and 1 <= spare <= (os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize(
+    ("readings", "spare"),
+    [
+        ([0.9, 0.2, 0.1], 2),  # a pip install finishing: transient, the quiet window counts
+        ([0.6, 0.65, 0.6], 2),  # a core at 60%: not taken
+        ([1.0, 0.95, 1.02], 1),  # one spinning process
+        ([2.0, 1.9, 2.0], 1),  # both cores taken: still one thread
+        ([None, None, None], None),  # no /proc/stat and no load average: unknown
+    ],
+)
+def test_spare_cores_counts_only_sustained_work(monkeypatch, readings, spare):
+    values = iter(readings)
+    monkeypatch.setattr(cli, "_busy_cores", lambda window: next(values))
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
+    if spare is None:
+        monkeypatch.delattr(cli.os, "getloadavg")
+    assert cli._spare_cores(0.0) == spare

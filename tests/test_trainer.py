@@ -184,7 +184,7 @@ def test_tuning_runs_every_interval_and_passes_the_objective_through(monkeypatch
     result = trainer.fit()
     assert [record.iteration for record in result.history] == [0, 3, 6]
     assert [(m, k["objective"], k["grid"], b) for m, k, b in calls] == [
-        ("grid", "conditional", (0.01, 0.02), 2)
+        ("grid", "linearized", (0.01, 0.02), 2)
     ] * 3
     rows = _rows(tmp_path / "metrics.jsonl")
     tuned_rows = [row["iteration"] for row in rows if "objective" in row]

@@ -32,6 +32,7 @@ from shortinfer.train.schedules import (
     annealed_sigma,
     step_decay_learning_rate,
 )
+from shortinfer.train.methods import LadderVAEMethod, PersistentChainsMethod, TrainingMethod
 from shortinfer.train.trainer import (
     METRICS_NAME,
     StepOutput,
@@ -51,8 +52,10 @@ __all__ = [
     "LATEST_NAME",
     "METRICS_NAME",
     "CheckpointError",
+    "LadderVAEMethod",
     "LearningRateSchedule",
     "LogJointModule",
+    "PersistentChainsMethod",
     "SigmaSchedule",
     "StepOutput",
     "StepSizeRecord",
@@ -60,6 +63,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "TrainingDivergedError",
+    "TrainingMethod",
     "annealed_sigma",
     "check_model_compatible",
     "frozen_parameters",

@@ -19,7 +19,14 @@ from torch import Tensor
 
 from shortinfer._latents import LatentLayout
 
-__all__ = ["StepSize", "canonical_step_size", "expand_step_size", "public_step_size"]
+__all__ = [
+    "StepSize",
+    "canonical_step_size",
+    "delta_of",
+    "describe_step_size",
+    "expand_step_size",
+    "public_step_size",
+]
 
 StepSize = float | Sequence[float] | Tensor | Mapping[str, float | Tensor]
 
@@ -103,3 +110,41 @@ def public_step_size(table: Tensor, layout: LatentLayout) -> float | Tensor | di
         name: (float(table[0, i]) if table.shape[0] == 1 else table[:, i].clone())
         for i, name in enumerate(layout.names)
     }
+
+
+def delta_of(step_size: object) -> object:
+    r"""$\delta = \sqrt{2s}$ of a step size given as a float, a list/tensor or a dict of those.
+
+    Examples:
+        >>> delta_of(0.00125), delta_of({"z1": [0.02, 0.005]})
+        (0.05, {'z1': [0.2, 0.1]})
+    """
+    if isinstance(step_size, Mapping):
+        return {key: delta_of(value) for key, value in step_size.items()}
+    if isinstance(step_size, Tensor):
+        step_size = step_size.tolist()
+    if isinstance(step_size, (list, tuple)):
+        return [delta_of(value) for value in step_size]
+    return float(f"{(2 * float(step_size)) ** 0.5:.6g}")  # type: ignore[arg-type]
+
+
+def describe_step_size(step_size: object) -> str:
+    r"""``"s (delta = ...)"``: a step size with its $\delta = \sqrt{2s}$, for logs and reports.
+
+    Examples:
+        >>> describe_step_size(0.002)
+        '0.002 (delta 0.0632)'
+    """
+    import json
+
+    def plain(value: object) -> object:
+        if isinstance(value, Tensor):
+            return float(value) if value.numel() == 1 and value.dim() == 0 else value.tolist()
+        if isinstance(value, Mapping):
+            return {str(key): plain(item) for key, item in value.items()}
+        return value
+
+    step_size = plain(step_size)
+    if isinstance(step_size, (int, float)):
+        return f"{float(step_size):.4g} (delta {(2 * float(step_size)) ** 0.5:.3g})"
+    return f"{json.dumps(step_size)} (delta {json.dumps(delta_of(step_size))})"

@@ -647,9 +647,9 @@ def _run_training(
 
 
 def _describe(step_size: Any) -> str:
-    from shortinfer.train.trainer import _describe_step_size
+    from shortinfer._step_size import describe_step_size
 
-    return _describe_step_size(step_size)
+    return describe_step_size(step_size)
 
 
 def demo_training(

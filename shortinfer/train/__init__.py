@@ -19,6 +19,7 @@ from shortinfer.train.distributed import (
     mean_all_reduce,
     shard_indices,
 )
+from shortinfer.train.methods import LadderVAEMethod, PersistentChainsMethod, TrainingMethod
 from shortinfer.train.report import (
     INPAINTING_MASKS,
     inpainting_mask,
@@ -32,7 +33,6 @@ from shortinfer.train.schedules import (
     annealed_sigma,
     step_decay_learning_rate,
 )
-from shortinfer.train.methods import LadderVAEMethod, PersistentChainsMethod, TrainingMethod
 from shortinfer.train.trainer import (
     METRICS_NAME,
     StepOutput,

@@ -52,6 +52,7 @@ import torch
 from torch import Tensor, nn
 
 from shortinfer._checks import ChainDivergenceError, check_num_mixture
+from shortinfer._step_size import delta_of, describe_step_size
 from shortinfer._version import __version__
 from shortinfer.bounds import DEFAULT_NUM_MIXTURE, MIXTURE_BOUNDS
 from shortinfer.posterior import short_run
@@ -414,10 +415,7 @@ def _broadcast_step_size(value: StepSizeValue) -> Any:
 
 
 def _describe_step_size(value: Any) -> str:
-    value = _jsonable(value)
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return json.dumps(value)
+    return describe_step_size(_jsonable(value))
 
 
 def _latent_shape_of(model: nn.Module, latent_shape: LatentShape | None) -> Any:
@@ -1064,6 +1062,7 @@ class Trainer:
             except FloatingPointError as err:
                 raise TrainingDivergedError(f"step-size tuning failed: {err}") from err
             metrics["objective"] = record.objective
+            metrics["tuning_objective"] = self.tuning.objective
             metrics["tune_seconds"] = time.perf_counter() - started
         started = time.perf_counter()
         try:
@@ -1096,6 +1095,7 @@ class Trainer:
                 "lr": lr,
                 "sigma": self.sigma,
                 "step_size": _jsonable(self.step_size),
+                "delta": delta_of(_jsonable(self.step_size)),
                 "images_per_second": self.batch_size * self.world_size / max(seconds, 1e-9),
             }
         )

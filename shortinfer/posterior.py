@@ -323,7 +323,7 @@ class ShortRunPosterior:
     def _check_init(self, init: Init) -> Init:
         if init is None:
             return None
-        self._per_example: dict[str, bool] = {}
+        self._init_per_example: dict[str, bool] = {}
         for name, dist in self._distribution_blocks(init, "init").items():
             shape = tuple(dist.batch_shape + dist.event_shape)
             latent = tuple(self.layout.shapes[name])
@@ -334,7 +334,7 @@ class ShortRunPosterior:
                     f"Independent(Normal(loc, scale), {len(latent)}) with loc of shape "
                     f"{(self.batch_size, *latent)}) or {latent} (shared by all examples)."
                 )
-            self._per_example[name] = shape != latent
+            self._init_per_example[name] = shape != latent
         return init
 
     def _replace(self, table: Tensor, trace: TuningTrace | None) -> ShortRunPosterior:
@@ -400,7 +400,7 @@ class ShortRunPosterior:
         return self._blocks_of(self.init if self.init is not None else self.prior)
 
     def _is_per_example(self, name: str) -> bool:
-        return self.init is not None and self._per_example[name]
+        return self.init is not None and self._init_per_example[name]
 
     def _start_sample(self, count: int) -> Tensor:
         """``count`` flat start draws $z_0$ (user coordinates), row i for example i % B."""

@@ -226,8 +226,8 @@ class ShortRunPosterior:
             return None
         shapes = ", ".join(f"{n!r}: {tuple(s)}" for n, s in matrix.items())
         return (
-            f"Likely cause: the latent has {len(next(iter(matrix.values())))} or more "
-            f"dimensions per example ({shapes}), but a log density summed only its last one, "
+            f"Likely cause: the latent has several dimensions per example ({shapes}), but "
+            "a log density summed only its last one, "
             "leaving a (B, ...) tensor that does not add up with the (B,) terms. Helpers such "
             "as standard_normal_log_prob(z) and gaussian_log_likelihood sum `event_dims` "
             "trailing dimensions: pass event_dims=len(latent_shape) (e.g. "

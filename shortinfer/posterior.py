@@ -298,44 +298,32 @@ class ShortRunPosterior:
                 )
         return blocks
 
-    def _check_prior(self, prior: Prior) -> Prior:
-        if prior is None:
+    def _check_shapes(self, dists: Prior, argument: str) -> Prior:
+        """Each block's distribution covers one example's latent, or one per example."""
+        if dists is None:
             return None
-        for name, dist in self._distribution_blocks(prior, "prior").items():
+        for name, dist in self._distribution_blocks(dists, argument).items():
             shape = tuple(dist.batch_shape + dist.event_shape)
-            if shape != tuple(self.layout.shapes[name]):
-                per_example = (self.batch_size, *self.layout.shapes[name])
-                extra = (
-                    " It has one distribution per example: pass it as init= (the chain's start "
-                    "distribution) and keep prior= for the model's prior."
-                    if shape == per_example
-                    else ""
-                )
+            latent = tuple(self.layout.shapes[name])
+            if shape not in (latent, (self.batch_size, *latent)):
                 raise ValueError(
-                    f"prior for {name!r} has batch_shape + event_shape {shape}; expected the "
-                    f"per-example latent shape {tuple(self.layout.shapes[name])}. Wrap it in "
-                    f"torch.distributions.Independent or expand it.{extra}"
+                    f"{argument} for {name!r} has batch_shape + event_shape {shape}; expected "
+                    f"the per-example latent shape {latent} (shared by all examples; wrap it in "
+                    "torch.distributions.Independent or expand it) or "
+                    f"{(self.batch_size, *latent)} (one distribution per example, e.g. "
+                    f"Independent(Normal(loc, scale), {len(latent)}) with loc of shape "
+                    f"{(self.batch_size, *latent)})."
                 )
+        return dists
+
+    def _check_prior(self, prior: Prior) -> Prior:
+        prior = self._check_shapes(prior, "prior")
         # The support decides the chain's coordinates; refuse unsupported ones here.
         LatentTransform(self.layout, self._blocks_of(prior))
         return prior
 
     def _check_init(self, init: Init) -> Init:
-        if init is None:
-            return None
-        self._init_per_example: dict[str, bool] = {}
-        for name, dist in self._distribution_blocks(init, "init").items():
-            shape = tuple(dist.batch_shape + dist.event_shape)
-            latent = tuple(self.layout.shapes[name])
-            if shape not in (latent, (self.batch_size, *latent)):
-                raise ValueError(
-                    f"init for {name!r} has batch_shape + event_shape {shape}; expected "
-                    f"{(self.batch_size, *latent)} (one start distribution per example, e.g. "
-                    f"Independent(Normal(loc, scale), {len(latent)}) with loc of shape "
-                    f"{(self.batch_size, *latent)}) or {latent} (shared by all examples)."
-                )
-            self._init_per_example[name] = shape != latent
-        return init
+        return self._check_shapes(init, "init")
 
     def _replace(self, table: Tensor, trace: TuningTrace | None) -> ShortRunPosterior:
         new = object.__new__(ShortRunPosterior)
@@ -399,8 +387,9 @@ class ShortRunPosterior:
         """The start distribution per block: ``init`` if given, else the prior."""
         return self._blocks_of(self.init if self.init is not None else self.prior)
 
-    def _is_per_example(self, name: str) -> bool:
-        return self.init is not None and self._init_per_example[name]
+    def _is_per_example(self, dist: Distribution, name: str) -> bool:
+        """Whether ``dist`` holds one distribution per example (batch shape led by B)."""
+        return tuple(dist.batch_shape + dist.event_shape) != tuple(self.layout.shapes[name])
 
     def _start_sample(self, count: int) -> Tensor:
         """``count`` flat start draws $z_0$ (user coordinates), row i for example i % B."""
@@ -421,7 +410,7 @@ class ShortRunPosterior:
                 torch.manual_seed(seed)
             for name in self.layout.names:
                 shape = self.layout.shapes[name]
-                if self._is_per_example(name):
+                if self._is_per_example(start[name], name):
                     # (S, B, *shape) -> (S·B, *shape): row s·B + b is example b.
                     draw = start[name].sample((count // self.batch_size,))
                 else:
@@ -430,7 +419,7 @@ class ShortRunPosterior:
         z = blocks if self.layout.is_dict else blocks["z"]
         return self.layout.flatten(z).to(dtype=self.dtype, device=self.device)
 
-    def _log_prob(self, dists: dict[str, Distribution] | None, z: Tensor, *, start: bool) -> Tensor:
+    def _log_prob(self, dists: dict[str, Distribution] | None, z: Tensor) -> Tensor:
         if dists is None:
             return standard_normal_log_prob(z)
         count = z.shape[0]
@@ -439,7 +428,7 @@ class ShortRunPosterior:
         total = torch.zeros(count, dtype=z.dtype, device=z.device)
         for name in self.layout.names:
             block = blocks[name]
-            if start and self._is_per_example(name):
+            if self._is_per_example(dists[name], name):
                 block = block.reshape(count // self.batch_size, self.batch_size, *block.shape[1:])
             total = total + dists[name].log_prob(block).reshape(count, -1).sum(-1)
         return total
@@ -448,7 +437,9 @@ class ShortRunPosterior:
         r"""Log density of the model's prior $\log p(z)$ (standard normal without ``prior``).
 
         Arguments:
-            z: Flat latents in the user's (constrained) coordinates, with shape ``(N, D)``.
+            z: Flat latents in the user's (constrained) coordinates, with shape ``(N, D)``;
+                for a prior with one distribution per example, $N = S \cdot B$ and row $i$
+                belongs to example $i \bmod B$.
 
         Returns:
             $\log p(z)$ with shape ``(N,)``.
@@ -459,7 +450,7 @@ class ShortRunPosterior:
             >>> post.prior_log_prob(torch.zeros(5, 2))
             tensor([-1.8379, -1.8379, -1.8379, -1.8379, -1.8379])
         """
-        return self._log_prob(self._blocks_of(self.prior), z, start=False)
+        return self._log_prob(self._blocks_of(self.prior), z)
 
     def init_log_prob(self, z0: Tensor) -> Tensor:
         r"""Log density of the start distribution $\log q_0(z_0 \mid x)$ (``init``, else prior).
@@ -482,7 +473,7 @@ class ShortRunPosterior:
         """
         if self.init is None:
             return self.prior_log_prob(z0)
-        return self._log_prob(self._blocks_of(self.init), z0, start=True)
+        return self._log_prob(self._blocks_of(self.init), z0)
 
     def _chain_log_prob(self, u0: Tensor) -> Tensor:
         r"""The start density in the chain's coordinates, $\log q_0(T(u_0)) + \log|T'(u_0)|$."""
@@ -619,15 +610,16 @@ class ShortRunPosterior:
         num_mixture: int = DEFAULT_NUM_MIXTURE,
     ) -> tuple[Tensor, Tensor]:
         """Per-chain ``(log p(x, z_K), entropy estimate)``, each with shape ``(S·B,)``."""
+        start = self._start()
         if objective in ("epi", "sandwich") and any(
-            self._is_per_example(name) for name in self.layout.names
+            self._is_per_example(start[name], name) for name in (start or {})
         ):
             # Both pool -log q0(z0) over all rows as one start entropy, which a per-example
             # start distribution does not have.
             raise ValueError(
                 f"objective={objective!r} pools the start distribution's entropy over all "
-                "examples, so it needs a start distribution shared by all examples; init has "
-                "one per example. Use 'conditional', 'linearized' or 'semi_implicit'."
+                "examples, so it needs a start distribution shared by all examples; this one "
+                "has one per example. Use 'conditional', 'linearized' or 'semi_implicit'."
             )
         num_samples = chain.z0.shape[0] // self.batch_size
         log_joint = self._flat_log_joint(num_samples)
@@ -986,7 +978,8 @@ def short_run(
             float or ``(K,)`` tensor (per latent block).
         prior: The model's prior $p(z)$: ``None`` for $\mathcal{N}(0, I)$, a
             ``torch.distributions.Distribution`` whose ``batch_shape + event_shape`` is
-            ``latent_shape``, or a dict of those for dict latents. It should be the prior inside
+            ``latent_shape`` (or ``(B, *latent_shape)``, one per example, for a conditional
+            prior), or a dict of those for dict latents. It should be the prior inside
             ``log_joint``. The chain starts from it unless ``init`` is given. If its
             ``support`` is not the real line (Gamma, LogNormal, Beta, Uniform, ...), the
             chain runs on $u = T^{-1}(z)$ with $T$ = ``biject_to(support)``, element-wise

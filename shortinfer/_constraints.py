@@ -21,7 +21,8 @@ dimension or couple coordinates (``simplex``, ``lower_cholesky``, ``corr_cholesk
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -97,9 +98,7 @@ class LatentTransform:
             decides the block's transform.
     """
 
-    def __init__(
-        self, layout: LatentLayout, priors: Mapping[str, Distribution] | None
-    ) -> None:
+    def __init__(self, layout: LatentLayout, priors: Mapping[str, Distribution] | None) -> None:
         self.layout = layout
         self.transforms: dict[str, Transform | None] = {name: None for name in layout.names}
         if priors is not None:
@@ -121,8 +120,9 @@ class LatentTransform:
             for piece, shape in zip(pieces, self.layout.shapes.values(), strict=True)
         ]
 
-    def _cat(self, blocks: list[Tensor], batch: torch.Size) -> Tensor:
-        return torch.cat([block.reshape(*batch, -1) for block in blocks], dim=-1)
+    def _cat(self, blocks: Sequence[Tensor | None], batch: torch.Size) -> Tensor:
+        # torch types `Transform.__call__` as possibly None; on a tensor it returns a tensor.
+        return torch.cat([cast(Tensor, block).reshape(*batch, -1) for block in blocks], dim=-1)
 
     def forward(self, u: Tensor) -> Tensor:
         r"""$z = T(u)$ on flat latents ``(*batch, D)``."""

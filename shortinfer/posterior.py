@@ -293,9 +293,7 @@ class ShortRunPosterior:
             blocks = {"z": dists}
         for name, dist in blocks.items():
             if not isinstance(dist, Distribution):
-                raise TypeError(
-                    f"{argument}[{name!r}] must be a Distribution; received {dist!r}."
-                )
+                raise TypeError(f"{argument}[{name!r}] must be a Distribution; received {dist!r}.")
         return blocks
 
     def _check_shapes(self, dists: Prior, argument: str) -> Prior:
@@ -610,9 +608,9 @@ class ShortRunPosterior:
         num_mixture: int = DEFAULT_NUM_MIXTURE,
     ) -> tuple[Tensor, Tensor]:
         """Per-chain ``(log p(x, z_K), entropy estimate)``, each with shape ``(S·B,)``."""
-        start = self._start()
+        start = self._start() or {}
         if objective in ("epi", "sandwich") and any(
-            self._is_per_example(start[name], name) for name in (start or {})
+            self._is_per_example(dist, name) for name, dist in start.items()
         ):
             # Both pool -log q0(z0) over all rows as one start entropy, which a per-example
             # start distribution does not have.
@@ -960,8 +958,9 @@ def short_run(
     \qquad k = 0, \dots, K-1
     $$
 
-    with $q_0$ = ``init``, by default the prior $p(z)$ (Nijkamp et al. 2020, equation (10)). In the authors' code's notation
-    $\tfrac{\delta^2}{2}\nabla + \delta\epsilon$, $s = \delta^2/2$.
+    with $q_0$ = ``init``, by default the prior $p(z)$ (Nijkamp et al. 2020, equation
+    (10)). In the authors' code's notation $\tfrac{\delta^2}{2}\nabla + \delta\epsilon$,
+    $s = \delta^2/2$.
 
     Arguments:
         log_joint: ``log_joint(x, z)`` returns $\log p(x, z)$ per example, a tensor of

@@ -58,8 +58,7 @@ def _import_pyro() -> Any:
         import pyro.poutine
     except ImportError as err:
         raise ImportError(
-            "shortinfer.pyro needs Pyro: pip install 'shortinfer[pyro]' (or pip install "
-            "pyro-ppl)."
+            "shortinfer.pyro needs Pyro: pip install 'shortinfer[pyro]' (or pip install pyro-ppl)."
         ) from err
     return pyro
 

@@ -62,9 +62,9 @@ def _beta_bernoulli(seed: int = 0):
     prior = Beta(a, b)
 
     def log_joint(x, z):  # z: (B,), scalar latent per example
-        return prior.log_prob(z) + torch.distributions.Bernoulli(probs=z[:, None]).log_prob(
-            x
-        ).sum(-1)
+        return prior.log_prob(z) + torch.distributions.Bernoulli(probs=z[:, None]).log_prob(x).sum(
+            -1
+        )
 
     posterior = Beta(a + x.sum(-1), b + (1 - x).sum(-1))
     return log_joint, x, prior, posterior
@@ -271,7 +271,10 @@ def test_scalar_transforms_match_torch():
     low, high = torch.tensor([-1.0, 0.0], dtype=DT), torch.tensor([1.0, 5.0], dtype=DT)
     transform = LatentTransform(
         layout,
-        {"a": Independent(Uniform(low, high), 1), "b": Independent(Normal(torch.zeros(1), 1.0), 1)},
+        {
+            "a": Independent(Uniform(low, high), 1),
+            "b": Independent(Normal(torch.zeros(1), 1.0), 1),
+        },
     )
     u = torch.randn(7, 3, dtype=DT)
     z = transform.forward(u)
@@ -293,8 +296,9 @@ def test_scalar_transforms_match_torch():
 def test_unsupported_supports_raise(prior, match):
     shape = tuple(prior.batch_shape + prior.event_shape)
     with pytest.raises(ValueError, match=match):
-        short_run(lambda x, z: z.flatten(1).sum(-1), torch.zeros(2, 1), latent_shape=shape,
-                  prior=prior)
+        short_run(
+            lambda x, z: z.flatten(1).sum(-1), torch.zeros(2, 1), latent_shape=shape, prior=prior
+        )
 
 
 def test_support_transform_is_none_for_real_supports():

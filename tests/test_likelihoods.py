@@ -22,9 +22,8 @@ def test_bernoulli_matches_a_hand_written_sum_with_mask():
     logits = torch.randn(3, 2, 4)  # (B, H, W) images
     x = torch.bernoulli(torch.full((3, 2, 4), 0.4))
     mask = torch.bernoulli(torch.full((3, 2, 4), 0.5))
-    by_hand = x * torch.nn.functional.logsigmoid(logits) + (1 - x) * torch.nn.functional.logsigmoid(
-        -logits
-    )
+    log_sigmoid = torch.nn.functional.logsigmoid
+    by_hand = x * log_sigmoid(logits) + (1 - x) * log_sigmoid(-logits)
     got = observation_log_prob(Bernoulli(logits=logits), x, mask)
     torch.testing.assert_close(got, (by_hand * mask).sum((1, 2)))
 
@@ -77,7 +76,11 @@ def test_works_inside_short_run_under_torch_func(mode):
         return standard_normal_log_prob(z) + observation_log_prob(Bernoulli(logits=decoder(z)), x)
 
     post = shortinfer.short_run(
-        log_joint, x, latent_shape=(3,), num_steps=4, step_size=0.05,
+        log_joint,
+        x,
+        latent_shape=(3,),
+        num_steps=4,
+        step_size=0.05,
         generator=torch.Generator().manual_seed(0),
     )
     assert bool(torch.isfinite(post.entropy(mode=mode)).all())

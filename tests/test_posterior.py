@@ -583,9 +583,12 @@ def test_init_rows_follow_their_examples():
     loc = torch.tensor([[-50.0], [0.0], [50.0]], dtype=torch.float64)
     init = torch.distributions.Independent(torch.distributions.Normal(loc, 1e-3), 1)
     post = short_run(
-        lambda x, z: -0.5 * z.square().sum(-1), torch.zeros(3, 1, dtype=torch.float64),
+        lambda x, z: -0.5 * z.square().sum(-1),
+        torch.zeros(3, 1, dtype=torch.float64),
         latent_shape=(1,),
-        num_steps=1, step_size=1e-8, init=init,
+        num_steps=1,
+        step_size=1e-8,
+        init=init,
     )
     z = post.sample((5,))
     torch.testing.assert_close(z, loc.expand(5, 3, 1), atol=0.01, rtol=0)
@@ -619,21 +622,40 @@ def test_init_errors():
     independent = torch.distributions.Independent
     log_joint = lambda x, z: -0.5 * z.square().sum(-1)  # noqa: E731
     with pytest.raises(ValueError, match=r"init for 'z' has batch_shape \+ event_shape \(5, 2\)"):
-        short_run(log_joint, torch.zeros(3, 1), latent_shape=(2,),
-                  init=independent(normal(torch.zeros(5, 2), 1.0), 1))
+        short_run(
+            log_joint,
+            torch.zeros(3, 1),
+            latent_shape=(2,),
+            init=independent(normal(torch.zeros(5, 2), 1.0), 1),
+        )
     with pytest.raises(ValueError, match=r"prior for 'z' has batch_shape \+ event_shape \(4, 2\)"):
-        short_run(log_joint, torch.zeros(3, 1), latent_shape=(2,),
-                  prior=independent(normal(torch.zeros(4, 2), 1.0), 1))
+        short_run(
+            log_joint,
+            torch.zeros(3, 1),
+            latent_shape=(2,),
+            prior=independent(normal(torch.zeros(4, 2), 1.0), 1),
+        )
     # A prior with one distribution per example (a conditional prior) is accepted.
     loc = torch.tensor([[0.0, 0.0], [10.0, 10.0], [20.0, 20.0]])
-    post = short_run(log_joint, torch.zeros(3, 1), latent_shape=(2,), num_steps=1,
-                     step_size=1e-8, prior=independent(normal(loc, 1e-3), 1))
+    post = short_run(
+        log_joint,
+        torch.zeros(3, 1),
+        latent_shape=(2,),
+        num_steps=1,
+        step_size=1e-8,
+        prior=independent(normal(loc, 1e-3), 1),
+    )
     torch.testing.assert_close(post.sample(), loc, atol=0.01, rtol=0)
     assert post.prior_log_prob(loc.repeat(2, 1)).shape == (6,)
     gamma = independent(torch.distributions.Gamma(torch.ones(2), 1.0), 1)
     with pytest.raises(ValueError, match="outside the prior's support"):
-        short_run(log_joint, torch.zeros(3, 1), latent_shape=(2,), prior=gamma,
-                  init=independent(normal(torch.zeros(3, 2), 1.0), 1))
+        short_run(
+            log_joint,
+            torch.zeros(3, 1),
+            latent_shape=(2,),
+            prior=gamma,
+            init=independent(normal(torch.zeros(3, 2), 1.0), 1),
+        )
 
 
 def test_matrix_latent_without_event_dims_says_what_happened():

@@ -44,13 +44,21 @@ def _pair(seed: int, **kw):
     model, log_joint, x = _ppca()
     m = from_pyro(model, x=x)
     from_model = shortinfer.short_run(
-        m.log_joint, m.x, latent_shape=m.latent_shape, prior=m.prior,
-        generator=torch.Generator().manual_seed(seed), **kw,
+        m.log_joint,
+        m.x,
+        latent_shape=m.latent_shape,
+        prior=m.prior,
+        generator=torch.Generator().manual_seed(seed),
+        **kw,
     )
     prior = Independent(Normal(torch.zeros(D, dtype=DT), 1.0), 1)
     by_hand = shortinfer.short_run(
-        log_joint, x, latent_shape=(D,), prior=prior,
-        generator=torch.Generator().manual_seed(seed), **kw,
+        log_joint,
+        x,
+        latent_shape=(D,),
+        prior=prior,
+        generator=torch.Generator().manual_seed(seed),
+        **kw,
     )
     return m, from_model, by_hand
 
@@ -119,8 +127,13 @@ def test_constrained_pyro_latent_uses_the_transform():
     m = from_pyro(model, x=x)
     assert m.latent_shape == {"rate": torch.Size([])}
     post = shortinfer.short_run(
-        m.log_joint, m.x, latent_shape=m.latent_shape, prior=m.prior, num_steps=200,
-        step_size=0.01, generator=torch.Generator().manual_seed(0),
+        m.log_joint,
+        m.x,
+        latent_shape=m.latent_shape,
+        prior=m.prior,
+        num_steps=200,
+        step_size=0.01,
+        generator=torch.Generator().manual_seed(0),
     )
     rate = post.sample((500,))["rate"]
     assert bool((rate > 0).all())

@@ -54,8 +54,8 @@ class PyroLatentModel(NamedTuple):
 
 def _import_pyro() -> Any:
     try:
-        import pyro
-        import pyro.poutine
+        import pyro  # pyright: ignore[reportMissingImports]  (optional: shortinfer[pyro])
+        import pyro.poutine  # pyright: ignore[reportMissingImports]
     except ImportError as err:
         raise ImportError(
             "shortinfer.pyro needs Pyro: pip install 'shortinfer[pyro]' (or pip install pyro-ppl)."
@@ -98,7 +98,7 @@ def _check_latent(site: dict[str, Any], batch_size: int) -> torch.Size:
 
 def _log_joint(model: Callable[..., Any], names: list[str]) -> Callable[..., Tensor]:
     pyro = _import_pyro()
-    from pyro.distributions.util import scale_and_mask
+    from pyro.distributions.util import scale_and_mask  # pyright: ignore[reportMissingImports]
 
     def log_joint(x: Mapping[str, Tensor], z: Mapping[str, Tensor] | Tensor) -> Tensor:
         latents = dict(z) if isinstance(z, Mapping) else {names[0]: z}

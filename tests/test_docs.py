@@ -29,6 +29,8 @@ def test_code_block_runs(code, capsys):
 
 def test_site_loads_no_math_or_fonts_from_the_network():
     """The built site must render offline: MathJax is bundled, Google Fonts are off."""
+    if not (ROOT / "mkdocs.yml").exists():
+        pytest.skip("no mkdocs.yml here (the wheel test copies only tests/ and docs/)")
     config = (ROOT / "mkdocs.yml").read_text()
     scripts = re.findall(r"^\s+- (\S+\.js)\s*$", config, re.MULTILINE)
     assert scripts and not [s for s in scripts if "://" in s]

@@ -33,3 +33,9 @@ def _seeded_doctests(doctest_namespace: dict) -> None:
     torch.manual_seed(0)
     torch.set_printoptions(precision=4)
     doctest_namespace["torch"] = torch
+
+
+try:  # shortinfer.pyro is an optional adapter: its doctests need Pyro.
+    import pyro  # noqa: F401
+except ImportError:
+    collect_ignore = ["shortinfer/pyro.py"]

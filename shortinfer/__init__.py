@@ -8,7 +8,11 @@ from shortinfer._checks import ChainDivergenceError, LogJointError
 from shortinfer._version import __version__
 from shortinfer.entropy import jacobian, log_abs_det_jacobian
 from shortinfer.langevin import delta_from_step_size, langevin_step, rollout, step_size_from_delta
-from shortinfer.likelihoods import gaussian_log_likelihood, standard_normal_log_prob
+from shortinfer.likelihoods import (
+    gaussian_log_likelihood,
+    observation_log_prob,
+    standard_normal_log_prob,
+)
 from shortinfer.posterior import (
     ChainNoise,
     GridEdgeWarning,
@@ -44,6 +48,7 @@ __all__ = [
     "jacobian",
     "langevin_step",
     "log_abs_det_jacobian",
+    "observation_log_prob",
     "rollout",
     "short_run",
     "standard_normal_log_prob",

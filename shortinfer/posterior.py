@@ -18,12 +18,14 @@ from torch.distributions import Distribution
 
 from shortinfer._checks import (
     ChainDivergenceError,
+    LogJointError,
     check_finite_observations,
     check_num_mixture,
     check_num_steps,
     find_divergence,
     probe_log_joint,
 )
+from shortinfer._constraints import LatentTransform
 from shortinfer._latents import Latent, LatentLayout, ShapeLike
 from shortinfer._step_size import (
     StepSize,
@@ -83,13 +85,16 @@ Observations = Tensor | Sequence[Tensor] | Mapping[str, Tensor]
 
 LogJoint = Callable[[Any, Any], Tensor]
 Prior = Distribution | Mapping[str, Distribution] | None
+Init = Distribution | Mapping[str, Distribution] | None
 
 
 class ChainNoise(NamedTuple):
     r"""All the randomness of a batch of short-run chains, drawn before the rollout.
 
     Attributes:
-        z0: Initial flat latents $z_0 \sim p(z)$, with shape ``(S·B, D)``.
+        z0: Initial flat latents in the chain's coordinates, with shape ``(S·B, D)``:
+            $z_0$ drawn from ``init`` (or the prior), mapped to $u_0 = T^{-1}(z_0)$ for
+            blocks whose prior has a constrained support (identical to $z_0$ otherwise).
         noise: Injected noise $\epsilon$, with shape ``(K, S·B, D)``.
 
     Examples:
@@ -168,10 +173,13 @@ class ShortRunPosterior:
     r"""The distribution of the short-run chain's output $z_K$, given ``x``.
 
     $$
-    z_0 \sim p(z), \quad
+    z_0 \sim q_0(z \mid x), \quad
     z_{k+1} = z_k + s_k \nabla_z \log p(x, z_k) + \sqrt{2 s_k}\,\epsilon_k, \quad
-    q_s(z \mid x) = \text{law of } z_K.
+    q_s(z \mid x) = \text{law of } z_K,
     $$
+
+    with $q_0$ = ``init`` if given, else the prior $p(z)$. For a prior with a constrained
+    support the chain runs on $u = T^{-1}(z)$, see `short_run`.
 
     Build it with `short_run`. It speaks the ``torch.distributions`` vocabulary:
     `sample` and `rsample` take a ``sample_shape``; `entropy` returns one value
@@ -184,7 +192,10 @@ class ShortRunPosterior:
         latent_shape: Per-example latent shape, or a dict of block name to shape.
         num_steps: K.
         step_size: s (scalar, per step, or per block).
-        prior: The initial distribution $p(z)$ (default standard normal).
+        prior: The model's prior $p(z)$ (default standard normal): the start distribution
+            when ``init`` is not given, and its ``support`` decides the transform.
+        init: The start distribution $q_0(z_0 \mid x)$, shared or one per example (e.g. an
+            encoder's output); see `short_run`.
         generator: A ``torch.Generator`` for reproducible draws.
         validate: Probe ``log_joint`` once at construction (without advancing ``generator``).
 
@@ -206,6 +217,7 @@ class ShortRunPosterior:
         num_steps: int = 25,
         step_size: StepSize = 0.05,
         prior: Prior = None,
+        init: Init = None,
         generator: torch.Generator | None = None,
         validate: bool = True,
     ) -> None:
@@ -220,7 +232,6 @@ class ShortRunPosterior:
         self.layout = LatentLayout(latent_shape)
         self.num_steps = check_num_steps(num_steps)
         self._table = canonical_step_size(step_size, self.num_steps, self.layout)
-        self.prior = self._check_prior(prior)
         self.generator = generator
         self.trace: TuningTrace | None = None
         self.batch_size = leaves[0].shape[0] if leaves[0].dim() > 0 else 0
@@ -232,17 +243,68 @@ class ShortRunPosterior:
                 f"x must have a leading batch dimension of size >= 1 shared by all its tensors; "
                 f"received shapes {shapes}. For a single observation use x.unsqueeze(0)."
             )
+        self.prior = self._check_prior(prior)
+        self.init = self._check_init(init)
+        self._transform = LatentTransform(self.layout, self._blocks_of(self.prior))
         floating = [leaf for leaf in leaves if leaf.is_floating_point()]
         self.dtype = floating[0].dtype if floating else torch.get_default_dtype()
         self.device = leaves[0].device
         if validate:
             check_finite_observations(leaves)
-            probe_log_joint(self._flat_log_joint(1), self._probe_latents(), self.batch_size)
+            self._probe()
 
     # -- construction helpers -------------------------------------------------------------
 
+    def _probe(self) -> None:
+        """Probe ``log_joint`` on one start draw per example, in the user's coordinates."""
+        z0 = self._probe_latents()
+        self._check_in_support(z0)
+        try:
+            probe_log_joint(self._user_log_joint(1), z0, self.batch_size)
+        except LogJointError as err:
+            hint = self._event_dims_hint(str(err))
+            if hint is None:
+                raise
+            raise LogJointError(f"{err}\n{hint}") from err.__cause__
+
+    def _event_dims_hint(self, message: str) -> str | None:
+        """Say what happened when a matrix latent meets a helper that sums one dimension."""
+        matrix = {n: s for n, s in self.layout.shapes.items() if len(s) > 1}
+        mismatch = "must match the size" in message or "returned shape" in message
+        if not matrix or not mismatch:
+            return None
+        shapes = ", ".join(f"{n!r}: {tuple(s)}" for n, s in matrix.items())
+        return (
+            f"Likely cause: the latent has several dimensions per example ({shapes}), but "
+            "a log density summed only its last one, "
+            "leaving a (B, ...) tensor that does not add up with the (B,) terms. Helpers such "
+            "as standard_normal_log_prob(z) and gaussian_log_likelihood sum `event_dims` "
+            "trailing dimensions: pass event_dims=len(latent_shape) (e.g. "
+            "standard_normal_log_prob(z, event_dims=2)), or sum with .flatten(1).sum(-1)."
+        )
+
+    def _check_in_support(self, z0: Tensor) -> None:
+        """Refuse a start distribution whose draws fall outside the prior's support."""
+        if self.init is None or self.prior is None:
+            return
+        priors = self._blocks_of(self.prior)
+        blocks = self.layout.unflatten(z0)
+        blocks = blocks if isinstance(blocks, dict) else {"z": blocks}
+        for name, dist in (priors or {}).items():
+            try:
+                support = dist.support
+            except NotImplementedError:
+                continue
+            if support is None or not bool(support.check(blocks[name]).all()):
+                label = "init" if not self.layout.is_dict else f"init[{name!r}]"
+                raise ValueError(
+                    f"{label} draws values outside the prior's support {support}. The start "
+                    "distribution must live on the prior's support: e.g. a LogNormal for a "
+                    "Gamma prior, a Beta or a Kumaraswamy for a Beta prior."
+                )
+
     def _probe_latents(self) -> Tensor:
-        """One prior draw per example for the validation probe, leaving every stream as it was.
+        """One start draw per example for the validation probe, leaving every stream as it was.
 
         The draw uses ``generator`` (or the global generator) like any other, then restores its
         state, so ``validate=True`` does not shift the chains' randomness: the same seed gives
@@ -253,39 +315,62 @@ class ShortRunPosterior:
         # The global CPU stream (and the device's, for CUDA), which the prior may draw from.
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            z0 = self._prior_sample(self.batch_size)
+            z0 = self._start_sample(self.batch_size)
         if generator is not None and state is not None:
             generator.set_state(state)
         return z0
 
-    def _check_prior(self, prior: Prior) -> Prior:
-        if prior is None:
+    def _blocks_of(self, dists: Prior) -> dict[str, Distribution] | None:
+        if dists is None:
             return None
+        return dict(dists) if isinstance(dists, Mapping) else {"z": dists}
+
+    def _distribution_blocks(self, dists: Prior, argument: str) -> dict[str, Distribution]:
         if self.layout.is_dict:
-            if not isinstance(prior, Mapping) or set(prior) != set(self.layout.names):
+            if not isinstance(dists, Mapping) or set(dists) != set(self.layout.names):
                 raise TypeError(
-                    f"for dict latents, prior must be None or a dict of Distributions with keys "
-                    f"{self.layout.names}; received {prior!r}."
+                    f"for dict latents, {argument} must be None or a dict of Distributions with "
+                    f"keys {self.layout.names}; received {dists!r}."
                 )
-            priors = dict(prior)
+            blocks = dict(dists)
         else:
-            if not isinstance(prior, Distribution):
+            if not isinstance(dists, Distribution):
                 raise TypeError(
-                    f"prior must be a torch.distributions.Distribution over the latent of shape "
-                    f"{self.layout.describe()}, or None for N(0, I); received {prior!r}."
+                    f"{argument} must be a torch.distributions.Distribution over the latent of "
+                    f"shape {self.layout.describe()}, or None; received {dists!r}."
                 )
-            priors = {"z": prior}
-        for name, dist in priors.items():
+            blocks = {"z": dists}
+        for name, dist in blocks.items():
             if not isinstance(dist, Distribution):
-                raise TypeError(f"prior[{name!r}] must be a Distribution; received {dist!r}.")
+                raise TypeError(f"{argument}[{name!r}] must be a Distribution; received {dist!r}.")
+        return blocks
+
+    def _check_shapes(self, dists: Prior, argument: str) -> Prior:
+        """Each block's distribution covers one example's latent, or one per example."""
+        if dists is None:
+            return None
+        for name, dist in self._distribution_blocks(dists, argument).items():
             shape = tuple(dist.batch_shape + dist.event_shape)
-            if shape != tuple(self.layout.shapes[name]):
+            latent = tuple(self.layout.shapes[name])
+            if shape not in (latent, (self.batch_size, *latent)):
                 raise ValueError(
-                    f"prior for {name!r} has batch_shape + event_shape {shape}; expected the "
-                    f"per-example latent shape {tuple(self.layout.shapes[name])}. Wrap it in "
-                    "torch.distributions.Independent or expand it."
+                    f"{argument} for {name!r} has batch_shape + event_shape {shape}; expected "
+                    f"the per-example latent shape {latent} (shared by all examples; wrap it in "
+                    "torch.distributions.Independent or expand it) or "
+                    f"{(self.batch_size, *latent)} (one distribution per example, e.g. "
+                    f"Independent(Normal(loc, scale), {len(latent)}) with loc of shape "
+                    f"{(self.batch_size, *latent)})."
                 )
+        return dists
+
+    def _check_prior(self, prior: Prior) -> Prior:
+        prior = self._check_shapes(prior, "prior")
+        # The support decides the chain's coordinates; refuse unsupported ones here.
+        LatentTransform(self.layout, self._blocks_of(prior))
         return prior
+
+    def _check_init(self, init: Init) -> Init:
+        return self._check_shapes(init, "init")
 
     def _replace(self, table: Tensor, trace: TuningTrace | None) -> ShortRunPosterior:
         new = object.__new__(ShortRunPosterior)
@@ -294,10 +379,19 @@ class ShortRunPosterior:
         new.trace = trace
         return new
 
-    def _flat_log_joint(self, num_samples: int) -> Callable[[Tensor], Tensor]:
+    def _user_log_joint(self, num_samples: int) -> Callable[[Tensor], Tensor]:
+        """``log_joint`` on flat latents in the user's (constrained) coordinates."""
         x = _repeat(self.x, num_samples)
         unflatten = self.layout.unflatten
         return lambda z: self.log_joint(x, unflatten(z))
+
+    def _flat_log_joint(self, num_samples: int) -> Callable[[Tensor], Tensor]:
+        r"""The chain's target on flat latents: $\log p(x, T(u)) + \log|\det T'(u)|$."""
+        log_joint = self._user_log_joint(num_samples)
+        transform = self._transform
+        if transform.is_identity:
+            return log_joint
+        return lambda u: log_joint(transform.forward(u)) + transform.log_abs_det(u)
 
     def _step_table(self, table: Tensor | None = None) -> Tensor:
         table = self._table if table is None else table
@@ -336,10 +430,19 @@ class ShortRunPosterior:
         out = torch.randn(*shape, generator=generator, device=device, dtype=self.dtype)
         return out.to(self.device)
 
-    def _prior_sample(self, count: int) -> Tensor:
-        if self.prior is None:
+    def _start(self) -> dict[str, Distribution] | None:
+        """The start distribution per block: ``init`` if given, else the prior."""
+        return self._blocks_of(self.init if self.init is not None else self.prior)
+
+    def _is_per_example(self, dist: Distribution, name: str) -> bool:
+        """Whether ``dist`` holds one distribution per example (batch shape led by B)."""
+        return tuple(dist.batch_shape + dist.event_shape) != tuple(self.layout.shapes[name])
+
+    def _start_sample(self, count: int) -> Tensor:
+        """``count`` flat start draws $z_0$ (user coordinates), row i for example i % B."""
+        start = self._start()
+        if start is None:
             return self._randn(count, self.layout.dim)
-        priors = self.prior if isinstance(self.prior, Mapping) else {"z": self.prior}
         seed = None
         if self.generator is not None:
             # torch.distributions cannot take a generator: derive a seed from it instead.
@@ -348,34 +451,83 @@ class ShortRunPosterior:
             )
             seed = int(draw)
         devices = [self.device] if self.device.type == "cuda" else []
+        blocks = {}
         with torch.random.fork_rng(devices=devices, enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            blocks = {name: priors[name].sample((count,)) for name in self.layout.names}
+            for name in self.layout.names:
+                shape = self.layout.shapes[name]
+                if self._is_per_example(start[name], name):
+                    # (S, B, *shape) -> (S·B, *shape): row s·B + b is example b.
+                    draw = start[name].sample((count // self.batch_size,))
+                else:
+                    draw = start[name].sample((count,))
+                blocks[name] = draw.reshape(count, *shape)
         z = blocks if self.layout.is_dict else blocks["z"]
         return self.layout.flatten(z).to(dtype=self.dtype, device=self.device)
 
-    def prior_log_prob(self, z0: Tensor) -> Tensor:
-        r"""Log density of the initial distribution $\log p(z_0)$.
+    def _log_prob(self, dists: dict[str, Distribution] | None, z: Tensor) -> Tensor:
+        if dists is None:
+            return standard_normal_log_prob(z)
+        count = z.shape[0]
+        blocks = self.layout.unflatten(z)
+        blocks = blocks if isinstance(blocks, dict) else {"z": blocks}
+        total = torch.zeros(count, dtype=z.dtype, device=z.device)
+        for name in self.layout.names:
+            block = blocks[name]
+            if self._is_per_example(dists[name], name):
+                block = block.reshape(count // self.batch_size, self.batch_size, *block.shape[1:])
+            total = total + dists[name].log_prob(block).reshape(count, -1).sum(-1)
+        return total
+
+    def prior_log_prob(self, z: Tensor) -> Tensor:
+        r"""Log density of the model's prior $\log p(z)$ (standard normal without ``prior``).
 
         Arguments:
-            z0: Flat initial latents, with shape ``(N, D)``.
+            z: Flat latents in the user's (constrained) coordinates, with shape ``(N, D)``;
+                for a prior with one distribution per example, $N = S \cdot B$ and row $i$
+                belongs to example $i \bmod B$.
 
         Returns:
-            $\log p(z_0)$ with shape ``(N,)``.
+            $\log p(z)$ with shape ``(N,)``.
+
+        Examples:
+            >>> post = short_run(lambda x, z: -0.5 * (z - x).square().sum(-1),
+            ...                  torch.zeros(3, 2), latent_shape=(2,))
+            >>> post.prior_log_prob(torch.zeros(5, 2))
+            tensor([-1.8379, -1.8379, -1.8379, -1.8379, -1.8379])
         """
-        if self.prior is None:
-            return standard_normal_log_prob(z0)
-        priors = self.prior if isinstance(self.prior, Mapping) else {"z": self.prior}
-        blocks = self.layout.unflatten(z0)
-        blocks = blocks if isinstance(blocks, dict) else {"z": blocks}
-        return sum(
-            (
-                priors[name].log_prob(blocks[name]).reshape(z0.shape[0], -1).sum(-1)
-                for name in self.layout.names
-            ),
-            torch.zeros(z0.shape[0], dtype=z0.dtype, device=z0.device),
-        )
+        return self._log_prob(self._blocks_of(self.prior), z)
+
+    def init_log_prob(self, z0: Tensor) -> Tensor:
+        r"""Log density of the start distribution $\log q_0(z_0 \mid x)$ (``init``, else prior).
+
+        Arguments:
+            z0: Flat start latents in the user's (constrained) coordinates, with shape
+                ``(S·B, D)``; row $i$ belongs to example $i \bmod B$ (as in `draw_noise`).
+
+        Returns:
+            $\log q_0(z_0 \mid x)$ with shape ``(S·B,)``.
+
+        Examples:
+            >>> from torch.distributions import Independent, Normal
+            >>> loc = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])  # (B, D)
+            >>> post = short_run(lambda x, z: -0.5 * (z - x).square().sum(-1),
+            ...                  torch.zeros(3, 2), latent_shape=(2,),
+            ...                  init=Independent(Normal(loc, 1.0), 1))
+            >>> post.init_log_prob(loc.repeat(2, 1))  # S = 2 chains per example, at the means
+            tensor([-1.8379, -1.8379, -1.8379, -1.8379, -1.8379, -1.8379])
+        """
+        if self.init is None:
+            return self.prior_log_prob(z0)
+        return self._log_prob(self._blocks_of(self.init), z0)
+
+    def _chain_log_prob(self, u0: Tensor) -> Tensor:
+        r"""The start density in the chain's coordinates, $\log q_0(T(u_0)) + \log|T'(u_0)|$."""
+        if self._transform.is_identity:
+            return self.init_log_prob(u0)
+        transform = self._transform
+        return self.init_log_prob(transform.forward(u0)) + transform.log_abs_det(u0)
 
     def draw_noise(self, num_samples: int = 1) -> ChainNoise:
         r"""Draw $z_0 \sim p(z)$ and $\epsilon$ for ``num_samples`` chains per example.
@@ -395,8 +547,8 @@ class ShortRunPosterior:
             (torch.Size([15, 2]), torch.Size([4, 15, 2]))
         """
         count = num_samples * self.batch_size
-        z0 = self._prior_sample(count)
-        return ChainNoise(z0, self._randn(self.num_steps, count, self.layout.dim))
+        u0 = self._transform.inverse(self._start_sample(count))
+        return ChainNoise(u0, self._randn(self.num_steps, count, self.layout.dim))
 
     # -- sampling -------------------------------------------------------------------------
 
@@ -412,7 +564,8 @@ class ShortRunPosterior:
             table: An alternative step-size table (internal use by tuning).
 
         Returns:
-            Flat $z_K$ with shape ``(S·B, D)``.
+            Flat $z_K$ with shape ``(S·B, D)``, in the user's coordinates: $T(u_K)$ for
+            blocks with a constrained prior.
 
         Raises:
             ChainDivergenceError: If some $z_k$ is non-finite; the message names the
@@ -422,10 +575,10 @@ class ShortRunPosterior:
         log_joint = self._flat_log_joint(num_samples)
         step_sizes = self._step_table(table)
         score = autograd_score(log_joint, create_graph=differentiable)
-        z_k = rollout(score, chain.z0, chain.noise, step_sizes)
-        if not bool(torch.isfinite(z_k).all()):
+        u_k = rollout(score, chain.z0, chain.noise, step_sizes)
+        if not bool(torch.isfinite(u_k).all()):
             self._raise_divergence(score, chain, step_sizes)
-        return z_k
+        return self._transform.forward(u_k)
 
     def _raise_divergence(self, score: Callable, chain: ChainNoise, step_sizes: Tensor) -> None:
         def step(k: int, z: Tensor) -> Tensor:
@@ -505,6 +658,17 @@ class ShortRunPosterior:
         num_mixture: int = DEFAULT_NUM_MIXTURE,
     ) -> tuple[Tensor, Tensor]:
         """Per-chain ``(log p(x, z_K), entropy estimate)``, each with shape ``(S·B,)``."""
+        start = self._start() or {}
+        if objective in ("epi", "sandwich") and any(
+            self._is_per_example(dist, name) for name, dist in start.items()
+        ):
+            # Both pool -log q0(z0) over all rows as one start entropy, which a per-example
+            # start distribution does not have.
+            raise ValueError(
+                f"objective={objective!r} pools the start distribution's entropy over all "
+                "examples, so it needs a start distribution shared by all examples; this one "
+                "has one per example. Use 'conditional', 'linearized' or 'semi_implicit'."
+            )
         num_samples = chain.z0.shape[0] // self.batch_size
         log_joint = self._flat_log_joint(num_samples)
         step_sizes = self._step_table(table)
@@ -514,7 +678,7 @@ class ShortRunPosterior:
             chain.z0,
             chain.noise,
             step_sizes,
-            self.prior_log_prob,
+            self._chain_log_prob,
             method=method,
             mode=mode,
             chunk_size=chunk_size,
@@ -529,7 +693,11 @@ class ShortRunPosterior:
                 "the log-determinant of the short-run map is not finite: the map is singular "
                 "at this step size (s·curvature hit 1). Use a smaller step size."
             )
-        return log_joint(z_k), entropy
+        if self._transform.is_identity:
+            return log_joint(z_k), entropy
+        # z_K = T(u_K): H(z_K) = H(u_K) + E log|T'(u_K)|, and log p(x, z_K) drops that term.
+        log_det = self._transform.log_abs_det(z_k)
+        return log_joint(z_k) - log_det, entropy + log_det
 
     def _per_example(self, values: Tensor) -> Tensor:
         return values.reshape(-1, self.batch_size).mean(0)
@@ -1011,19 +1179,21 @@ def short_run(
     num_steps: int = 25,
     step_size: StepSize = 0.05,
     prior: Prior = None,
+    init: Init = None,
     generator: torch.Generator | None = None,
     validate: bool = True,
 ) -> ShortRunPosterior:
     r"""Wrap any ``log_joint(x, z)`` into a short-run Langevin posterior $q_s(z \mid x)$.
 
     $$
-    z_0 \sim p(z), \qquad
+    z_0 \sim q_0(z \mid x), \qquad
     z_{k+1} = z_k + s\,\nabla_z \log p(x, z_k) + \sqrt{2s}\,\epsilon_k,
     \qquad k = 0, \dots, K-1
     $$
 
-    (Nijkamp et al. 2020, equation (10)). In the authors' code's notation
-    $\tfrac{\delta^2}{2}\nabla + \delta\epsilon$, $s = \delta^2/2$.
+    with $q_0$ = ``init``, by default the prior $p(z)$ (Nijkamp et al. 2020, equation
+    (10)). In the authors' code's notation $\tfrac{\delta^2}{2}\nabla + \delta\epsilon$,
+    $s = \delta^2/2$.
 
     Arguments:
         log_joint: ``log_joint(x, z)`` returns $\log p(x, z)$ per example, a tensor of
@@ -1038,10 +1208,24 @@ def short_run(
         num_steps: K, the number of Langevin steps (the paper uses 25).
         step_size: s: a float, a ``(K,)`` tensor (one per step), or a dict of block name to
             float or ``(K,)`` tensor (per latent block).
-        prior: The initial distribution $p(z)$: ``None`` for $\mathcal{N}(0, I)$, a
+        prior: The model's prior $p(z)$: ``None`` for $\mathcal{N}(0, I)$, a
             ``torch.distributions.Distribution`` whose ``batch_shape + event_shape`` is
-            ``latent_shape``, or a dict of those for dict latents. It should be the prior inside
-            ``log_joint``.
+            ``latent_shape`` (or ``(B, *latent_shape)``, one per example, for a conditional
+            prior), or a dict of those for dict latents. It should be the prior inside
+            ``log_joint``. The chain starts from it unless ``init`` is given. If its
+            ``support`` is not the real line (Gamma, LogNormal, Beta, Uniform, ...), the
+            chain runs on $u = T^{-1}(z)$ with $T$ = ``biject_to(support)``, element-wise
+            per block, targeting $\log p(x, T(u)) + \log|\det \partial T/\partial u|$;
+            ``log_joint``, `sample` and `rsample` see the constrained $z = T(u)$ and
+            `entropy` is that of the constrained $z_K$ (see ``docs/concepts.md`` for the
+            handled supports; others raise `ValueError`).
+        init: The chain's start distribution $q_0(z_0 \mid x)$, for refining an amortized
+            posterior (e.g. an encoder's): ``None`` starts from ``prior``; a
+            ``Distribution`` whose ``batch_shape + event_shape`` is ``(B, *latent_shape)``
+            (one per example, e.g. ``Independent(Normal(loc, scale), 1)`` with ``loc`` and
+            ``scale`` of shape ``(B, D)``) or ``latent_shape`` (shared); a dict of those for
+            dict latents. Its draws must lie in the prior's support. The entropy uses
+            $-\log q_0(z_0 \mid x)$.
         generator: ``torch.Generator`` making every draw reproducible.
         validate: Check ``x`` for non-finite values and probe ``log_joint`` once (recommended).
             The probe's latent is a prior draw after which ``generator`` (or the global random
@@ -1053,8 +1237,9 @@ def short_run(
     Raises:
         LogJointError: If ``log_joint`` returns the wrong shape, non-finite values, or a value
             that does not depend on ``z``.
-        ValueError: For a non-positive or mis-shaped ``step_size``, ``num_steps < 1``, or
-            non-finite ``x``.
+        ValueError: For a non-positive or mis-shaped ``step_size``, ``num_steps < 1``,
+            non-finite ``x``, a mis-shaped ``prior`` or ``init``, a prior support that
+            ``biject_to`` does not map element-wise, or ``init`` draws outside it.
 
     Examples:
         >>> decoder = torch.nn.Linear(8, 20)
@@ -1072,6 +1257,7 @@ def short_run(
         num_steps=num_steps,
         step_size=step_size,
         prior=prior,
+        init=init,
         generator=generator,
         validate=validate,
     )

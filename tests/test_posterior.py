@@ -536,3 +536,137 @@ def test_num_mixture_is_validated_by_every_public_method(bad):
         post.tune_step_size("grid", num_samples=4, **kw)
     with pytest.raises(ValueError, match=message):
         post.elbo(num_samples=4, objective="conditional", num_mixture=bad)  # checked anyway
+
+
+# -- init: a per-example start distribution ----------------------------------------------
+
+
+def _exact_posterior_init(model, x):
+    mean, cov = model.posterior(x)
+    scale_tril = torch.linalg.cholesky(cov).expand(x.shape[0], -1, -1)
+    return torch.distributions.MultivariateNormal(mean, scale_tril=scale_tril), mean, cov
+
+
+def test_init_at_the_exact_posterior_keeps_its_entropy_and_mean():
+    model, x = _setup(batch=3)
+    init, mean, cov = _exact_posterior_init(model, x)
+    s, k = 1e-4, 5
+    post = short_run(
+        model.log_joint,
+        x,
+        latent_shape=(3,),
+        num_steps=k,
+        step_size=s,
+        init=init,
+        generator=torch.Generator().manual_seed(3),
+    )
+    # Per draw: -log q0(z0 | x_b) + log|det prod(I - sA)|, the start density of its own example.
+    chain = post.draw_noise(4)
+    _, entropy = post._terms(
+        chain, None, objective="conditional", method="exact", mode="reverse", chunk_size=None
+    )
+    log_det = torch.linalg.slogdet(model.short_run_jacobian(s, k)).logabsdet
+    rows = chain.z0.reshape(4, 3, 3)  # (S, B, D): row s·B + b is example b
+    expected = -init.log_prob(rows).reshape(-1) + log_det
+    torch.testing.assert_close(entropy.detach(), expected.detach(), rtol=1e-10, atol=1e-10)
+    # In expectation: the exact posterior entropy, up to the tiny log-det.
+    n = 2000
+    estimate = post.entropy(num_samples=n)
+    exact = 0.5 * torch.logdet(2 * math.pi * math.e * cov) + log_det
+    se = (1.5 / n) ** 0.5  # -log q0(z0) of a 3-D Gaussian has variance D / 2
+    assert ((estimate - exact.detach()).abs() <= Z * se).all()
+    z = post.sample((n,))
+    se_mean = (cov.diagonal() / n).sqrt()
+    assert ((z.mean(0) - mean.detach()).abs() <= Z * se_mean).all()
+    # The ELBO is log p(x) up to Monte Carlo error: KL = 0 and the chain barely moves.
+    elbo = post.elbo(num_samples=n)
+    assert ((elbo - model.log_evidence(x).detach()).abs() <= Z * 2 * se).all()
+
+
+def test_init_rows_follow_their_examples():
+    loc = torch.tensor([[-50.0], [0.0], [50.0]], dtype=torch.float64)
+    init = torch.distributions.Independent(torch.distributions.Normal(loc, 1e-3), 1)
+    post = short_run(
+        lambda x, z: -0.5 * z.square().sum(-1),
+        torch.zeros(3, 1, dtype=torch.float64),
+        latent_shape=(1,),
+        num_steps=1,
+        step_size=1e-8,
+        init=init,
+    )
+    z = post.sample((5,))
+    torch.testing.assert_close(z, loc.expand(5, 3, 1), atol=0.01, rtol=0)
+    assert post.init_log_prob(loc).shape == (3,)
+
+
+def test_init_shared_and_dict_latents():
+    normal = torch.distributions.Normal
+    independent = torch.distributions.Independent
+    init = {
+        "a": independent(normal(torch.zeros(4, 2), 1.0), 1),  # per example (B = 4)
+        "b": independent(normal(torch.ones(3), 0.1), 1),  # shared
+    }
+    post = short_run(
+        lambda x, z: -0.5 * (z["a"].square().sum(-1) + z["b"].square().sum(-1)),
+        torch.zeros(4, 1),
+        latent_shape={"a": (2,), "b": (3,)},
+        num_steps=2,
+        step_size=1e-6,
+        init=init,
+    )
+    z = post.sample((100,))
+    assert z["a"].shape == (100, 4, 2) and z["b"].shape == (100, 4, 3)
+    assert abs(float(z["b"].mean()) - 1.0) < 0.05
+    with pytest.raises(ValueError, match="pools the start distribution"):
+        post.elbo(objective="epi")
+
+
+def test_init_errors():
+    normal = torch.distributions.Normal
+    independent = torch.distributions.Independent
+    log_joint = lambda x, z: -0.5 * z.square().sum(-1)  # noqa: E731
+    with pytest.raises(ValueError, match=r"init for 'z' has batch_shape \+ event_shape \(5, 2\)"):
+        short_run(
+            log_joint,
+            torch.zeros(3, 1),
+            latent_shape=(2,),
+            init=independent(normal(torch.zeros(5, 2), 1.0), 1),
+        )
+    with pytest.raises(ValueError, match=r"prior for 'z' has batch_shape \+ event_shape \(4, 2\)"):
+        short_run(
+            log_joint,
+            torch.zeros(3, 1),
+            latent_shape=(2,),
+            prior=independent(normal(torch.zeros(4, 2), 1.0), 1),
+        )
+    # A prior with one distribution per example (a conditional prior) is accepted.
+    loc = torch.tensor([[0.0, 0.0], [10.0, 10.0], [20.0, 20.0]])
+    post = short_run(
+        log_joint,
+        torch.zeros(3, 1),
+        latent_shape=(2,),
+        num_steps=1,
+        step_size=1e-8,
+        prior=independent(normal(loc, 1e-3), 1),
+    )
+    torch.testing.assert_close(post.sample(), loc, atol=0.01, rtol=0)
+    assert post.prior_log_prob(loc.repeat(2, 1)).shape == (6,)
+    gamma = independent(torch.distributions.Gamma(torch.ones(2), 1.0), 1)
+    with pytest.raises(ValueError, match="outside the prior's support"):
+        short_run(
+            log_joint,
+            torch.zeros(3, 1),
+            latent_shape=(2,),
+            prior=gamma,
+            init=independent(normal(torch.zeros(3, 2), 1.0), 1),
+        )
+
+
+def test_matrix_latent_without_event_dims_says_what_happened():
+    def log_joint(x, z):  # z: (B, 3, 4); forgets event_dims=2
+        return shortinfer.standard_normal_log_prob(z) + shortinfer.gaussian_log_likelihood(
+            x, z.flatten(1), 1.0
+        )
+
+    with pytest.raises(LogJointError, match="event_dims=2"):
+        short_run(log_joint, torch.zeros(5, 12), latent_shape=(3, 4))

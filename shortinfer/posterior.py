@@ -1126,8 +1126,9 @@ class ShortRunPosterior:
             z_k = self.run_chain(chain, table=table)
         except FloatingPointError as err:
             return f"diverged on {count} check chains ({err})"
+        u_k = self._transform.inverse(z_k)  # the chain's own coordinates
         curvature = float(
-            max_curvature(self._flat_log_joint(per_example), z_k, num_iterations=10).max()
+            max_curvature(self._flat_log_joint(per_example), u_k, num_iterations=10).max()
         )
         worst = float(step_sizes.max()) * curvature
         if worst > STABILITY_MARGIN:

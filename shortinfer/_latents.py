@@ -7,6 +7,7 @@ matrices, and hands ``log_joint`` the structured view the user declared.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -19,15 +20,19 @@ Latent = Tensor | dict[str, Tensor]
 
 
 def _as_shape(shape: ShapeLike, *, name: str) -> torch.Size:
-    if isinstance(shape, int):
+    if isinstance(shape, int) and not isinstance(shape, bool):
         shape = (shape,)
-    try:
-        size = torch.Size(tuple(int(s) for s in shape))
-    except (TypeError, ValueError) as err:
+    # Strings are sequences too ("12" would read as (1, 2)), and int() would truncate 2.7.
+    if (
+        isinstance(shape, (str, bytes))
+        or not isinstance(shape, Sequence)
+        or any(isinstance(s, bool) or not hasattr(type(s), "__index__") for s in shape)
+    ):
         raise TypeError(
             f"{name} must be an int or a sequence of ints; received {shape!r}. "
             "Pass e.g. latent_shape=(64,) or latent_shape={'z1': (32,), 'z2': (16,)}."
-        ) from err
+        )
+    size = torch.Size(tuple(operator.index(s) for s in shape))
     if any(s <= 0 for s in size):
         raise ValueError(f"{name} must have positive sizes; received {tuple(size)}.")
     return size

@@ -56,7 +56,8 @@ from typing import Literal, NamedTuple, cast
 import torch
 from torch import Tensor
 
-from shortinfer._checks import check_num_mixture, translate_func_errors
+from shortinfer._checks import DEFAULT_NUM_MIXTURE as _DEFAULT_NUM_MIXTURE
+from shortinfer._checks import check_int, check_mode, check_num_mixture, translate_func_errors
 from shortinfer.entropy import JacobianMode, LogDetMethod, estimate_log_det, jacobian
 from shortinfer.langevin import functional_score, rollout
 
@@ -79,7 +80,7 @@ _LOG_4_PI_E = math.log(4 * math.pi * math.e)  # e^{2H/D} of N(0, 2sI) is 4·pi·
 MIXTURE_BOUNDS: tuple[str, ...] = ("semi_implicit", "sandwich")
 """Objectives that mix over the other chains of each example; they need ``num_samples >= 2``."""
 
-DEFAULT_NUM_MIXTURE: int = 255
+DEFAULT_NUM_MIXTURE: int = _DEFAULT_NUM_MIXTURE
 r"""Default $M$: at most this many other chains of an example enter a chain's mixture.
 
 The semi-implicit lower bound gains at most $\log(M + 1)$ nats over the last step's noise
@@ -405,9 +406,8 @@ def semi_implicit_bounds(
 def _check_num_examples(num_examples: int | None, count: int) -> int:
     if num_examples is None:
         return count
-    if isinstance(num_examples, bool) or not isinstance(num_examples, int):
-        raise ValueError(f"num_examples must be an int or None; received {num_examples!r}.")
-    if num_examples < 1 or count % num_examples != 0:
+    num_examples = check_int("num_examples", num_examples, 1, what=" or None")
+    if count % num_examples != 0:
         raise ValueError(
             f"num_examples must be a positive divisor of the number of chains {count} (row i "
             f"belongs to example i % num_examples); received {num_examples}."
@@ -570,7 +570,7 @@ def _linearized(
             columns = columns.permute(1, 2, 0)  # (N, D_i, (K + 1) D)
             jac, noise_jac = columns[..., :dim], columns[..., dim:]
         else:
-            raise ValueError(f"mode must be 'reverse' or 'forward'; received {mode!r}.")
+            check_mode(mode)
         prior_precision = -_hessian_rows(prior_log_prob, z0)
     noise_cov = noise_jac @ noise_jac.transpose(-2, -1)  # C = sum_k G_k G_k^T
     log_dets = _gaussian_log_dets(noise_cov, jac, prior_precision)

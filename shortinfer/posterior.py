@@ -16,12 +16,22 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from shortinfer._checks import (
+    MAX_ABS_LATENT,
+    ArgumentError,
     ChainDivergenceError,
+    ChainMonitor,
+    check_choice,
     check_finite_observations,
+    check_generator,
+    check_int,
     check_num_mixture,
     check_num_steps,
+    check_sample_shape,
+    check_step_size_not_trainable,
+    check_x_unchanged,
     find_divergence,
     probe_log_joint,
+    warn_if_training_batch_norm,
 )
 from shortinfer._latents import Latent, LatentLayout, ShapeLike
 from shortinfer._step_size import (
@@ -32,7 +42,7 @@ from shortinfer._step_size import (
 )
 from shortinfer.bounds import DEFAULT_NUM_MIXTURE, EntropyBound, entropy_bound
 from shortinfer.entropy import JacobianMode, LogDetMethod
-from shortinfer.langevin import autograd_score, langevin_step, rollout
+from shortinfer.langevin import autograd_score, functional_score, langevin_step, rollout
 from shortinfer.likelihoods import standard_normal_log_prob
 from shortinfer.tuning import PAPER_GRID, default_derivative, gradient_search, grid_search
 
@@ -74,6 +84,8 @@ class TuningTrace(NamedTuple):
             and ``(K, N)`` for both.
         objectives: The objective $J(s)$ there, with shape ``(G,)`` (a gradient trace
             has one fewer objective than step sizes: the last step size is not evaluated).
+        dropped: For a grid: one line per candidate scored ``inf`` (its chain diverged, or
+            ``log_joint`` raised there), saying why; empty when none was.
 
     Examples:
         >>> post = short_run(lambda x, z: -0.5 * (z - x).square().sum(-1), torch.zeros(4, 2),
@@ -86,6 +98,7 @@ class TuningTrace(NamedTuple):
     method: str
     step_sizes: Tensor
     objectives: Tensor
+    dropped: tuple[str, ...] = ()
 
 
 def _leaves(x: Observations) -> list[Tensor]:
@@ -98,6 +111,36 @@ def _leaves(x: Observations) -> list[Tensor]:
             f"{type(x).__name__}. Pack extra inputs such as masks as x=(images, mask)."
         )
     return values
+
+
+_NUM_SAMPLES_HINT = "num_samples is S, the chains per example; pass 1 or more."
+
+
+def _check_grid(grid: Sequence[float] | Tensor | None) -> Tensor:
+    """The grid as a flat float64 tensor of positive, finite step sizes, or raise."""
+    values = PAPER_GRID if grid is None else grid
+    try:
+        candidates = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ArgumentError(
+            f"grid must be a non-empty sequence of positive step sizes (floats); received "
+            f"{values!r}. Pass e.g. grid=[0.01, 0.02, 0.05], or None for the paper's grid."
+        ) from err
+    if candidates.numel() == 0 or not bool((torch.isfinite(candidates) & (candidates > 0)).all()):
+        raise ArgumentError(
+            f"grid must be a non-empty sequence of positive, finite step sizes; received "
+            f"{candidates.tolist()}. Pass e.g. grid=[0.01, 0.02, 0.05]."
+        )
+    return candidates
+
+
+def _copy(x: Observations) -> Observations:
+    """A copy of every leaf of ``x``, for the validation probe."""
+    if isinstance(x, Tensor):
+        return x.clone()
+    if isinstance(x, Mapping):
+        return {k: v.clone() for k, v in x.items()}
+    return type(x)(v.clone() for v in x)  # type: ignore[call-arg]
 
 
 def _repeat(x: Observations, times: int) -> Observations:
@@ -170,9 +213,10 @@ class ShortRunPosterior:
         self.x = x
         self.layout = LatentLayout(latent_shape)
         self.num_steps = check_num_steps(num_steps)
+        check_step_size_not_trainable(step_size)
         self._table = canonical_step_size(step_size, self.num_steps, self.layout)
         self.prior = self._check_prior(prior)
-        self.generator = generator
+        self.generator = check_generator(generator)
         self.trace: TuningTrace | None = None
         self.batch_size = leaves[0].shape[0] if leaves[0].dim() > 0 else 0
         if self.batch_size < 1 or any(
@@ -186,9 +230,15 @@ class ShortRunPosterior:
         floating = [leaf for leaf in leaves if leaf.is_floating_point()]
         self.dtype = floating[0].dtype if floating else torch.get_default_dtype()
         self.device = leaves[0].device
+        warn_if_training_batch_norm(log_joint)
         if validate:
             check_finite_observations(leaves)
-            probe_log_joint(self._flat_log_joint(1), self._probe_latents(), self.batch_size)
+            # The probe runs on a copy of x, so that a log_joint writing into x is caught
+            # before it has changed the caller's tensor (cost: one copy of x, once).
+            copy = _copy(x)
+            probe = self._flat_log_joint(1, x=copy)
+            probe_log_joint(probe, self._probe_latents(), self.batch_size)
+            check_x_unchanged(leaves, _leaves(copy))
 
     # -- construction helpers -------------------------------------------------------------
 
@@ -245,8 +295,10 @@ class ShortRunPosterior:
         new.trace = trace
         return new
 
-    def _flat_log_joint(self, num_samples: int) -> Callable[[Tensor], Tensor]:
-        x = _repeat(self.x, num_samples)
+    def _flat_log_joint(
+        self, num_samples: int, *, x: Observations | None = None
+    ) -> Callable[[Tensor], Tensor]:
+        x = _repeat(self.x if x is None else x, num_samples)
         unflatten = self.layout.unflatten
         return lambda z: self.log_joint(x, unflatten(z))
 
@@ -345,6 +397,7 @@ class ShortRunPosterior:
             >>> chain.z0.shape, chain.noise.shape
             (torch.Size([15, 2]), torch.Size([4, 15, 2]))
         """
+        num_samples = check_int("num_samples", num_samples, 1, hint=_NUM_SAMPLES_HINT)
         count = num_samples * self.batch_size
         z0 = self._prior_sample(count)
         return ChainNoise(z0, self._randn(self.num_steps, count, self.layout.dim))
@@ -372,23 +425,32 @@ class ShortRunPosterior:
         num_samples = chain.z0.shape[0] // self.batch_size
         log_joint = self._flat_log_joint(num_samples)
         step_sizes = self._step_table(table)
-        score = autograd_score(log_joint, create_graph=differentiable)
+        # The monitor folds "log p finite, |z| bounded" into one device flag per chain, read
+        # once at the end (no sync per step); a bad chain is replayed to say where it went wrong.
+        monitor = ChainMonitor(log_joint)
+        score = autograd_score(monitor, create_graph=differentiable)
         z_k = rollout(score, chain.z0, chain.noise, step_sizes)
-        if not bool(torch.isfinite(z_k).all()):
-            self._raise_divergence(score, chain, step_sizes)
+        if not monitor.healthy(z_k):
+            self._raise_divergence(log_joint, chain, step_sizes.detach())
         return z_k
 
-    def _raise_divergence(self, score: Callable, chain: ChainNoise, step_sizes: Tensor) -> None:
+    def _raise_divergence(
+        self, log_joint: Callable[[Tensor], Tensor], chain: ChainNoise, step_sizes: Tensor
+    ) -> None:
+        # torch.func's grad, not autograd: this may run inside a transform (forward-mode tuning).
+        score = functional_score(log_joint)
+
         def step(k: int, z: Tensor) -> Tensor:
             return langevin_step(score, z.detach(), chain.noise[k], step_sizes[k]).detach()
 
-        first, count = find_divergence(step, chain.z0, self.num_steps)
+        first, count, what = find_divergence(step, chain.z0, self.num_steps, log_joint)
         raise ChainDivergenceError(
-            f"the short-run chain diverged: z became non-finite at step {first} of "
+            f"the short-run chain diverged: {what} at step {first} of "
             f"{self.num_steps} in {count} of {chain.z0.shape[0]} chains, with step sizes up to "
             f"{float(step_sizes.max()):.4g}. "
             "Use a smaller step size (the paper tunes s in 0.01..0.15), or call "
-            "tune_step_size(), or check that log_joint's gradient is bounded."
+            "tune_step_size(), or check that log_joint's gradient is bounded and that the "
+            "chain cannot leave the support of p(x, z)."
         )
 
     def _structured(self, z_flat: Tensor, sample_shape: torch.Size) -> Latent:
@@ -412,7 +474,7 @@ class ShortRunPosterior:
             >>> post.sample().shape, post.sample((4,)).shape
             (torch.Size([3, 2]), torch.Size([4, 3, 2]))
         """
-        sample_shape = torch.Size(sample_shape)
+        sample_shape = check_sample_shape(sample_shape)
         chain = self.draw_noise(max(math.prod(sample_shape), 1))
         return self._structured(self.run_chain(chain).detach(), sample_shape)
 
@@ -437,7 +499,7 @@ class ShortRunPosterior:
             >>> mu.grad.shape
             torch.Size([2])
         """
-        sample_shape = torch.Size(sample_shape)
+        sample_shape = check_sample_shape(sample_shape)
         chain = self.draw_noise(max(math.prod(sample_shape), 1))
         return self._structured(self.run_chain(chain, differentiable=True), sample_shape)
 
@@ -472,14 +534,18 @@ class ShortRunPosterior:
             num_examples=self.batch_size,  # chain i is example i % B (see draw_noise)
             num_mixture=num_mixture,
         )
-        if not bool(torch.isfinite(z_k).all()):
-            self._raise_divergence(autograd_score(log_joint), chain, step_sizes.detach())
+        log_p = log_joint(z_k)
+        # The chain's states live inside torch.func transforms here, so only its end is checked
+        # (z_K and log p(x, z_K), both at hand); `run_chain` checks every state.
+        ends = torch.isfinite(log_p).all() & (z_k.abs().amax() <= MAX_ABS_LATENT)
+        if not bool(ends):
+            self._raise_divergence(log_joint, chain, step_sizes.detach())
         if not bool(torch.isfinite(entropy).all()):
             raise ChainDivergenceError(
                 "the log-determinant of the short-run map is not finite: the map is singular "
                 "at this step size (s·curvature hit 1). Use a smaller step size."
             )
-        return log_joint(z_k), entropy
+        return log_p, entropy
 
     def _per_example(self, values: Tensor) -> Tensor:
         return values.reshape(-1, self.batch_size).mean(0)
@@ -589,7 +655,14 @@ class ShortRunPosterior:
             chunk_size=chunk_size,
             num_mixture=num_mixture,
         )
-        return self._per_example(log_p + entropy)
+        elbo = self._per_example(log_p + entropy)
+        if not bool(torch.isfinite(elbo).all()):
+            raise ChainDivergenceError(
+                f"elbo() is not finite: {elbo.detach().cpu().tolist()} (log p(x, z_K) and the "
+                "entropy were each finite, but their sum overflowed). Check the scale of "
+                "log_joint, or use float64."
+            )
+        return elbo
 
     # Keywords as `elbo`'s on purpose: public methods, each with its own documented signature.
     def step_size_objective(
@@ -719,6 +792,11 @@ class ShortRunPosterior:
             (True, torch.Size([3]))
         """
         num_mixture = check_num_mixture(num_mixture)
+        check_choice("method", method, ("grid", "gradient"))
+        check_int("num_samples", num_samples, 1, hint=_NUM_SAMPLES_HINT)
+        if method == "gradient":
+            check_int("num_iterations", num_iterations, 1, hint="Try num_iterations=50.")
+        candidates = _check_grid(grid) if method == "grid" else None
         chain = self.draw_noise(num_samples)
         posterior = self
         if entropy_method in ("stochastic", "auto"):
@@ -741,16 +819,11 @@ class ShortRunPosterior:
                 num_mixture=num_mixture,
             )
 
-        if method == "grid":
-            values = PAPER_GRID if grid is None else grid
-            candidates = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
-            if candidates.numel() == 0 or not bool((candidates > 0).all()):
-                raise ValueError(
-                    f"grid must be a non-empty sequence of positive step sizes; received "
-                    f"{candidates.tolist()}."
-                )
+        if candidates is not None:
             result = grid_search(evaluate, candidates.reshape(-1, 1, 1), all_reduce=all_reduce)
-            trace = TuningTrace("grid", result.candidates.reshape(-1), result.objectives)
+            trace = TuningTrace(
+                "grid", result.candidates.reshape(-1), result.objectives, result.dropped
+            )
             return self._replace(result.step_size, trace)
         if method == "gradient":
             found = gradient_search(

@@ -17,6 +17,7 @@ swamped by Monte Carlo noise.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal, NamedTuple
 
@@ -97,11 +98,14 @@ class GridSearchResult(NamedTuple):
         candidates: Every candidate, with shape ``(G, *table)``.
         objectives: $J$ at each candidate, with shape ``(G,)`` (``inf`` where the
             chain diverged).
+        dropped: One line per candidate scored ``inf`` on this process, saying why (the
+            divergence message, or the error ``log_joint`` raised).
     """
 
     step_size: Tensor
     candidates: Tensor
     objectives: Tensor
+    dropped: tuple[str, ...] = ()
 
 
 class GradientSearchResult(NamedTuple):
@@ -128,8 +132,10 @@ def grid_search(
 
     $$s^\star = \arg\min_{s \in \mathcal{G}} J(s)$$
 
-    A candidate at which $J$ is not finite (a diverging chain or a singular Jacobian)
-    scores ``inf`` instead of stopping the search.
+    A candidate at which $J$ is not finite (a diverging chain or a singular Jacobian), or at
+    which the objective raises a ``FloatingPointError`` or ``ValueError`` (e.g.
+    ``torch.distributions`` refusing a NaN argument inside ``log_joint``), scores ``inf``
+    instead of stopping the search; `GridSearchResult.dropped` says which and why.
 
     Arguments:
         objective: Maps a step-size table to a scalar tensor $J(s)$.
@@ -141,31 +147,41 @@ def grid_search(
         A `GridSearchResult`.
 
     Raises:
-        FloatingPointError: If $J$ is non-finite at every candidate.
+        FloatingPointError: If $J$ is non-finite at every candidate; the message lists why.
 
     Examples:
         >>> result = grid_search(lambda s: (s - 0.05).square().sum(), torch.tensor(PAPER_GRID))
         >>> round(float(result.step_size), 2)
         0.05
     """
-    values = []
+    values, dropped, first_error = [], [], None
     for candidate in candidates:
+        where = f"step size {candidate.reshape(-1).tolist()}"
         with torch.no_grad():
             try:
                 value = float(objective(candidate))
-            except FloatingPointError:
-                value = float("inf")
+            except (FloatingPointError, ValueError) as err:  # diverged, or log_joint refused
+                first_error = first_error or err
+                value = float("nan")
+                dropped.append(f"{where}: {type(err).__name__}: {err}")
+            else:
+                if not math.isfinite(value):
+                    dropped.append(f"{where}: the objective is {value}")
         values.append(value if value == value else float("inf"))  # NaN counts as diverged
     objectives = torch.tensor(values, dtype=torch.float64)
     if all_reduce is not None:
         objectives = all_reduce(objectives)
     if not bool(torch.isfinite(objectives).any()):
+        reasons = "\n  ".join(dropped) or "(non-finite on another process)"
         raise FloatingPointError(
             f"the step-size objective is non-finite at every grid point {candidates.tolist()}; "
-            "the chain diverges everywhere. Try a grid of smaller step sizes."
-        )
+            f"the chain diverges everywhere. Try a grid of smaller step sizes. Why each "
+            f"candidate was dropped:\n  {reasons}"
+        ) from first_error
     best = int(torch.argmin(objectives))
-    return GridSearchResult(candidates[best].clone(), candidates.clone(), objectives)
+    return GridSearchResult(
+        candidates[best].clone(), candidates.clone(), objectives, tuple(dropped)
+    )
 
 
 def objective_and_gradient(

@@ -23,6 +23,8 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from shortinfer._checks import check_int
+
 __all__ = [
     "PAPER_LEARNING_RATE_FACTORS",
     "LearningRateSchedule",
@@ -36,16 +38,8 @@ PAPER_LEARNING_RATE_FACTORS: tuple[float, ...] = (1.0, 0.5, 0.1)
 
 
 def _check_iteration(iteration: object, num_iterations: object) -> tuple[int, int]:
-    if isinstance(num_iterations, bool) or not isinstance(num_iterations, int):
-        raise TypeError(
-            f"num_iterations must be an int; received {num_iterations!r} "
-            f"({type(num_iterations).__name__})."
-        )
-    if num_iterations < 1:
-        raise ValueError(f"num_iterations must be >= 1; received {num_iterations}.")
-    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
-        raise ValueError(f"iteration must be an int >= 0; received {iteration!r}.")
-    return iteration, num_iterations
+    num_iterations = check_int("num_iterations", num_iterations, 1)
+    return check_int("iteration", iteration, 0), num_iterations
 
 
 def _check_positive(name: str, value: object) -> float:

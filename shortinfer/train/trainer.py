@@ -51,7 +51,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from shortinfer._checks import ChainDivergenceError, check_num_mixture
+from shortinfer._checks import ChainDivergenceError, check_int, check_mode, check_num_mixture
 from shortinfer._version import __version__
 from shortinfer.bounds import DEFAULT_NUM_MIXTURE, MIXTURE_BOUNDS
 from shortinfer.posterior import short_run
@@ -445,11 +445,7 @@ def _set_sigma(model: nn.Module, value: float) -> None:
 
 
 def _check_int(name: str, value: object, minimum: int, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int; received {value!r} ({type(value).__name__}).")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; received {value}.{hint}")
-    return value
+    return check_int(name, value, minimum, hint=hint.strip())
 
 
 class _Progress:
@@ -616,10 +612,7 @@ class Trainer:
                 )
             if tuning.batch_size is not None:
                 _check_int("tuning.batch_size", tuning.batch_size, 1)
-            if tuning.mode not in ("reverse", "forward"):
-                raise ValueError(
-                    f"tuning.mode must be 'reverse' or 'forward'; received {tuning.mode!r}."
-                )
+            check_mode(tuning.mode, "tuning.mode")
         self.tuning = tuning
         if isinstance(learning_rate, LearningRateSchedule):
             self.learning_rate = learning_rate

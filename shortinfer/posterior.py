@@ -128,7 +128,7 @@ def _check_grid(grid: Sequence[float] | Tensor | None) -> Tensor:
         ) from err
     if candidates.numel() == 0 or not bool((torch.isfinite(candidates) & (candidates > 0)).all()):
         raise ArgumentError(
-            f"grid must be a non-empty sequence of positive, finite step sizes; received "
+            f"grid must be a non-empty sequence of finite, positive step sizes; received "
             f"{candidates.tolist()}. Pass e.g. grid=[0.01, 0.02, 0.05]."
         )
     return candidates

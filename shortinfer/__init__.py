@@ -4,7 +4,13 @@ Wrap a ``log_joint(x, z)`` in `short_run` to get a `ShortRunPosterior` with
 ``sample``, an exact ``entropy`` and ``tune_step_size`` (Nijkamp et al., ECCV 2020).
 """
 
-from shortinfer._checks import ChainDivergenceError, LogJointError
+from shortinfer._checks import (
+    ArgumentError,
+    ArgumentTypeError,
+    ChainDivergenceError,
+    LogJointError,
+    ShortinferError,
+)
 from shortinfer._version import __version__
 from shortinfer.entropy import jacobian, log_abs_det_jacobian
 from shortinfer.langevin import delta_from_step_size, langevin_step, rollout, step_size_from_delta
@@ -14,10 +20,13 @@ from shortinfer.tuning import PAPER_GRID, gradient_search, grid_search
 
 __all__ = [
     "PAPER_GRID",
+    "ArgumentError",
+    "ArgumentTypeError",
     "ChainDivergenceError",
     "ChainNoise",
     "LogJointError",
     "ShortRunPosterior",
+    "ShortinferError",
     "TuningTrace",
     "__version__",
     "delta_from_step_size",

@@ -16,6 +16,8 @@ from torch import Tensor
 
 __all__ = [
     "ArgumentError",
+    "ArgumentTypeError",
+    "IntArgumentError",
     "ChainDivergenceError",
     "ChainMonitor",
     "LOG_JOINT_DOCS",
@@ -77,12 +79,13 @@ class ArgumentError(ShortinferError, ValueError):
     """
 
 
-class _IntegerError(ArgumentError, TypeError):
-    """Not an int (or too small): a ``TypeError`` and a ``ValueError``, for compatibility."""
-
-
-class _ArgumentTypeError(ShortinferError, TypeError):
+class ArgumentTypeError(ShortinferError, TypeError):
     """An argument has the wrong type."""
+
+
+class IntArgumentError(ArgumentError, ArgumentTypeError):
+    """A count or size that is not an int >= its minimum: both a ``TypeError`` and a
+    ``ValueError``, so code written against either keeps working."""
 
 
 class LogJointError(ShortinferError, ValueError):
@@ -114,14 +117,14 @@ def check_int(
         >>> check_int("num_samples", 0, hint="Use 1 or more chains.")
         Traceback (most recent call last):
         ...
-        shortinfer._checks._IntegerError: num_samples must be an int >= 1; received 0 (int). Use 1 or more chains.
+        shortinfer._checks.IntArgumentError: num_samples must be an int >= 1; received 0 (int). Use 1 or more chains.
     """  # noqa: E501
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         message = (
             f"{name} must be an int >= {minimum}{what}; received {value!r} "
             f"({type(value).__name__})."
         )
-        raise _IntegerError(f"{message} {hint}" if hint else message)
+        raise IntArgumentError(f"{message} {hint}" if hint else message)
     return int(value)
 
 
@@ -187,7 +190,7 @@ def check_sample_shape(sample_shape: object) -> torch.Size:
     if isinstance(sample_shape, (int, str)) or not isinstance(
         sample_shape, (tuple, list, torch.Size)
     ):
-        raise _ArgumentTypeError(
+        raise ArgumentTypeError(
             f"sample_shape must be a tuple of ints, as in torch.distributions; received "
             f"{sample_shape!r} ({type(sample_shape).__name__}). Pass e.g. sample_shape=(4,)."
         )
@@ -209,7 +212,7 @@ def check_generator(generator: object) -> torch.Generator | None:
         True
     """
     if generator is not None and not isinstance(generator, torch.Generator):
-        raise _ArgumentTypeError(
+        raise ArgumentTypeError(
             f"generator must be a torch.Generator or None; received {generator!r} "
             f"({type(generator).__name__}). For a seed, pass "
             f"generator=torch.Generator().manual_seed({generator!r})."

@@ -163,7 +163,9 @@ def grid_search(
             except (FloatingPointError, ValueError) as err:  # diverged, or log_joint refused
                 first_error = first_error or err
                 value = float("nan")
-                dropped.append(f"{where}: {type(err).__name__}: {err}")
+                # First line only: torch.distributions prints whole (wrapped) tensors.
+                reason = (str(err).splitlines() or [""])[0][:300]
+                dropped.append(f"{where}: {type(err).__name__}: {reason}")
             else:
                 if not math.isfinite(value):
                     dropped.append(f"{where}: the objective is {value}")

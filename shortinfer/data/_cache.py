@@ -466,12 +466,25 @@ class _DecodeTask(NamedTuple):
     size: tuple[int, int] | None
 
 
+def _to_8_bit(handle: Any, image_module: Any) -> Any:
+    r"""Rescale a 16-bit grayscale image to 8 bits, $u_8 = \mathrm{round}(u_{16} / 257)$.
+
+    Pillow opens 16-bit grayscale PNGs in mode ``"I;16"`` (or ``"I"``), and its
+    ``convert("L")`` clips every value above 255 to white instead of rescaling; 65535 / 257 =
+    255 maps full scale to full scale. (16-bit colour PNGs already open as 8-bit ``"RGB"``.)
+    """
+    if handle.mode.startswith("I;16") or (handle.mode == "I" and handle.format == "PNG"):
+        array = np.asarray(handle).astype(np.float64)
+        return image_module.fromarray(np.rint(array / 257.0).clip(0, 255).astype(np.uint8))
+    return handle
+
+
 def _decode_one(path: str, *, mode: str, crop: int | None, size: tuple[int, int] | None) -> Any:
     r"""Decode one file to a uint8 (H, W, C) array, or return an error string if corrupt."""
     image_module = require_pillow()
     try:
         with image_module.open(path) as handle:
-            image = handle.convert(mode)  # forces a full decode
+            image = _to_8_bit(handle, image_module).convert(mode)  # forces a full decode
     except Exception as err:  # noqa: BLE001 - any decoder failure means "this file is unusable"
         return f"{type(err).__name__}: {err}"
     width, height = image.size

@@ -125,6 +125,8 @@ def load_image_folder(
         "image_size": size,
         "mode": mode,
         "skip_corrupt": skip_corrupt,
+        # 2: 16-bit grayscale rescaled instead of clipped; older caches are rebuilt.
+        "decoder": 2,
         "files": files_fingerprint(paths, root_path),
     }
     arrays = cached_arrays(

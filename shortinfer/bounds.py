@@ -57,7 +57,13 @@ import torch
 from torch import Tensor
 
 from shortinfer._checks import DEFAULT_NUM_MIXTURE as _DEFAULT_NUM_MIXTURE
-from shortinfer._checks import check_int, check_mode, check_num_mixture, translate_func_errors
+from shortinfer._checks import (
+    ArgumentError,
+    check_int,
+    check_mode,
+    check_num_mixture,
+    translate_func_errors,
+)
 from shortinfer.entropy import JacobianMode, LogDetMethod, estimate_log_det, jacobian
 from shortinfer.langevin import functional_score, rollout
 
@@ -320,7 +326,7 @@ def entropy_bound(
         high = _example_mean(upper, examples) + SANDWICH_MARGIN * margin_high
         projected = torch.minimum(torch.maximum(mean_linear, low), high)
         return z_k, linear + _broadcast(projected - mean_linear, count)
-    raise ValueError(
+    raise ArgumentError(
         f"objective must be one of {list(_BOUNDS)}; received {objective!r}. "
         "'conditional' is the paper's; docs/objectives.md compares the others."
     )
@@ -408,7 +414,7 @@ def _check_num_examples(num_examples: int | None, count: int) -> int:
         return count
     num_examples = check_int("num_examples", num_examples, 1, what=" or None")
     if count % num_examples != 0:
-        raise ValueError(
+        raise ArgumentError(
             f"num_examples must be a positive divisor of the number of chains {count} (row i "
             f"belongs to example i % num_examples); received {num_examples}."
         )
@@ -417,7 +423,7 @@ def _check_num_examples(num_examples: int | None, count: int) -> int:
 
 def _check_chains_per_example(count: int, examples: int, objective: str) -> None:
     if count // examples < 2:
-        raise ValueError(
+        raise ArgumentError(
             f"objective {objective!r} mixes over the other chains of each example, so it needs "
             f"at least 2 chains per example; received {count} chain(s) for {examples} "
             "example(s). Pass num_examples (with ShortRunPosterior: num_samples >= 2; more "

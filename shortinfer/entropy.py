@@ -65,7 +65,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from shortinfer._checks import check_int, check_mode, translate_func_errors
+from shortinfer._checks import ArgumentError, check_int, check_mode, translate_func_errors
 from shortinfer.langevin import ScoreFn, functional_score, langevin_step, rollout
 
 __all__ = [
@@ -626,7 +626,7 @@ def estimate_log_det(
             mode=mode,
             generator=generator,
         )
-    raise ValueError(
+    raise ArgumentError(
         f"method must be one of {list(_METHODS)}; received {method!r}. Use 'exact' for small "
         "latents, 'stochastic' for large ones, or 'auto' to choose by dimension."
     )

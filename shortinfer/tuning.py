@@ -24,6 +24,8 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from shortinfer._checks import ArgumentError, LogJointError
+
 __all__ = [
     "FORWARD_MAX_PARAMETERS",
     "FORWARD_MIN_ELEMENTS",
@@ -154,14 +156,16 @@ def grid_search(
         >>> round(float(result.step_size), 2)
         0.05
     """
-    values, dropped, first_error = [], [], None
+    values, dropped, errors = [], [], []
     for candidate in candidates:
         where = f"step size {candidate.reshape(-1).tolist()}"
         with torch.no_grad():
             try:
                 value = float(objective(candidate))
+            except (ArgumentError, LogJointError):  # a bad option or log_joint, not step size
+                raise
             except (FloatingPointError, ValueError) as err:  # diverged, or log_joint refused
-                first_error = first_error or err
+                errors.append(err)
                 value = float("nan")
                 # First line only: torch.distributions prints whole (wrapped) tensors.
                 reason = (str(err).splitlines() or [""])[0][:300]
@@ -179,7 +183,7 @@ def grid_search(
             f"the step-size objective is non-finite at every grid point {candidates.tolist()}; "
             f"the chain diverges everywhere. Try a grid of smaller step sizes. Why each "
             f"candidate was dropped:\n  {reasons}"
-        ) from first_error
+        ) from (errors[0] if errors else None)
     best = int(torch.argmin(objectives))
     return GridSearchResult(
         candidates[best].clone(), candidates.clone(), objectives, tuple(dropped)

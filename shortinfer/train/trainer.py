@@ -58,7 +58,11 @@ from shortinfer.posterior import short_run
 from shortinfer.train.checkpoint import (
     CHECKPOINT_FORMAT,
     LATEST_NAME,
+    CheckpointError,
+    check_finite_weights,
     check_model_compatible,
+    check_trainer_checkpoint,
+    compare_settings,
     load_checkpoint,
     resolve_checkpoint,
     rng_state,
@@ -816,8 +820,21 @@ class Trainer:
             CheckpointError: If the checkpoint is for another model configuration; the message
                 names the differing keys.
         """
+        check_trainer_checkpoint(state)
         check_model_compatible(state, self.model)
-        saved_world_size = state.get("data_position", {}).get("world_size", self.world_size)
+        check_finite_weights(state)
+        compare_settings(state.get("settings"), self.settings(), iteration=int(state["iteration"]))
+        try:
+            self._load_state(state)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+            raise CheckpointError(
+                f"checkpoint is damaged or partial: reading it failed with {type(err).__name__}: "
+                f"{err}. Resume from a complete checkpoint, or start a new run."
+            ) from err
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        position = state.get("data_position", {})
+        saved_world_size = position.get("world_size", self.world_size)
         if saved_world_size != self.world_size:
             warnings.warn(
                 f"this checkpoint was written by a run of {saved_world_size} process(es) and is "

@@ -19,6 +19,7 @@ for the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -535,7 +536,11 @@ def _default_latent_sizes(num_layers: int) -> tuple[int, ...]:
 
 def _model_from_checkpoint(path: str, device: Any) -> tuple[Any, dict[str, Any]]:
     from shortinfer.models import MultiLayerGenerator
-    from shortinfer.train.checkpoint import check_model_compatible, load_checkpoint
+    from shortinfer.train.checkpoint import (
+        check_finite_weights,
+        check_model_compatible,
+        load_checkpoint,
+    )
 
     checkpoint = load_checkpoint(path, map_location=device)
     expected = f"{MultiLayerGenerator.__module__}.{MultiLayerGenerator.__qualname__}"
@@ -546,6 +551,7 @@ def _model_from_checkpoint(path: str, device: Any) -> tuple[Any, dict[str, Any]]
         )
     model = MultiLayerGenerator.from_config(checkpoint["model_config"])
     check_model_compatible(checkpoint, model)
+    check_finite_weights(checkpoint, f"checkpoint {path!r}")
     model.load_state_dict(checkpoint["model_state"])
     if checkpoint.get("sigma") is not None:
         model.sigma = float(checkpoint["sigma"])
@@ -774,12 +780,14 @@ def _command_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from shortinfer.bounds import MIXTURE_BOUNDS
-    from shortinfer.models import MultiLayerGenerator
+    from shortinfer._lock import folder_lock
     from shortinfer.train.distributed import init_distributed, is_main_process
-    from shortinfer.train.schedules import LearningRateSchedule, SigmaSchedule
-    from shortinfer.train.trainer import StepSizeTuning
 
+    if args.overwrite and args.resume:
+        raise UsageError(
+            "--resume continues the run in --output-dir and --overwrite deletes it: give one "
+            "of them (--resume to continue, --overwrite to start afresh)"
+        )
     started = time.perf_counter()
     distributed_device = init_distributed()
     device = _setup_runtime(args)
@@ -813,6 +821,28 @@ def _train(args: argparse.Namespace) -> int:
         except (UsageError, ValueError):
             test_images = images[:256]
     output_dir = Path(args.output_dir)
+    # Rank 0 holds the folder's lock from before --overwrite deletes anything until the run
+    # ends, so a second run into the same folder is refused instead of overwriting this one.
+    with folder_lock(output_dir) if is_main_process() else contextlib.nullcontext():
+        return _train_in(args, started, device, latent_sizes, output_dir, images, test_images)
+
+
+def _train_in(
+    args: argparse.Namespace,
+    started: float,
+    device: Any,
+    latent_sizes: Sequence[int],
+    output_dir: Path,
+    images: Any,
+    test_images: Any,
+) -> int:
+    from shortinfer.bounds import MIXTURE_BOUNDS
+    from shortinfer.models import MultiLayerGenerator
+    from shortinfer.train.distributed import is_main_process
+    from shortinfer.train.schedules import LearningRateSchedule, SigmaSchedule
+    from shortinfer.train.trainer import StepSizeTuning
+
+    channels, height, width = images.shape[1:]
     if args.overwrite:
         # Only rank 0 deletes; the other ranks must not then trip over the file it is
         # deleting, so they skip the existence check below.

@@ -51,7 +51,9 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from shortinfer._atomic import remove_stale_temporaries
 from shortinfer._checks import ChainDivergenceError, check_int, check_mode, check_num_mixture
+from shortinfer._lock import folder_lock
 from shortinfer._version import __version__
 from shortinfer.bounds import DEFAULT_NUM_MIXTURE, MIXTURE_BOUNDS
 from shortinfer.posterior import short_run
@@ -1082,7 +1084,18 @@ class Trainer:
             CheckpointError: If the checkpoint is unreadable or for another model.
             TrainingDivergedError: If the loss becomes non-finite; the last good checkpoint is
                 kept and the message says where.
+            FolderLockedError: If another process is training into ``output_dir`` (the lock is
+                ``output_dir/.shortinfer.lock``, held by rank 0 for the whole run).
         """
+        if self.output_dir is None or self.rank != 0:
+            return self._fit(resume)
+        with folder_lock(self.output_dir):
+            # Under the lock no other process writes here: a temporary checkpoint file is the
+            # leftover of a writer killed mid-write.
+            remove_stale_temporaries(self.output_dir / LATEST_NAME)
+            return self._fit(resume)
+
+    def _fit(self, resume: bool | str | os.PathLike[str]) -> TrainResult:
         started = time.perf_counter()
         source: Path | None = None
         if resume is True:

@@ -19,7 +19,12 @@ __all__ = [
     "ArgumentTypeError",
     "IntArgumentError",
     "ChainDivergenceError",
+    "AccessError",
     "ChainMonitor",
+    "ExistingFileError",
+    "MissingDependencyError",
+    "MissingFileError",
+    "NotAFolderError",
     "LOG_JOINT_DOCS",
     "LogJointError",
     "MAX_ABS_LATENT",
@@ -86,6 +91,26 @@ class ArgumentTypeError(ShortinferError, TypeError):
 class IntArgumentError(ArgumentError, ArgumentTypeError):
     """A count or size that is not an int >= its minimum: both a ``TypeError`` and a
     ``ValueError``, so code written against either keeps working."""
+
+
+class MissingFileError(ShortinferError, FileNotFoundError):
+    """A file or folder the user named does not exist (or holds nothing usable)."""
+
+
+class ExistingFileError(ShortinferError, FileExistsError):
+    """A file would be overwritten that holds earlier work."""
+
+
+class NotAFolderError(ShortinferError, NotADirectoryError):
+    """A path that must be a folder is not one."""
+
+
+class AccessError(ShortinferError, PermissionError):
+    """A file or folder cannot be read or written with the current permissions."""
+
+
+class MissingDependencyError(ShortinferError, ImportError):
+    """An optional dependency a feature needs is not installed."""
 
 
 class LogJointError(ShortinferError, ValueError):

@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from shortinfer.data.registry import DatasetName
 
-__all__ = ["DEMO_SETTINGS", "build_parser", "demo_training", "main"]
+__all__ = [
+    "DEMO_SETTINGS",
+    "build_parser",
+    "checked_device",
+    "demo_training",
+    "main",
+    "positive_int",
+]
 
 #: Settings of ``shortinfer demo``, sized to finish in about 5 minutes on 2 CPU cores and give
 #: recognisable digits (measured on MNIST-5k; the numbers are in the README). Against the
@@ -56,7 +63,11 @@ DEMO_SETTINGS: dict[str, Any] = {
 
 
 class UsageError(Exception):
-    """A problem with the user's input, reported as one line with exit code 2."""
+    """A problem with the user's input, reported as one line with exit code 2.
+
+    Errors the library raises about the input (`shortinfer.ShortinferError`) are reported the
+    same way; any other exception is a bug and shows its traceback.
+    """
 
 
 # ------------------------------------------------------------------------------------------
@@ -88,7 +99,13 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for counts such as ``--threads``: an int >= 1.
+
+    Examples:
+        >>> positive_int("4")
+        4
+    """
     try:
         value = int(text)
     except ValueError as err:
@@ -136,7 +153,7 @@ def _add_runtime(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="torch CPU threads (default: torch's choice)",
     )
@@ -220,14 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="torch CPU threads (default: all cores, fewer if the load average "
         "shows other work on them)",
     )
     demo.add_argument(
         "--iterations",
-        type=_positive_int,
+        type=positive_int,
         default=DEMO_SETTINGS["iterations"],
         help=f"training iterations (default {DEMO_SETTINGS['iterations']})",
     )
@@ -247,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--num-layers",
         "-L",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="number of latent layers L (default 3, or len(--latent-sizes))",
     )
@@ -259,13 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--num-filters",
-        type=_positive_int,
+        type=positive_int,
         default=64,
         help="feature channels n_f (default 64, Table 4)",
     )
     inference = train.add_argument_group("short-run inference")
     inference.add_argument(
-        "--num-steps", "-K", type=_positive_int, default=25, help="Langevin steps K (default 25)"
+        "--num-steps", "-K", type=positive_int, default=25, help="Langevin steps K (default 25)"
     )
     inference.add_argument(
         "--step-size",
@@ -282,13 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inference.add_argument(
         "--tune-interval",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         help="tune every T_s iterations (default 100)",
     )
     inference.add_argument(
         "--tune-batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="examples of the batch used for tuning (default: all)",
     )
@@ -306,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inference.add_argument(
         "--tune-iterations",
-        type=_positive_int,
+        type=positive_int,
         default=20,
         help="iterations of the gradient tuner (default 20)",
     )
@@ -318,14 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inference.add_argument(
         "--tune-samples",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="short-run chains per example in the tuning objective (default 8 for "
         "semi_implicit and sandwich, which mix over them, else 1)",
     )
     inference.add_argument(
         "--num-mixture",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_NUM_MIXTURE,
         help="most other chains in each chain's mixture for semi_implicit and sandwich "
         f"(default {DEFAULT_NUM_MIXTURE})",
@@ -333,12 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     optimisation = train.add_argument_group("optimisation")
     optimisation.add_argument(
         "--iterations",
-        type=_positive_int,
+        type=positive_int,
         default=300_000,
         help="training iterations T (default 3e5, the paper's)",
     )
     optimisation.add_argument(
-        "--batch-size", type=_positive_int, default=64, help="batch size per process (default 64)"
+        "--batch-size", type=positive_int, default=64, help="batch size per process (default 64)"
     )
     optimisation.add_argument(
         "--lr", type=_positive_float, default=1e-4, help="base learning rate (default 1e-4)"
@@ -380,13 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output.add_argument(
         "--checkpoint-interval",
-        type=_positive_int,
+        type=positive_int,
         default=1000,
         help="checkpoint every this many iterations (default 1000)",
     )
     output.add_argument(
         "--log-interval",
-        type=_positive_int,
+        type=positive_int,
         default=10,
         help="metrics row every this many iterations (default 10)",
     )
@@ -405,14 +422,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("checkpoint", help="checkpoint file or folder holding latest.pt")
         sub.add_argument("--output", "-o", default=f"{name}.png", help="PNG file to write")
         sub.add_argument(
-            "--num-images", type=_positive_int, default=32, help="number of images (default 32)"
+            "--num-images", type=positive_int, default=32, help="number of images (default 32)"
         )
         if name != "sample":
             _add_data(sub, split="test")
             sub.add_argument(
                 "--num-steps",
                 "-K",
-                type=_positive_int,
+                type=positive_int,
                 default=None,
                 help="Langevin steps (default: the training K)",
             )
@@ -495,13 +512,41 @@ def _setup_runtime(args: argparse.Namespace, *, share_busy_cores: bool = False) 
         spare = _spare_cores()
         if spare is not None and spare < torch.get_num_threads():
             torch.set_num_threads(spare)
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as err:
-        raise UsageError(f"--device {args.device!r} is not a torch device ({err})") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was given but CUDA is not available; use --device cpu")
+    device = checked_device(args.device)
     torch.manual_seed(args.seed)
+    return device
+
+
+def checked_device(name: str) -> Any:
+    r"""``torch.device(name)`` for ``--device``, or a `UsageError` that says what to pass.
+
+    Shared by every subcommand (``train``, ``sample``, ``bench``, ...).
+
+    Examples:
+        >>> checked_device("cpu")
+        device(type='cpu')
+    """
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise UsageError(
+            f"--device {name!r} is not a torch device; pass e.g. --device cpu or "
+            "--device cuda:0"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name} was given but CUDA is not available; use --device cpu")
+    if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise UsageError(
+                f"--device {name}: there are only {torch.cuda.device_count()} CUDA device(s) "
+                f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+            )
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device {name!r}: only cpu, cuda and mps are supported here")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {name} was given but MPS is not available; use --device cpu")
     return device
 
 
@@ -1013,7 +1058,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     args.argv = words  # recorded by `shortinfer bench` in its results
-    from shortinfer.train.checkpoint import CheckpointError
+    from shortinfer._checks import ShortinferError
     from shortinfer.train.trainer import TrainingDivergedError
 
     handlers = {
@@ -1034,15 +1079,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"shortinfer: training diverged: {err}", file=sys.stderr)
         return 1
-    except (
-        UsageError,
-        CheckpointError,
-        FileNotFoundError,
-        ImportError,
-        ValueError,
-        TypeError,
-        OSError,
-    ) as err:
+    # Exit 2 only for errors the library raises on purpose about the user's input (and
+    # UsageError, the command line's own); anything else is a bug and keeps its traceback.
+    except (UsageError, ShortinferError) as err:
         if os.environ.get("SHORTINFER_DEBUG"):
             raise
         message = " ".join(str(err).split()) or type(err).__name__

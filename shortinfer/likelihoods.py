@@ -131,7 +131,7 @@ def broadcast_mask(
     try:
         return torch.broadcast_to(mask.to(dtype), shape)
     except RuntimeError as err:
-        raise ValueError(
+        raise ArgumentError(
             f"mask with shape {tuple(mask.shape)} does not broadcast to {what} shape "
             f"{tuple(shape)}. {hint}"
         ) from err

@@ -18,6 +18,7 @@ from torch.distributions import Distribution
 from shortinfer._checks import (
     MAX_ABS_LATENT,
     ArgumentError,
+    ArgumentTypeError,
     ChainDivergenceError,
     ChainMonitor,
     check_choice,
@@ -106,7 +107,7 @@ def _leaves(x: Observations) -> list[Tensor]:
         return [x]
     values = list(x.values()) if isinstance(x, Mapping) else list(x)
     if not values or not all(isinstance(v, Tensor) for v in values):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"x must be a tensor or a non-empty tuple/list/dict of tensors; received "
             f"{type(x).__name__}. Pack extra inputs such as masks as x=(images, mask)."
         )
@@ -204,7 +205,7 @@ class ShortRunPosterior:
         validate: bool = True,
     ) -> None:
         if not callable(log_joint):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"log_joint must be callable as log_joint(x, z); received "
                 f"{type(log_joint).__name__}."
             )
@@ -223,7 +224,7 @@ class ShortRunPosterior:
             leaf.dim() == 0 or leaf.shape[0] != self.batch_size for leaf in leaves
         ):
             shapes = [tuple(leaf.shape) for leaf in leaves]
-            raise ValueError(
+            raise ArgumentError(
                 f"x must have a leading batch dimension of size >= 1 shared by all its tensors; "
                 f"received shapes {shapes}. For a single observation use x.unsqueeze(0)."
             )
@@ -839,7 +840,7 @@ class ShortRunPosterior:
             steps = found.step_sizes.reshape(found.step_sizes.shape[0], *kept)
             trace = TuningTrace("gradient", steps, found.objectives)
             return self._replace(found.step_size, trace)
-        raise ValueError(f"method must be 'grid' or 'gradient'; received {method!r}.")
+        raise ArgumentError(f"method must be 'grid' or 'gradient'; received {method!r}.")
 
 
 # The parameters repeat `ShortRunPosterior`'s on purpose: the public factory spells them out.

@@ -22,6 +22,7 @@ import torch
 
 from shortinfer.bench.presets import PRESETS, get_preset
 from shortinfer.bench.runner import BenchData, run_benchmark
+from shortinfer.cli import checked_device, positive_int
 
 __all__ = ["add_bench_subparser", "build_parser", "load_bench_data", "main", "run_bench"]
 
@@ -85,7 +86,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--abp", action="store_true", help="also train the ABP baseline (persistent chains, L = 1)"
     )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N)")
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, help="torch.set_num_threads(N), N >= 1"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default=None, help="data cache folder")
 
@@ -189,7 +192,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     preset = get_preset(args.preset, **_preset_overrides(args))
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(checked_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu")))
     data = load_bench_data(args, seed=args.seed)
     if preset.train_subset is not None:
         data = data._replace(train=data.train[: preset.train_subset])

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from shortinfer._atomic import atomic_write
-from shortinfer._checks import ShortinferError
+from shortinfer._checks import ArgumentTypeError, MissingFileError, ShortinferError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -198,7 +198,7 @@ def _check_contents(value: Any, where: str) -> None:
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, (str, int)):
-                raise TypeError(
+                raise ArgumentTypeError(
                     f"checkpoint key {key!r} at {where} is a {type(key).__name__}; only str and "
                     "int keys are stored."
                 )
@@ -208,7 +208,7 @@ def _check_contents(value: Any, where: str) -> None:
         for index, item in enumerate(value):
             _check_contents(item, f"{where}[{index}]")
         return
-    raise TypeError(
+    raise ArgumentTypeError(
         f"checkpoint value at {where} is a {type(value).__name__}; a checkpoint holds only "
         "tensors, numbers, strings, None and dicts/lists of them (so that it loads with "
         "torch.load(weights_only=True)). Convert it, e.g. with .tolist() or a dict."
@@ -256,7 +256,7 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike[str]) -> P
         tensor([1., 1.])
     """
     if not isinstance(state, Mapping):
-        raise TypeError(f"state must be a dict; received {type(state).__name__}.")
+        raise ArgumentTypeError(f"state must be a dict; received {type(state).__name__}.")
     _check_contents(state, "state")
     path = resolve_checkpoint(path)
     atomic_write(path, lambda stream: torch.save(dict(state), stream))
@@ -287,7 +287,7 @@ def load_checkpoint(
     """
     file = resolve_checkpoint(path)
     if not file.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no checkpoint at {str(file)!r}; pass a checkpoint file or an output folder that "
             f"holds {LATEST_NAME} (written by `shortinfer train` or Trainer.fit)."
         )

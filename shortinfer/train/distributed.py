@@ -33,6 +33,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from shortinfer._checks import ArgumentError
+
 __all__ = [
     "LogJointModule",
     "broadcast_from_main",
@@ -226,9 +228,9 @@ def shard_indices(
         (torch.Size([3]), torch.Size([3]), [0, 1, 2, 3, 4])
     """
     if num_examples < 1:
-        raise ValueError(f"num_examples must be >= 1; received {num_examples}.")
+        raise ArgumentError(f"num_examples must be >= 1; received {num_examples}.")
     if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in [0, {world_size}); received rank={rank}.")
+        raise ArgumentError(f"rank must be in [0, {world_size}); received rank={rank}.")
     generator = torch.Generator().manual_seed(derive_seed(seed, "data", epoch))
     order = torch.randperm(num_examples, generator=generator)
     per_rank = -(-num_examples // world_size)

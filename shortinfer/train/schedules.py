@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from shortinfer._checks import check_int
+from shortinfer._checks import ArgumentError, ArgumentTypeError, check_int
 
 __all__ = [
     "PAPER_LEARNING_RATE_FACTORS",
@@ -44,9 +44,9 @@ def _check_iteration(iteration: object, num_iterations: object) -> tuple[int, in
 
 def _check_positive(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a positive float; received {value!r}.")
+        raise ArgumentTypeError(f"{name} must be a positive float; received {value!r}.")
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite float; received {value!r}.")
+        raise ArgumentError(f"{name} must be a positive finite float; received {value!r}.")
     return float(value)
 
 
@@ -91,7 +91,7 @@ def step_decay_learning_rate(
     base = _check_positive("base", base)
     factors = tuple(factors)
     if not factors:
-        raise ValueError("factors is empty; give at least one factor, e.g. (1.0, 0.5, 0.1).")
+        raise ArgumentError("factors is empty; give at least one factor, e.g. (1.0, 0.5, 0.1).")
     for index, factor in enumerate(factors):
         _check_positive(f"factors[{index}]", factor)
     phase = min(len(factors) * iteration // num_iterations, len(factors) - 1)
@@ -144,7 +144,7 @@ def annealed_sigma(
         or not isinstance(anneal_fraction, (int, float))
         or not (0.0 <= anneal_fraction <= 1.0)
     ):
-        raise ValueError(
+        raise ArgumentError(
             f"anneal_fraction must be a float in [0, 1]; received {anneal_fraction!r}. "
             "Use 0.5 to anneal over the first half of the run."
         )

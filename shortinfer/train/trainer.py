@@ -52,7 +52,16 @@ import torch
 from torch import Tensor, nn
 
 from shortinfer._atomic import remove_stale_temporaries
-from shortinfer._checks import ChainDivergenceError, check_int, check_mode, check_num_mixture
+from shortinfer._checks import (
+    ArgumentError,
+    ArgumentTypeError,
+    ChainDivergenceError,
+    ExistingFileError,
+    ShortinferError,
+    check_int,
+    check_mode,
+    check_num_mixture,
+)
 from shortinfer._lock import folder_lock
 from shortinfer._version import __version__
 from shortinfer.bounds import DEFAULT_NUM_MIXTURE, MIXTURE_BOUNDS
@@ -103,7 +112,7 @@ StepSizeValue = float | Tensor | dict[str, Any]
 LatentShape = Sequence[int] | Mapping[str, Sequence[int]]
 
 
-class TrainingDivergedError(FloatingPointError):
+class TrainingDivergedError(ShortinferError, FloatingPointError):
     """The loss, a short-run chain or the parameters became non-finite; training stopped."""
 
 
@@ -424,7 +433,7 @@ def _latent_shape_of(model: nn.Module, latent_shape: LatentShape | None) -> Any:
     if callable(shapes):
         shapes = shapes()
     if shapes is None:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"cannot tell the latent shape of {type(model).__name__}: it has no attribute "
             "latent_shapes. Pass latent_shape=(D,) (or a dict of block name to shape) to "
             "Trainer, or give the model a latent_shapes attribute."
@@ -586,7 +595,7 @@ class Trainer:
         device: str | torch.device | None = None,
     ) -> None:
         if not isinstance(model, nn.Module) or not callable(getattr(model, "log_joint", None)):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"model must be a torch.nn.Module with a method log_joint(x, z) -> (B,); "
                 f"received {type(model).__name__}. Wrap your density in a module, see "
                 "examples/train_custom_model.py."
@@ -660,7 +669,7 @@ class Trainer:
         self.rank, self.world_size = get_rank(), get_world_size()
         self.per_rank = -(-self.data.shape[0] // self.world_size)
         if self.batch_size > self.per_rank:
-            raise ValueError(
+            raise ArgumentError(
                 f"batch_size={self.batch_size} is larger than the {self.per_rank} examples "
                 f"available per process ({self.data.shape[0]} examples over "
                 f"{self.world_size} process(es)); use batch_size <= {self.per_rank} or more data."
@@ -690,22 +699,22 @@ class Trainer:
         if isinstance(data, tuple) and data and isinstance(data[0], Tensor):
             data = data[0]  # ImageData(images, labels) or (images, labels)
         if not isinstance(data, Tensor):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"data must be a tensor of observations with shape (N, ...) or an ImageData; "
                 f"received {type(data).__name__}."
             )
         if data.dim() < 1 or data.shape[0] == 0:
-            raise ValueError(
+            raise ArgumentError(
                 f"data is empty (shape {tuple(data.shape)}); it needs at least one example "
                 "along the first dimension. Check the data root and split."
             )
         if not data.is_floating_point():
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"data must be floating point; received dtype {data.dtype}. Scale 8-bit images "
                 "with data.float() / 127.5 - 1."
             )
         if not bool(torch.isfinite(data).all()):
-            raise ValueError("data contains NaN or infinite values; clean it before training.")
+            raise ArgumentError("data contains NaN or infinite values; clean it before training.")
         return data
 
     # -- data order -------------------------------------------------------------------------
@@ -940,7 +949,7 @@ class Trainer:
             ValueError: If the trainer was built with ``tuning=None``.
         """
         if self.tuning is None:
-            raise ValueError("this Trainer has tuning=None; build it with a StepSizeTuning.")
+            raise ArgumentError("this Trainer has tuning=None; build it with a StepSizeTuning.")
         iteration = self.iteration if iteration is None else iteration
         tuning = self.tuning
         subset = x if tuning.batch_size is None else x[: tuning.batch_size]
@@ -1100,7 +1109,7 @@ class Trainer:
         source: Path | None = None
         if resume is True:
             if self.checkpoint_path is None:
-                raise ValueError("resume=True needs output_dir (where latest.pt lives).")
+                raise ArgumentError("resume=True needs output_dir (where latest.pt lives).")
             if self.checkpoint_path.is_file():
                 source = self.checkpoint_path
         elif resume is not False:
@@ -1110,7 +1119,7 @@ class Trainer:
             and self.checkpoint_path.is_file()
             and (self.iteration == 0)
         ):
-            raise FileExistsError(
+            raise ExistingFileError(
                 f"{str(self.checkpoint_path)!r} already exists; pass resume=True to continue "
                 "that run, or choose another output_dir (or delete the file) to start afresh."
             )

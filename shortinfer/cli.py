@@ -209,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     from shortinfer._version import __version__
     from shortinfer.bounds import DEFAULT_NUM_MIXTURE
+    from shortinfer.train.distributed import DEFAULT_PROCESS_GROUP_TIMEOUT
 
     parser = argparse.ArgumentParser(
         prog="shortinfer",
@@ -391,6 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue from OUTPUT_DIR/latest.pt if it exists"
     )
     output.add_argument(
+        "--process-group-timeout",
+        type=_positive_float,
+        default=DEFAULT_PROCESS_GROUP_TIMEOUT,
+        metavar="SECONDS",
+        help="under torchrun: how long a process waits in a collective for the others before "
+        "every process stops (a stopped or hung process would otherwise block the rest for "
+        f"torch's 30 minutes; default {DEFAULT_PROCESS_GROUP_TIMEOUT:g})",
+    )
+    output.add_argument(
         "--overwrite",
         action="store_true",
         help="start afresh even if OUTPUT_DIR holds a checkpoint",
@@ -532,8 +542,7 @@ def checked_device(name: str) -> Any:
         device = torch.device(name)
     except (RuntimeError, TypeError, ValueError):
         raise UsageError(
-            f"--device {name!r} is not a torch device; pass e.g. --device cpu or "
-            "--device cuda:0"
+            f"--device {name!r} is not a torch device; pass e.g. --device cpu or --device cuda:0"
         ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {name} was given but CUDA is not available; use --device cpu")
@@ -834,7 +843,7 @@ def _train(args: argparse.Namespace) -> int:
             "of them (--resume to continue, --overwrite to start afresh)"
         )
     started = time.perf_counter()
-    distributed_device = init_distributed()
+    distributed_device = init_distributed(timeout=args.process_group_timeout)
     device = _setup_runtime(args)
     if distributed_device is not None:
         device = distributed_device  # torchrun: one device per process

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -1046,6 +1047,25 @@ def _command_from_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+# The library's messages name Python arguments; on the command line the same thing is a flag.
+_CLI_WORDS: tuple[tuple[str, str], ...] = (
+    (r"load_dataset\('(\w+)'\)", r"--dataset \1"),
+    (r"\broot=", "--data-root"),
+    (r"\bput it in root\b", "put it in --data-root"),
+    (r"\bimage_size=", "--image-size "),
+    (r"\bbatch_size=", "--batch-size "),
+    (r"\bnum_steps=", "--num-steps "),
+    (r"\bstep_size=", "--step-size "),
+)
+
+
+def _in_cli_words(message: str) -> str:
+    """A library message with Python argument names replaced by the command line's flags."""
+    for pattern, flag in _CLI_WORDS:
+        message = re.sub(pattern, flag, message)
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     r"""Run the ``shortinfer`` command line.
 
@@ -1094,7 +1114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("SHORTINFER_DEBUG"):
             raise
         message = " ".join(str(err).split()) or type(err).__name__
-        print(f"shortinfer: error: {message}", file=sys.stderr)
+        print(f"shortinfer: error: {_in_cli_words(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("shortinfer: interrupted", file=sys.stderr)

@@ -360,3 +360,23 @@ def test_only_the_librarys_own_errors_are_exit_2(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "_command_from_checkpoint", refusing)
     _one_line_error(capsys, 2, "num_samples must be an int >= 1", cli.main(["sample", "x.pt"]))
+
+
+@pytest.mark.parametrize(
+    ("dataset", "expected"),
+    [
+        ("mnist", "pass --data-root the directory that holds the MNIST idx files"),
+        ("svhn", "so put it in --data-root"),
+    ],
+)
+def test_errors_use_the_command_lines_words(tmp_path, capsys, dataset, expected):
+    result = cli.main(
+        _train_args(tmp_path, tmp_path / "out", "--iterations", "1", "--dataset", dataset)
+    )
+    _one_line_error(capsys, 2, expected, result)
+    assert "root=" not in capsys.readouterr().err
+
+
+def test_folder_dataset_without_data_root_names_the_flags(tmp_path, capsys):
+    result = cli.main(["train", "--dataset", "folder", "--output-dir", str(tmp_path / "o")])
+    _one_line_error(capsys, 2, "--dataset folder needs --data-root, the local directory", result)

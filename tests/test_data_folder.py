@@ -188,4 +188,3 @@ def test_16_bit_grayscale_png_is_rescaled_not_clipped(tmp_path: Path, mode: str)
     channels = 1 if mode == "L" else 3
     assert data.images.shape == (1, channels, 1, 4)
     assert torch.equal(data.images[0, 0, 0], expected)
-

@@ -238,7 +238,7 @@ def test_a_stopped_or_failing_rank_stops_the_other_within_the_timeout(tmp_path, 
     if fault == "stop":
         assert rank0["outcome"].startswith("DistributedTimeoutError: rank 0: another process")
         assert "This process stops too" in rank0["outcome"]
-    assert "--process-group-timeout" in rank0["outcome"]
+        assert "--process-group-timeout" in rank0["outcome"]
     else:
         rank1 = json.loads((tmp_path / "rank1.json").read_text())
         assert rank1["outcome"] == "KeyError: 'a bug on rank 1 only'"

@@ -126,7 +126,7 @@ def broadcast_mask(
         >>> broadcast_mask(torch.ones(2), torch.Size([2, 3]), torch.float32, "x's", "Fix it.")
         Traceback (most recent call last):
         ...
-        ValueError: mask with shape (2,) does not broadcast to x's shape (2, 3). Fix it.
+        shortinfer._checks.ArgumentError: mask with shape (2,) does not broadcast to x's shape ...
     """
     try:
         return torch.broadcast_to(mask.to(dtype), shape)

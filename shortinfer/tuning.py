@@ -24,7 +24,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from shortinfer._checks import ArgumentError, LogJointError
+from shortinfer._checks import ArgumentError, ChainDivergenceError, LogJointError
 
 __all__ = [
     "FORWARD_MAX_PARAMETERS",
@@ -149,7 +149,8 @@ def grid_search(
         A `GridSearchResult`.
 
     Raises:
-        FloatingPointError: If $J$ is non-finite at every candidate; the message lists why.
+        ChainDivergenceError: (a ``FloatingPointError``) If $J$ is non-finite at every
+            candidate; the message lists why.
 
     Examples:
         >>> result = grid_search(lambda s: (s - 0.05).square().sum(), torch.tensor(PAPER_GRID))
@@ -179,7 +180,7 @@ def grid_search(
         objectives = all_reduce(objectives)
     if not bool(torch.isfinite(objectives).any()):
         reasons = "\n  ".join(dropped) or "(non-finite on another process)"
-        raise FloatingPointError(
+        raise ChainDivergenceError(
             f"the step-size objective is non-finite at every grid point {candidates.tolist()}; "
             f"the chain diverges everywhere. Try a grid of smaller step sizes. Why each "
             f"candidate was dropped:\n  {reasons}"

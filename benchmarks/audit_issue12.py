@@ -1,7 +1,16 @@
-"""Issue 12 audit, classes 1-2: each case must end in a clear library error or correct behaviour."""
+"""Issue 12 audit, classes 1-2: each case must end in a clear error or correct behaviour.
 
-import math, warnings, torch, shortinfer
-from torch.distributions import Normal, Independent
+Run ``python benchmarks/audit_issue12.py``: one line per case, then a count per class.
+"""
+
+# ruff: noqa: E501, E731 - a table of one-line cases reads best with one case per line
+
+import warnings
+
+import torch
+from torch.distributions import Normal
+
+import shortinfer
 
 S = shortinfer
 g = lambda: torch.Generator().manual_seed(0)

@@ -4,7 +4,13 @@ Wrap a ``log_joint(x, z)`` in `short_run` to get a `ShortRunPosterior` with
 ``sample``, an exact ``entropy`` and ``tune_step_size`` (Nijkamp et al., ECCV 2020).
 """
 
-from shortinfer._checks import ChainDivergenceError, LogJointError
+from shortinfer._checks import (
+    ArgumentError,
+    ArgumentTypeError,
+    ChainDivergenceError,
+    LogJointError,
+    ShortinferError,
+)
 from shortinfer._version import __version__
 from shortinfer.entropy import jacobian, log_abs_det_jacobian
 from shortinfer.langevin import delta_from_step_size, langevin_step, rollout, step_size_from_delta
@@ -34,11 +40,14 @@ __all__ = [
     "DEFAULT_OBJECTIVE",
     "PAPER_DELTA_GRID",
     "PAPER_GRID",
+    "ArgumentError",
+    "ArgumentTypeError",
     "ChainDivergenceError",
     "ChainNoise",
     "GridEdgeWarning",
     "LogJointError",
     "ShortRunPosterior",
+    "ShortinferError",
     "TuningTrace",
     "__version__",
     "delta_from_step_size",

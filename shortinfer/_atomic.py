@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "remove_stale_temporaries"]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
@@ -41,6 +41,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # The name encodes the writer's PID, so `remove_stale_temporaries` can tell a leftover of a
+    # killed writer from a live one's.
     temporary = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     handle = os.open(temporary, flags, 0o666)
@@ -62,3 +64,48 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         finally:
             os.close(directory)
     return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's), or cannot tell: keep its file
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    r"""Delete the temporary files that killed writers of ``path`` left behind.
+
+    A writer killed (SIGKILL, power loss) between creating its temporary file and the rename
+    leaves ``.<name>.<pid>.<token>.tmp`` next to ``path``. Those whose PID is not a live process
+    (and this process's own are never in flight between calls) are removed.
+
+    Arguments:
+        path: The destination file whose temporaries to clean.
+
+    Returns:
+        The files removed.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = (Path(tmp) / ".latest.pt.999999999.ab12.tmp").write_bytes(b"partial")
+        ...     [p.name for p in remove_stale_temporaries(Path(tmp) / "latest.pt")]
+        ['.latest.pt.999999999.ab12.tmp']
+    """
+    path = Path(path)
+    removed = []
+    for candidate in path.parent.glob(f".{path.name}.*.tmp"):
+        pid_text = candidate.name[len(path.name) + 2 :].split(".", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        pid = int(pid_text)
+        if pid != os.getpid() and _alive(pid):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            candidate.unlink()
+            removed.append(candidate)
+    return removed

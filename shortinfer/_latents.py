@@ -7,10 +7,13 @@ matrices, and hands ``log_joint`` the structured view the user declared.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
+
+from shortinfer._checks import ArgumentError, ArgumentTypeError
 
 __all__ = ["LatentLayout", "Latent", "ShapeLike"]
 
@@ -19,17 +22,21 @@ Latent = Tensor | dict[str, Tensor]
 
 
 def _as_shape(shape: ShapeLike, *, name: str) -> torch.Size:
-    if isinstance(shape, int):
+    if isinstance(shape, int) and not isinstance(shape, bool):
         shape = (shape,)
-    try:
-        size = torch.Size(tuple(int(s) for s in shape))
-    except (TypeError, ValueError) as err:
-        raise TypeError(
+    # Strings are sequences too ("12" would read as (1, 2)), and int() would truncate 2.7.
+    if (
+        isinstance(shape, (str, bytes))
+        or not isinstance(shape, Sequence)
+        or any(isinstance(s, bool) or not hasattr(type(s), "__index__") for s in shape)
+    ):
+        raise ArgumentTypeError(
             f"{name} must be an int or a sequence of ints; received {shape!r}. "
             "Pass e.g. latent_shape=(64,) or latent_shape={'z1': (32,), 'z2': (16,)}."
-        ) from err
+        )
+    size = torch.Size(tuple(operator.index(s) for s in shape))
     if any(s <= 0 for s in size):
-        raise ValueError(f"{name} must have positive sizes; received {tuple(size)}.")
+        raise ArgumentError(f"{name} must have positive sizes; received {tuple(size)}.")
     return size
 
 
@@ -44,7 +51,9 @@ class LatentLayout:
     def __init__(self, latent_shape: ShapeLike | Mapping[str, ShapeLike]) -> None:
         if isinstance(latent_shape, Mapping):
             if not latent_shape:
-                raise ValueError("latent_shape is an empty dict; give at least one latent block.")
+                raise ArgumentError(
+                    "latent_shape is an empty dict; give at least one latent block."
+                )
             self.shapes = {
                 str(k): _as_shape(v, name=f"latent_shape[{k!r}]") for k, v in latent_shape.items()
             }
@@ -81,11 +90,11 @@ class LatentLayout:
         """Flatten the user's structure with ``batch_dims`` leading dims to ``(*batch, D)``."""
         if not self.is_dict:
             if not isinstance(z, Tensor):
-                raise TypeError(f"expected a latent tensor; received {type(z).__name__}.")
+                raise ArgumentTypeError(f"expected a latent tensor; received {type(z).__name__}.")
             return z.reshape(*z.shape[:batch_dims], -1)
         if not isinstance(z, Mapping) or set(z) != set(self.names):
             received = sorted(z) if isinstance(z, Mapping) else type(z).__name__
-            raise ValueError(
+            raise ArgumentError(
                 f"expected a latent dict with keys {self.names}; received {received}."
             )
         return torch.cat(

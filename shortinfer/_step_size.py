@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from shortinfer._checks import ArgumentError, ArgumentTypeError
 from shortinfer._latents import LatentLayout
 
 __all__ = [
@@ -40,16 +41,16 @@ def _as_column(value: object, num_steps: int, *, name: str) -> Tensor:
     try:
         tensor = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
     except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(f"{name} must be {_EXPECTED}; received {value!r}.") from err
+        raise ArgumentTypeError(f"{name} must be {_EXPECTED}; received {value!r}.") from err
     if tensor.dim() == 0:
         tensor = tensor.reshape(1)
     elif tensor.dim() != 1 or tensor.shape[0] != num_steps:
-        raise ValueError(
+        raise ArgumentError(
             f"{name} has shape {tuple(tensor.shape)}; expected () or ({num_steps},) for "
             f"num_steps={num_steps}. Give {_EXPECTED}."
         )
     if not bool(torch.isfinite(tensor).all()) or bool((tensor <= 0).any()):
-        raise ValueError(
+        raise ArgumentError(
             f"{name} must be finite and > 0; received {tensor.tolist()}. Typical step sizes "
             "run from 1e-4 (stiff posteriors) to 0.05; try step_size=0.01, or tune_step_size()."
         )
@@ -69,13 +70,13 @@ def canonical_step_size(step_size: StepSize, num_steps: int, layout: LatentLayou
     """
     if isinstance(step_size, Mapping):
         if not layout.is_dict:
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"step_size is a dict with keys {sorted(step_size)}, but the latent is a single "
                 f"tensor of shape {layout.describe()}. Per-block step sizes need a dict "
                 "latent_shape; otherwise give " + _EXPECTED + "."
             )
         if set(step_size) != set(layout.names):
-            raise ValueError(
+            raise ArgumentError(
                 f"step_size has keys {sorted(step_size)}; expected exactly the latent blocks "
                 f"{layout.names}."
             )
@@ -88,7 +89,7 @@ def canonical_step_size(step_size: StepSize, num_steps: int, layout: LatentLayou
     if isinstance(step_size, (bool, str)) or not isinstance(
         step_size, (int, float, Tensor, Sequence)
     ):
-        raise TypeError(f"step_size must be {_EXPECTED}; received {step_size!r}.")
+        raise ArgumentTypeError(f"step_size must be {_EXPECTED}; received {step_size!r}.")
     return _as_column(step_size, num_steps, name="step_size").unsqueeze(1)
 
 

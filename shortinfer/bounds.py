@@ -58,7 +58,14 @@ from typing import Literal, NamedTuple, cast
 import torch
 from torch import Tensor
 
-from shortinfer._checks import check_num_mixture, translate_func_errors
+from shortinfer._checks import DEFAULT_NUM_MIXTURE as _DEFAULT_NUM_MIXTURE
+from shortinfer._checks import (
+    ArgumentError,
+    check_int,
+    check_mode,
+    check_num_mixture,
+    translate_func_errors,
+)
 from shortinfer.entropy import JacobianMode, LogDetMethod, estimate_log_det, jacobian
 from shortinfer.langevin import functional_score, rollout
 
@@ -81,7 +88,7 @@ _LOG_4_PI_E = math.log(4 * math.pi * math.e)  # e^{2H/D} of N(0, 2sI) is 4·pi·
 MIXTURE_BOUNDS: tuple[str, ...] = ("semi_implicit", "sandwich")
 """Objectives that mix over the other chains of each example; they need ``num_samples >= 2``."""
 
-DEFAULT_NUM_MIXTURE: int = 255
+DEFAULT_NUM_MIXTURE: int = _DEFAULT_NUM_MIXTURE
 r"""Default $M$: at most this many other chains of an example enter a chain's mixture.
 
 The semi-implicit lower bound gains at most $\log(M + 1)$ nats over the last step's noise
@@ -321,7 +328,7 @@ def entropy_bound(
         high = _example_mean(upper, examples) + SANDWICH_MARGIN * margin_high
         projected = torch.minimum(torch.maximum(mean_linear, low), high)
         return z_k, linear + _broadcast(projected - mean_linear, count)
-    raise ValueError(
+    raise ArgumentError(
         f"objective must be one of {list(_BOUNDS)}; received {objective!r}. "
         "'conditional' is the paper's; docs/objectives.md compares the others."
     )
@@ -407,10 +414,9 @@ def semi_implicit_bounds(
 def _check_num_examples(num_examples: int | None, count: int) -> int:
     if num_examples is None:
         return count
-    if isinstance(num_examples, bool) or not isinstance(num_examples, int):
-        raise ValueError(f"num_examples must be an int or None; received {num_examples!r}.")
-    if num_examples < 1 or count % num_examples != 0:
-        raise ValueError(
+    num_examples = check_int("num_examples", num_examples, 1, what=" or None")
+    if count % num_examples != 0:
+        raise ArgumentError(
             f"num_examples must be a positive divisor of the number of chains {count} (row i "
             f"belongs to example i % num_examples); received {num_examples}."
         )
@@ -419,7 +425,7 @@ def _check_num_examples(num_examples: int | None, count: int) -> int:
 
 def _check_chains_per_example(count: int, examples: int, objective: str) -> None:
     if count // examples < 2:
-        raise ValueError(
+        raise ArgumentError(
             f"objective {objective!r} mixes over the other chains of each example, so it needs "
             f"at least 2 chains per example; received {count} chain(s) for {examples} "
             "example(s). Pass num_examples (with ShortRunPosterior: num_samples >= 2; more "
@@ -572,7 +578,7 @@ def _linearized(
             columns = columns.permute(1, 2, 0)  # (N, D_i, (K + 1) D)
             jac, noise_jac = columns[..., :dim], columns[..., dim:]
         else:
-            raise ValueError(f"mode must be 'reverse' or 'forward'; received {mode!r}.")
+            check_mode(mode)
         prior_precision = -_hessian_rows(prior_log_prob, z0)
     noise_cov = noise_jac @ noise_jac.transpose(-2, -1)  # C = sum_k G_k G_k^T
     log_dets = _gaussian_log_dets(noise_cov, jac, prior_precision)

@@ -19,7 +19,9 @@ for the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -31,7 +33,14 @@ from shortinfer.tuning import DEFAULT_OBJECTIVE
 if TYPE_CHECKING:
     from shortinfer.data.registry import DatasetName
 
-__all__ = ["DEMO_SETTINGS", "build_parser", "demo_training", "main"]
+__all__ = [
+    "DEMO_SETTINGS",
+    "build_parser",
+    "checked_device",
+    "demo_training",
+    "main",
+    "positive_int",
+]
 
 #: Settings of ``shortinfer demo``, sized to finish in about 5 minutes on 2 CPU cores and give
 #: recognisable digits (measured on MNIST-5k; the numbers are in the README). Against the
@@ -57,7 +66,11 @@ DEMO_SETTINGS: dict[str, Any] = {
 
 
 class UsageError(Exception):
-    """A problem with the user's input, reported as one line with exit code 2."""
+    """A problem with the user's input, reported as one line with exit code 2.
+
+    Errors the library raises about the input (`shortinfer.ShortinferError`) are reported the
+    same way; any other exception is a bug and shows its traceback.
+    """
 
 
 # ------------------------------------------------------------------------------------------
@@ -89,7 +102,13 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for counts such as ``--threads``: an int >= 1.
+
+    Examples:
+        >>> positive_int("4")
+        4
+    """
     try:
         value = int(text)
     except ValueError as err:
@@ -137,7 +156,7 @@ def _add_runtime(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="torch CPU threads (default: torch's choice)",
     )
@@ -193,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     from shortinfer._version import __version__
     from shortinfer.bounds import DEFAULT_NUM_MIXTURE
+    from shortinfer.train.distributed import DEFAULT_PROCESS_GROUP_TIMEOUT
 
     parser = argparse.ArgumentParser(
         prog="shortinfer",
@@ -221,14 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="torch CPU threads (default: all cores, fewer if the load average "
         "shows other work on them)",
     )
     demo.add_argument(
         "--iterations",
-        type=_positive_int,
+        type=positive_int,
         default=DEMO_SETTINGS["iterations"],
         help=f"training iterations (default {DEMO_SETTINGS['iterations']})",
     )
@@ -248,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--num-layers",
         "-L",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="number of latent layers L (default 3, or len(--latent-sizes))",
     )
@@ -260,13 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.add_argument(
         "--num-filters",
-        type=_positive_int,
+        type=positive_int,
         default=64,
         help="feature channels n_f (default 64, Table 4)",
     )
     inference = train.add_argument_group("short-run inference")
     inference.add_argument(
-        "--num-steps", "-K", type=_positive_int, default=25, help="Langevin steps K (default 25)"
+        "--num-steps", "-K", type=positive_int, default=25, help="Langevin steps K (default 25)"
     )
     inference.add_argument(
         "--step-size",
@@ -283,13 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inference.add_argument(
         "--tune-interval",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         help="tune every T_s iterations (default 100)",
     )
     inference.add_argument(
         "--tune-batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="examples of the batch used for tuning (default: all)",
     )
@@ -315,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inference.add_argument(
         "--tune-iterations",
-        type=_positive_int,
+        type=positive_int,
         default=50,
         help="iterations of the gradient tuner (default 50)",
     )
@@ -328,14 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inference.add_argument(
         "--tune-samples",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="short-run chains per example in the tuning objective (default: at least 64 "
         "chains in all, and at least 8 per example for semi_implicit and sandwich)",
     )
     inference.add_argument(
         "--num-mixture",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_NUM_MIXTURE,
         help="most other chains in each chain's mixture for semi_implicit and sandwich "
         f"(default {DEFAULT_NUM_MIXTURE})",
@@ -343,12 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
     optimisation = train.add_argument_group("optimisation")
     optimisation.add_argument(
         "--iterations",
-        type=_positive_int,
+        type=positive_int,
         default=300_000,
         help="training iterations T (default 3e5, the paper's)",
     )
     optimisation.add_argument(
-        "--batch-size", type=_positive_int, default=64, help="batch size per process (default 64)"
+        "--batch-size", type=positive_int, default=64, help="batch size per process (default 64)"
     )
     optimisation.add_argument(
         "--lr", type=_positive_float, default=1e-4, help="base learning rate (default 1e-4)"
@@ -384,19 +404,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue from OUTPUT_DIR/latest.pt if it exists"
     )
     output.add_argument(
+        "--process-group-timeout",
+        type=_positive_float,
+        default=DEFAULT_PROCESS_GROUP_TIMEOUT,
+        metavar="SECONDS",
+        help="under torchrun: how long a process waits in a collective for the others before "
+        "every process stops (a stopped or hung process would otherwise block the rest for "
+        f"torch's 30 minutes; default {DEFAULT_PROCESS_GROUP_TIMEOUT:g})",
+    )
+    output.add_argument(
         "--overwrite",
         action="store_true",
         help="start afresh even if OUTPUT_DIR holds a checkpoint",
     )
     output.add_argument(
         "--checkpoint-interval",
-        type=_positive_int,
+        type=positive_int,
         default=1000,
         help="checkpoint every this many iterations (default 1000)",
     )
     output.add_argument(
         "--log-interval",
-        type=_positive_int,
+        type=positive_int,
         default=10,
         help="metrics row every this many iterations (default 10)",
     )
@@ -415,14 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("checkpoint", help="checkpoint file or folder holding latest.pt")
         sub.add_argument("--output", "-o", default=f"{name}.png", help="PNG file to write")
         sub.add_argument(
-            "--num-images", type=_positive_int, default=32, help="number of images (default 32)"
+            "--num-images", type=positive_int, default=32, help="number of images (default 32)"
         )
         if name != "sample":
             _add_data(sub, split="test")
             sub.add_argument(
                 "--num-steps",
                 "-K",
-                type=_positive_int,
+                type=positive_int,
                 default=None,
                 help="Langevin steps (default: the training K)",
             )
@@ -516,13 +545,40 @@ def _setup_runtime(args: argparse.Namespace, *, share_busy_cores: bool = False) 
         spare = _spare_cores()
         if spare is not None and spare < torch.get_num_threads():
             torch.set_num_threads(spare)
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as err:
-        raise UsageError(f"--device {args.device!r} is not a torch device ({err})") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was given but CUDA is not available; use --device cpu")
+    device = checked_device(args.device)
     torch.manual_seed(args.seed)
+    return device
+
+
+def checked_device(name: str) -> Any:
+    r"""``torch.device(name)`` for ``--device``, or a `UsageError` that says what to pass.
+
+    Shared by every subcommand (``train``, ``sample``, ``bench``, ...).
+
+    Examples:
+        >>> checked_device("cpu")
+        device(type='cpu')
+    """
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        raise UsageError(
+            f"--device {name!r} is not a torch device; pass e.g. --device cpu or --device cuda:0"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name} was given but CUDA is not available; use --device cpu")
+    if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise UsageError(
+                f"--device {name}: there are only {torch.cuda.device_count()} CUDA device(s) "
+                f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+            )
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device {name!r}: only cpu, cuda and mps are supported here")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {name} was given but MPS is not available; use --device cpu")
     return device
 
 
@@ -558,7 +614,11 @@ def _default_latent_sizes(num_layers: int) -> tuple[int, ...]:
 def _model_from_checkpoint(path: str, device: Any) -> tuple[Any, dict[str, Any]]:
     """The generator of a checkpoint: a `MultiLayerGenerator`'s, or a bench `LadderVAE` cell's."""
     from shortinfer.models import LadderVAE, MultiLayerGenerator
-    from shortinfer.train.checkpoint import check_model_compatible, load_checkpoint
+    from shortinfer.train.checkpoint import (
+        check_finite_weights,
+        check_model_compatible,
+        load_checkpoint,
+    )
 
     checkpoint = load_checkpoint(path, map_location=device)
     classes = {
@@ -572,6 +632,7 @@ def _model_from_checkpoint(path: str, device: Any) -> tuple[Any, dict[str, Any]]
         )
     model = kind.from_config(checkpoint["model_config"])
     check_model_compatible(checkpoint, model)
+    check_finite_weights(checkpoint, f"checkpoint {path!r}")
     model.load_state_dict(checkpoint["model_state"])
     if checkpoint.get("sigma") is not None:
         model.sigma = float(checkpoint["sigma"])
@@ -804,14 +865,16 @@ def _command_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from shortinfer.bounds import MIXTURE_BOUNDS
-    from shortinfer.models import MultiLayerGenerator
+    from shortinfer._lock import folder_lock
     from shortinfer.train.distributed import init_distributed, is_main_process
-    from shortinfer.train.schedules import LearningRateSchedule, SigmaSchedule
-    from shortinfer.train.trainer import StepSizeTuning
 
+    if args.overwrite and args.resume:
+        raise UsageError(
+            "--resume continues the run in --output-dir and --overwrite deletes it: give one "
+            "of them (--resume to continue, --overwrite to start afresh)"
+        )
     started = time.perf_counter()
-    distributed_device = init_distributed()
+    distributed_device = init_distributed(timeout=args.process_group_timeout)
     device = _setup_runtime(args)
     if distributed_device is not None:
         device = distributed_device  # torchrun: one device per process
@@ -843,6 +906,28 @@ def _train(args: argparse.Namespace) -> int:
         except (UsageError, ValueError):
             test_images = images[:256]
     output_dir = Path(args.output_dir)
+    # Rank 0 holds the folder's lock from before --overwrite deletes anything until the run
+    # ends, so a second run into the same folder is refused instead of overwriting this one.
+    with folder_lock(output_dir) if is_main_process() else contextlib.nullcontext():
+        return _train_in(args, started, device, latent_sizes, output_dir, images, test_images)
+
+
+def _train_in(
+    args: argparse.Namespace,
+    started: float,
+    device: Any,
+    latent_sizes: Sequence[int],
+    output_dir: Path,
+    images: Any,
+    test_images: Any,
+) -> int:
+    from shortinfer.bounds import MIXTURE_BOUNDS
+    from shortinfer.models import MultiLayerGenerator
+    from shortinfer.train.distributed import is_main_process
+    from shortinfer.train.schedules import LearningRateSchedule, SigmaSchedule
+    from shortinfer.train.trainer import StepSizeTuning
+
+    channels, height, width = images.shape[1:]
     if args.overwrite:
         # Only rank 0 deletes; the other ranks must not then trip over the file it is
         # deleting, so they skip the existence check below.
@@ -993,6 +1078,25 @@ def _command_from_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+# The library's messages name Python arguments; on the command line the same thing is a flag.
+_CLI_WORDS: tuple[tuple[str, str], ...] = (
+    (r"load_dataset\('(\w+)'\)", r"--dataset \1"),
+    (r"\broot=", "--data-root"),
+    (r"\bput it in root\b", "put it in --data-root"),
+    (r"\bimage_size=", "--image-size "),
+    (r"\bbatch_size=", "--batch-size "),
+    (r"\bnum_steps=", "--num-steps "),
+    (r"\bstep_size=", "--step-size "),
+)
+
+
+def _in_cli_words(message: str) -> str:
+    """A library message with Python argument names replaced by the command line's flags."""
+    for pattern, flag in _CLI_WORDS:
+        message = re.sub(pattern, flag, message)
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     r"""Run the ``shortinfer`` command line.
 
@@ -1014,7 +1118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     args.argv = words  # recorded by `shortinfer bench` in its results
-    from shortinfer.train.checkpoint import CheckpointError
+    from shortinfer._checks import ShortinferError
     from shortinfer.train.trainer import TrainingDivergedError
 
     handlers = {
@@ -1035,19 +1139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"shortinfer: training diverged: {err}", file=sys.stderr)
         return 1
-    except (
-        UsageError,
-        CheckpointError,
-        FileNotFoundError,
-        ImportError,
-        ValueError,
-        TypeError,
-        OSError,
-    ) as err:
+    # Exit 2 only for errors the library raises on purpose about the user's input (and
+    # UsageError, the command line's own); anything else is a bug and keeps its traceback.
+    except (UsageError, ShortinferError) as err:
         if os.environ.get("SHORTINFER_DEBUG"):
             raise
         message = " ".join(str(err).split()) or type(err).__name__
-        print(f"shortinfer: error: {message}", file=sys.stderr)
+        print(f"shortinfer: error: {_in_cli_words(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("shortinfer: interrupted", file=sys.stderr)

@@ -65,7 +65,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from shortinfer._checks import translate_func_errors
+from shortinfer._checks import ArgumentError, check_int, check_mode, translate_func_errors
 from shortinfer.langevin import ScoreFn, functional_score, langevin_step, rollout
 
 __all__ = [
@@ -126,7 +126,7 @@ def jacobian(
     def run(z: Tensor) -> Tensor:
         return rollout(score, z, noise, step_sizes)
 
-    _check_mode(mode)
+    check_mode(mode)
     basis = _basis(batch, dim, z0)
     with translate_func_errors():
         if mode == "reverse":
@@ -143,7 +143,7 @@ def jacobian(
             z_k = outputs[0]
             jac = columns.permute(1, 2, 0)  # (D_j, B, D_i) -> (B, D_i, D_j)
         else:
-            raise ValueError(f"mode must be 'reverse' or 'forward'; received {mode!r}.")
+            check_mode(mode)
     return z_k, jac
 
 
@@ -295,17 +295,6 @@ $P$ probes divide the variance by $P$ at $P$ times the cost
 """
 
 
-def _check_mode(mode: object) -> None:
-    if mode not in ("reverse", "forward"):
-        raise ValueError(f"mode must be 'reverse' or 'forward'; received {mode!r}.")
-
-
-def _check_count(value: object, name: str, hint: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1; received {value!r}. {hint}")
-    return value
-
-
 def _basis(batch: int, dim: int, like: Tensor) -> Tensor:
     """The basis vectors $e_j$ placed in every example, with shape ``(D, B, D)``."""
     eye = torch.eye(dim, dtype=like.dtype, device=like.device)
@@ -405,7 +394,7 @@ def per_step_log_abs_det(
         >>> torch.allclose(log_det, 3 * 4 * torch.log(torch.tensor(0.9)).expand(2))
         True
     """
-    _check_mode(mode)
+    check_mode(mode)
     score = functional_score(log_joint)
     batch, dim = z0.shape
     basis = _basis(batch, dim, z0)
@@ -503,9 +492,9 @@ def stochastic_log_det(
         >>> torch.allclose(log_det, 3 * 4 * torch.log(torch.tensor(0.9)).expand(2), atol=1e-6)
         True
     """
-    _check_mode(mode)
-    order = _check_count(order, "order", "The series needs at least its first term; try 4.")
-    num_probes = _check_count(num_probes, "num_probes", "Use 1 or more Hutchinson probes.")
+    check_mode(mode)
+    order = check_int("order", order, 1, hint="The series needs at least its first term; try 4.")
+    num_probes = check_int("num_probes", num_probes, 1, hint="Use 1 or more Hutchinson probes.")
     score = functional_score(log_joint)
     num_steps = noise.shape[0]
     batch, dim = z0.shape
@@ -637,7 +626,7 @@ def estimate_log_det(
             mode=mode,
             generator=generator,
         )
-    raise ValueError(
+    raise ArgumentError(
         f"method must be one of {list(_METHODS)}; received {method!r}. Use 'exact' for small "
         "latents, 'stochastic' for large ones, or 'auto' to choose by dimension."
     )

@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from shortinfer._checks import ArgumentError, ArgumentTypeError
+
 __all__ = ["gaussian_log_likelihood", "observation_log_prob", "standard_normal_log_prob"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -60,11 +62,7 @@ def gaussian_log_likelihood(
         >>> gaussian_log_likelihood(x, torch.ones(2, 3), 1.0, mask=mask)
         tensor([-2.8379, -1.4189])
     """
-    if isinstance(sigma, (int, float)) and not sigma > 0:
-        raise ValueError(
-            f"sigma must be positive; received {sigma!r}. Pass the observation noise standard "
-            "deviation, e.g. sigma=0.3."
-        )
+    _check_sigma(sigma)
     if event_dims is None:
         event_dims = x.dim() - 1
     residual = (x - mean) / sigma
@@ -168,6 +166,32 @@ def observation_log_prob(
     return per_entry.flatten(-summed).sum(-1)
 
 
+def _check_sigma(sigma: float | Tensor) -> None:
+    bad: object = None
+    if isinstance(sigma, Tensor):
+        # Checked where that costs no device sync (on the CPU, outside vmap); elsewhere a
+        # sigma <= 0 makes log_joint NaN or -inf, which the posterior's probe and chain refuse.
+        if sigma.device.type == "cpu" and sigma.is_floating_point():
+            try:
+                if not bool((sigma > 0).all()):
+                    bad = sigma.detach().reshape(-1)[:8].tolist()
+            except RuntimeError:  # a batched tensor under vmap: data-dependent, left to the chain
+                return
+    elif isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
+        raise ArgumentTypeError(
+            f"sigma must be a positive float or a tensor; received {sigma!r} "
+            f"({type(sigma).__name__}). Pass the observation noise standard deviation, e.g. "
+            "sigma=0.3."
+        )
+    elif not sigma > 0 or sigma != sigma or sigma == float("inf"):
+        bad = sigma
+    if bad is not None:
+        raise ArgumentError(
+            f"sigma must be positive and finite; received {bad!r}. Pass the observation noise "
+            "standard deviation, e.g. sigma=0.3 (a tensor sigma must be > 0 everywhere)."
+        )
+
+
 def broadcast_mask(
     mask: Tensor, shape: torch.Size, dtype: torch.dtype, what: str, hint: str
 ) -> Tensor:
@@ -192,12 +216,12 @@ def broadcast_mask(
         >>> broadcast_mask(torch.ones(2), torch.Size([2, 3]), torch.float32, "x's", "Fix it.")
         Traceback (most recent call last):
         ...
-        ValueError: mask with shape (2,) does not broadcast to x's shape (2, 3). Fix it.
+        shortinfer._checks.ArgumentError: mask with shape (2,) does not broadcast to x's shape ...
     """
     try:
         return torch.broadcast_to(mask.to(dtype), shape)
     except RuntimeError as err:
-        raise ValueError(
+        raise ArgumentError(
             f"mask with shape {tuple(mask.shape)} does not broadcast to {what} shape "
             f"{tuple(shape)}. {hint}"
         ) from err

@@ -17,13 +17,24 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from shortinfer._checks import (
+    MAX_ABS_LATENT,
+    ArgumentError,
+    ArgumentTypeError,
     ChainDivergenceError,
+    ChainMonitor,
     LogJointError,
+    check_choice,
     check_finite_observations,
+    check_generator,
+    check_int,
     check_num_mixture,
     check_num_steps,
+    check_sample_shape,
+    check_step_size_not_trainable,
+    check_x_unchanged,
     find_divergence,
     probe_log_joint,
+    warn_if_training_batch_norm,
 )
 from shortinfer._constraints import LatentTransform
 from shortinfer._latents import Latent, LatentLayout, ShapeLike
@@ -38,6 +49,7 @@ from shortinfer.entropy import JacobianMode, LogDetMethod
 from shortinfer.langevin import (
     autograd_score,
     delta_from_step_size,
+    functional_score,
     langevin_step,
     max_curvature,
     rollout,
@@ -124,6 +136,8 @@ class TuningTrace(NamedTuple):
         rejected: Step sizes the stability check refused, each ``(step_size, reason)``:
             their chains diverged on more chains than the tuning saw, or
             $s \hat\lambda_{\max}$ exceeded `shortinfer.tuning.STABILITY_MARGIN`.
+        dropped: For a grid: one line per candidate scored ``inf`` (its chain diverged, or
+            ``log_joint`` raised there), saying why; empty when none was.
 
     Examples:
         >>> post = short_run(lambda x, z: -0.5 * (z - x).square().sum(-1), torch.zeros(4, 2),
@@ -140,6 +154,7 @@ class TuningTrace(NamedTuple):
     objectives: Tensor
     objective: str = DEFAULT_OBJECTIVE
     rejected: tuple[tuple[float, str], ...] = ()
+    dropped: tuple[str, ...] = ()
 
 
 def _leaves(x: Observations) -> list[Tensor]:
@@ -147,11 +162,41 @@ def _leaves(x: Observations) -> list[Tensor]:
         return [x]
     values = list(x.values()) if isinstance(x, Mapping) else list(x)
     if not values or not all(isinstance(v, Tensor) for v in values):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"x must be a tensor or a non-empty tuple/list/dict of tensors; received "
             f"{type(x).__name__}. Pack extra inputs such as masks as x=(images, mask)."
         )
     return values
+
+
+_NUM_SAMPLES_HINT = "num_samples is S, the chains per example; pass 1 or more."
+
+
+def _check_grid(grid: Sequence[float] | Tensor | None) -> Tensor:
+    """The grid as a flat float64 tensor of positive, finite step sizes, or raise."""
+    values = DEFAULT_GRID if grid is None else grid
+    try:
+        candidates = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ArgumentError(
+            f"grid must be a non-empty sequence of positive step sizes (floats); received "
+            f"{values!r}. Pass e.g. grid=[0.01, 0.02, 0.05], or None for the default grid."
+        ) from err
+    if candidates.numel() == 0 or not bool((torch.isfinite(candidates) & (candidates > 0)).all()):
+        raise ArgumentError(
+            f"grid must be a non-empty sequence of finite, positive step sizes; received "
+            f"{candidates.tolist()}. Pass e.g. grid=[0.01, 0.02, 0.05]."
+        )
+    return candidates
+
+
+def _copy(x: Observations) -> Observations:
+    """A copy of every leaf of ``x``, for the validation probe."""
+    if isinstance(x, Tensor):
+        return x.clone()
+    if isinstance(x, Mapping):
+        return {k: v.clone() for k, v in x.items()}
+    return type(x)(v.clone() for v in x)  # type: ignore[call-arg]
 
 
 def _repeat(x: Observations, times: int) -> Observations:
@@ -222,7 +267,7 @@ class ShortRunPosterior:
         validate: bool = True,
     ) -> None:
         if not callable(log_joint):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"log_joint must be callable as log_joint(x, z); received "
                 f"{type(log_joint).__name__}."
             )
@@ -231,15 +276,16 @@ class ShortRunPosterior:
         self.x = x
         self.layout = LatentLayout(latent_shape)
         self.num_steps = check_num_steps(num_steps)
+        check_step_size_not_trainable(step_size)
         self._table = canonical_step_size(step_size, self.num_steps, self.layout)
-        self.generator = generator
+        self.generator = check_generator(generator)
         self.trace: TuningTrace | None = None
         self.batch_size = leaves[0].shape[0] if leaves[0].dim() > 0 else 0
         if self.batch_size < 1 or any(
             leaf.dim() == 0 or leaf.shape[0] != self.batch_size for leaf in leaves
         ):
             shapes = [tuple(leaf.shape) for leaf in leaves]
-            raise ValueError(
+            raise ArgumentError(
                 f"x must have a leading batch dimension of size >= 1 shared by all its tensors; "
                 f"received shapes {shapes}. For a single observation use x.unsqueeze(0)."
             )
@@ -249,6 +295,7 @@ class ShortRunPosterior:
         floating = [leaf for leaf in leaves if leaf.is_floating_point()]
         self.dtype = floating[0].dtype if floating else torch.get_default_dtype()
         self.device = leaves[0].device
+        warn_if_training_batch_norm(log_joint)
         if validate:
             check_finite_observations(leaves)
             self._probe()
@@ -256,11 +303,17 @@ class ShortRunPosterior:
     # -- construction helpers -------------------------------------------------------------
 
     def _probe(self) -> None:
-        """Probe ``log_joint`` on one start draw per example, in the user's coordinates."""
+        """Probe ``log_joint`` on one start draw per example, in the user's coordinates.
+
+        The probe runs on a copy of x, so that a log_joint writing into x is caught before it
+        has changed the caller's tensor (cost: one copy of x, once).
+        """
         z0 = self._probe_latents()
         self._check_in_support(z0)
+        copy = _copy(self.x)
         try:
-            probe_log_joint(self._user_log_joint(1), z0, self.batch_size)
+            probe_log_joint(self._user_log_joint(1, x=copy), z0, self.batch_size)
+            check_x_unchanged(_leaves(self.x), _leaves(copy))
         except LogJointError as err:
             hint = self._event_dims_hint(str(err))
             if hint is None:
@@ -297,7 +350,7 @@ class ShortRunPosterior:
                 continue
             if support is None or not bool(support.check(blocks[name]).all()):
                 label = "init" if not self.layout.is_dict else f"init[{name!r}]"
-                raise ValueError(
+                raise ArgumentError(
                     f"{label} draws values outside the prior's support {support}. The start "
                     "distribution must live on the prior's support: e.g. a LogNormal for a "
                     "Gamma prior, a Beta or a Kumaraswamy for a Beta prior."
@@ -328,21 +381,23 @@ class ShortRunPosterior:
     def _distribution_blocks(self, dists: Prior, argument: str) -> dict[str, Distribution]:
         if self.layout.is_dict:
             if not isinstance(dists, Mapping) or set(dists) != set(self.layout.names):
-                raise TypeError(
+                raise ArgumentTypeError(
                     f"for dict latents, {argument} must be None or a dict of Distributions with "
                     f"keys {self.layout.names}; received {dists!r}."
                 )
             blocks = dict(dists)
         else:
             if not isinstance(dists, Distribution):
-                raise TypeError(
+                raise ArgumentTypeError(
                     f"{argument} must be a torch.distributions.Distribution over the latent of "
                     f"shape {self.layout.describe()}, or None; received {dists!r}."
                 )
             blocks = {"z": dists}
         for name, dist in blocks.items():
             if not isinstance(dist, Distribution):
-                raise TypeError(f"{argument}[{name!r}] must be a Distribution; received {dist!r}.")
+                raise ArgumentTypeError(
+                    f"{argument}[{name!r}] must be a Distribution; received {dist!r}."
+                )
         return blocks
 
     def _check_shapes(self, dists: Prior, argument: str) -> Prior:
@@ -353,7 +408,7 @@ class ShortRunPosterior:
             shape = tuple(dist.batch_shape + dist.event_shape)
             latent = tuple(self.layout.shapes[name])
             if shape not in (latent, (self.batch_size, *latent)):
-                raise ValueError(
+                raise ArgumentError(
                     f"{argument} for {name!r} has batch_shape + event_shape {shape}; expected "
                     f"the per-example latent shape {latent} (shared by all examples; wrap it in "
                     "torch.distributions.Independent or expand it) or "
@@ -379,9 +434,11 @@ class ShortRunPosterior:
         new.trace = trace
         return new
 
-    def _user_log_joint(self, num_samples: int) -> Callable[[Tensor], Tensor]:
+    def _user_log_joint(
+        self, num_samples: int, *, x: Observations | None = None
+    ) -> Callable[[Tensor], Tensor]:
         """``log_joint`` on flat latents in the user's (constrained) coordinates."""
-        x = _repeat(self.x, num_samples)
+        x = _repeat(self.x if x is None else x, num_samples)
         unflatten = self.layout.unflatten
         return lambda z: self.log_joint(x, unflatten(z))
 
@@ -546,6 +603,7 @@ class ShortRunPosterior:
             >>> chain.z0.shape, chain.noise.shape
             (torch.Size([15, 2]), torch.Size([4, 15, 2]))
         """
+        num_samples = check_int("num_samples", num_samples, 1, hint=_NUM_SAMPLES_HINT)
         count = num_samples * self.batch_size
         u0 = self._transform.inverse(self._start_sample(count))
         return ChainNoise(u0, self._randn(self.num_steps, count, self.layout.dim))
@@ -574,24 +632,33 @@ class ShortRunPosterior:
         num_samples = chain.z0.shape[0] // self.batch_size
         log_joint = self._flat_log_joint(num_samples)
         step_sizes = self._step_table(table)
-        score = autograd_score(log_joint, create_graph=differentiable)
+        # The monitor folds "log p finite, |u| bounded" into one device flag per chain, read
+        # once at the end (no sync per step); a bad chain is replayed to say where it went wrong.
+        monitor = ChainMonitor(log_joint)
+        score = autograd_score(monitor, create_graph=differentiable)
         u_k = rollout(score, chain.z0, chain.noise, step_sizes)
-        if not bool(torch.isfinite(u_k).all()):
-            self._raise_divergence(score, chain, step_sizes)
+        if not monitor.healthy(u_k):
+            self._raise_divergence(log_joint, chain, step_sizes.detach())
         return self._transform.forward(u_k)
 
-    def _raise_divergence(self, score: Callable, chain: ChainNoise, step_sizes: Tensor) -> None:
+    def _raise_divergence(
+        self, log_joint: Callable[[Tensor], Tensor], chain: ChainNoise, step_sizes: Tensor
+    ) -> None:
+        # torch.func's grad, not autograd: this may run inside a transform (forward-mode tuning).
+        score = functional_score(log_joint)
+
         def step(k: int, z: Tensor) -> Tensor:
             return langevin_step(score, z.detach(), chain.noise[k], step_sizes[k]).detach()
 
-        first, count = find_divergence(step, chain.z0, self.num_steps)
+        first, count, what = find_divergence(step, chain.z0, self.num_steps, log_joint)
         raise ChainDivergenceError(
-            f"the short-run chain diverged: z became non-finite at step {first} of "
+            f"the short-run chain diverged: {what} at step {first} of "
             f"{self.num_steps} in {count} of {chain.z0.shape[0]} chains, with step sizes up to "
             f"{float(step_sizes.max()):.4g}. "
             "Use a smaller step size (stable steps satisfy s < 2 / lambda_max, lambda_max the "
             "largest curvature of -log p), or call tune_step_size(), or check that "
-            "log_joint's gradient is bounded."
+            "log_joint's gradient is bounded and that the chain cannot leave the support of "
+            "p(x, z)."
         )
 
     def _structured(self, z_flat: Tensor, sample_shape: torch.Size) -> Latent:
@@ -615,7 +682,7 @@ class ShortRunPosterior:
             >>> post.sample().shape, post.sample((4,)).shape
             (torch.Size([3, 2]), torch.Size([4, 3, 2]))
         """
-        sample_shape = torch.Size(sample_shape)
+        sample_shape = check_sample_shape(sample_shape)
         chain = self.draw_noise(max(math.prod(sample_shape), 1))
         return self._structured(self.run_chain(chain).detach(), sample_shape)
 
@@ -640,7 +707,7 @@ class ShortRunPosterior:
             >>> mu.grad.shape
             torch.Size([2])
         """
-        sample_shape = torch.Size(sample_shape)
+        sample_shape = check_sample_shape(sample_shape)
         chain = self.draw_noise(max(math.prod(sample_shape), 1))
         return self._structured(self.run_chain(chain, differentiable=True), sample_shape)
 
@@ -664,7 +731,7 @@ class ShortRunPosterior:
         ):
             # Both pool -log q0(z0) over all rows as one start entropy, which a per-example
             # start distribution does not have.
-            raise ValueError(
+            raise ArgumentError(
                 f"objective={objective!r} pools the start distribution's entropy over all "
                 "examples, so it needs a start distribution shared by all examples; this one "
                 "has one per example. Use 'conditional', 'linearized' or 'semi_implicit'."
@@ -686,18 +753,22 @@ class ShortRunPosterior:
             num_examples=self.batch_size,  # chain i is example i % B (see draw_noise)
             num_mixture=num_mixture,
         )
-        if not bool(torch.isfinite(z_k).all()):
-            self._raise_divergence(autograd_score(log_joint), chain, step_sizes.detach())
+        log_p = log_joint(z_k)
+        # The chain's states live inside torch.func transforms here, so only its end is checked
+        # (z_K and log p(x, z_K), both at hand); `run_chain` checks every state.
+        ends = torch.isfinite(log_p).all() & (z_k.abs().amax() <= MAX_ABS_LATENT)
+        if not bool(ends):
+            self._raise_divergence(log_joint, chain, step_sizes.detach())
         if not bool(torch.isfinite(entropy).all()):
             raise ChainDivergenceError(
                 "the log-determinant of the short-run map is not finite: the map is singular "
                 "at this step size (s·curvature hit 1). Use a smaller step size."
             )
         if self._transform.is_identity:
-            return log_joint(z_k), entropy
+            return log_p, entropy
         # z_K = T(u_K): H(z_K) = H(u_K) + E log|T'(u_K)|, and log p(x, z_K) drops that term.
         log_det = self._transform.log_abs_det(z_k)
-        return log_joint(z_k) - log_det, entropy + log_det
+        return log_p - log_det, entropy + log_det
 
     def _per_example(self, values: Tensor) -> Tensor:
         return values.reshape(-1, self.batch_size).mean(0)
@@ -819,7 +890,14 @@ class ShortRunPosterior:
             chunk_size=chunk_size,
             num_mixture=num_mixture,
         )
-        return self._per_example(log_p + entropy)
+        elbo = self._per_example(log_p + entropy)
+        if not bool(torch.isfinite(elbo).all()):
+            raise ChainDivergenceError(
+                f"elbo() is not finite: {elbo.detach().cpu().tolist()} (log p(x, z_K) and the "
+                "entropy were each finite, but their sum overflowed). Check the scale of "
+                "log_joint, or use float64."
+            )
+        return elbo
 
     # Keywords as `elbo`'s on purpose: public methods, each with its own documented signature.
     def step_size_objective(
@@ -982,6 +1060,11 @@ class ShortRunPosterior:
         num_mixture = check_num_mixture(num_mixture)
         if num_samples is None:
             num_samples = -(-TUNING_MIN_CHAINS // self.batch_size)
+        check_choice("method", method, ("grid", "gradient"))
+        check_int("num_samples", num_samples, 1, hint=_NUM_SAMPLES_HINT)
+        if method == "gradient":
+            check_int("num_iterations", num_iterations, 1, hint="Try num_iterations=50.")
+        candidates = _check_grid(grid) if method == "grid" else None
         chain = self.draw_noise(num_samples)
         posterior = self
         if entropy_method in ("stochastic", "auto"):
@@ -1005,14 +1088,8 @@ class ShortRunPosterior:
             )
 
         if method == "grid":
-            values = DEFAULT_GRID if grid is None else grid
-            candidates = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
-            if candidates.numel() == 0 or not bool((candidates > 0).all()):
-                raise ValueError(
-                    f"grid must be a non-empty sequence of positive step sizes; received "
-                    f"{candidates.tolist()}."
-                )
-            candidates = candidates.sort().values
+            assert candidates is not None
+            candidates = candidates.reshape(-1).sort().values
 
             def screened(table: Tensor) -> Tensor:
                 # A plain rollout (no Jacobian) finds most diverging candidates cheaply; it
@@ -1073,7 +1150,9 @@ class ShortRunPosterior:
                         GridEdgeWarning,
                         stacklevel=2,
                     )
-            trace = TuningTrace("grid", candidates, objectives, str(objective), tuple(rejected))
+            trace = TuningTrace(
+                "grid", candidates, objectives, str(objective), tuple(rejected), result.dropped
+            )
             self._warn_grid_edge(candidates, objectives, float(chosen), rejected)
             return self._replace(chosen, trace)
         if method == "gradient":
@@ -1096,7 +1175,7 @@ class ShortRunPosterior:
                 "gradient", steps, found.objectives, str(objective), tuple(rejected)
             )
             return self._replace(table, trace)
-        raise ValueError(f"method must be 'grid' or 'gradient'; received {method!r}.")
+        raise ArgumentError(f"method must be 'grid' or 'gradient'; received {method!r}.")
 
     def _stabilized(
         self, table: Tensor, num_samples: int, rejected: list[tuple[float, str]]

@@ -24,6 +24,8 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from shortinfer._checks import ArgumentError, ChainDivergenceError, LogJointError
+
 __all__ = [
     "DEFAULT_GRID",
     "DEFAULT_OBJECTIVE",
@@ -178,11 +180,14 @@ class GridSearchResult(NamedTuple):
         candidates: Every candidate, with shape ``(G, *table)``.
         objectives: $J$ at each candidate, with shape ``(G,)`` (``inf`` where the
             chain diverged).
+        dropped: One line per candidate scored ``inf`` on this process, saying why (the
+            divergence message, or the error ``log_joint`` raised).
     """
 
     step_size: Tensor
     candidates: Tensor
     objectives: Tensor
+    dropped: tuple[str, ...] = ()
 
 
 class GradientSearchResult(NamedTuple):
@@ -209,8 +214,10 @@ def grid_search(
 
     $$s^\star = \arg\min_{s \in \mathcal{G}} J(s)$$
 
-    A candidate at which $J$ is not finite (a diverging chain or a singular Jacobian)
-    scores ``inf`` instead of stopping the search.
+    A candidate at which $J$ is not finite (a diverging chain or a singular Jacobian), or at
+    which the objective raises a ``FloatingPointError`` or ``ValueError`` (e.g.
+    ``torch.distributions`` refusing a NaN argument inside ``log_joint``), scores ``inf``
+    instead of stopping the search; `GridSearchResult.dropped` says which and why.
 
     Arguments:
         objective: Maps a step-size table to a scalar tensor $J(s)$.
@@ -222,7 +229,8 @@ def grid_search(
         A `GridSearchResult`.
 
     Raises:
-        FloatingPointError: If $J$ is non-finite at every candidate.
+        ChainDivergenceError: (a ``FloatingPointError``) If $J$ is non-finite at every
+            candidate; the message lists why.
 
     Examples:
         >>> grid = torch.tensor(PAPER_DELTA_GRID)
@@ -230,24 +238,38 @@ def grid_search(
         >>> round(float(result.step_size), 2)
         0.05
     """
-    values = []
+    values, dropped, errors = [], [], []
     for candidate in candidates:
+        where = f"step size {candidate.reshape(-1).tolist()}"
         with torch.no_grad():
             try:
                 value = float(objective(candidate))
-            except FloatingPointError:
-                value = float("inf")
+            except (ArgumentError, LogJointError):  # a bad option or log_joint, not step size
+                raise
+            except (FloatingPointError, ValueError) as err:  # diverged, or log_joint refused
+                errors.append(err)
+                value = float("nan")
+                # First line only: torch.distributions prints whole (wrapped) tensors.
+                reason = (str(err).splitlines() or [""])[0][:300]
+                dropped.append(f"{where}: {type(err).__name__}: {reason}")
+            else:
+                if not math.isfinite(value):
+                    dropped.append(f"{where}: the objective is {value}")
         values.append(value if value == value else float("inf"))  # NaN counts as diverged
     objectives = torch.tensor(values, dtype=torch.float64)
     if all_reduce is not None:
         objectives = all_reduce(objectives)
     if not bool(torch.isfinite(objectives).any()):
-        raise FloatingPointError(
+        reasons = "\n  ".join(dropped) or "(non-finite on another process)"
+        raise ChainDivergenceError(
             f"the step-size objective is non-finite at every grid point {candidates.tolist()}; "
-            "the chain diverges everywhere. Try a grid of smaller step sizes."
-        )
+            f"the chain diverges everywhere. Try a grid of smaller step sizes. Why each "
+            f"candidate was dropped:\n  {reasons}"
+        ) from (errors[0] if errors else None)
     best = int(torch.argmin(objectives))
-    return GridSearchResult(candidates[best].clone(), candidates.clone(), objectives)
+    return GridSearchResult(
+        candidates[best].clone(), candidates.clone(), objectives, tuple(dropped)
+    )
 
 
 _INVERSE_GOLDEN = (5**0.5 - 1) / 2
@@ -359,7 +381,7 @@ def objective_and_gradient(
                 )
             gradient.reshape(-1)[index] = slope
         return value.detach(), gradient
-    raise ValueError(f"derivative must be 'forward' or 'reverse'; received {derivative!r}.")
+    raise ArgumentError(f"derivative must be 'forward' or 'reverse'; received {derivative!r}.")
 
 
 def gradient_search(
@@ -419,7 +441,7 @@ def gradient_search(
     if derivative == "auto":
         derivative = "forward" if initial.numel() <= FORWARD_MAX_PARAMETERS else "reverse"
     if derivative not in ("forward", "reverse"):
-        raise ValueError(
+        raise ArgumentError(
             f"derivative must be 'auto', 'forward' or 'reverse'; received {derivative!r}."
         )
     log_s = initial.detach().clone().log().requires_grad_(True)

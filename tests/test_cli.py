@@ -301,3 +301,101 @@ def test_spare_cores_counts_only_sustained_work(monkeypatch, readings, spare):
     if spare is None:
         monkeypatch.delattr(cli.os, "getloadavg")
     assert cli._spare_cores(0.0) == spare
+
+
+# -- issue 12: files, folders and the command line's error contract -----------------------------
+
+
+def test_resume_and_overwrite_together_are_refused(image_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    result = cli.main(
+        _train_args(image_folder, out, "--iterations", "1", "--resume", "--overwrite")
+    )
+    _one_line_error(
+        capsys, 2, "--resume continues the run in --output-dir and --overwrite", result
+    )
+    assert not out.exists()  # refused before anything was touched
+
+
+def test_sample_refuses_a_checkpoint_with_nan_weights(image_folder, tmp_path, capsys):
+    from shortinfer.train.checkpoint import save_checkpoint
+
+    out = tmp_path / "run"
+    assert cli.main(_train_args(image_folder, out, "--iterations", "1", "--no-report")) == 0
+    state = load_checkpoint(out)
+    for value in state["model_state"].values():
+        if value.is_floating_point():
+            value.fill_(float("nan"))
+    save_checkpoint(state, out)
+    capsys.readouterr()
+    target = tmp_path / "black.png"
+    result = cli.main(["sample", str(out), "-o", str(target)])
+    _one_line_error(capsys, 2, "has non-finite weights", result)
+    assert not target.exists()
+
+
+def test_resume_with_another_batch_size_names_the_flag(image_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(_train_args(image_folder, out, "--iterations", "2", "--no-report")) == 0
+    capsys.readouterr()
+    args = _train_args(image_folder, out, "--iterations", "2", "--resume", "--no-report")
+    args[args.index("--batch-size") + 1] = "2"
+    _one_line_error(capsys, 2, "batch_size (--batch-size): checkpoint 4, now 2", cli.main(args))
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--device", "bogus"], "--device 'bogus' is not a torch device; pass e.g. --device cpu"),
+        (["--device", "tpu"], "--device 'tpu' is not a torch device"),
+    ],
+)
+def test_bench_bad_device_is_one_line(tmp_path, capsys, extra, expected):
+    result = cli.main(["bench", "celeba", "--data-root", str(tmp_path), *extra])
+    _one_line_error(capsys, 2, expected, result)
+
+
+@pytest.mark.parametrize("threads", ["0", "-2", "x"])
+def test_bench_bad_threads_is_an_argparse_error(tmp_path, capsys, threads):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "celeba", "--data-root", str(tmp_path), "--threads", threads])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --threads: expected a positive integer; received '{threads}'" in err
+    assert "Traceback" not in err
+
+
+def test_only_the_librarys_own_errors_are_exit_2(monkeypatch, capsys):
+    # A bug (a plain ValueError from inside) must keep its traceback, not look like bad input.
+    def buggy(args):
+        raise ValueError("a bug, not the user's fault")
+
+    monkeypatch.setattr(cli, "_command_from_checkpoint", buggy)
+    with pytest.raises(ValueError, match="a bug"):
+        cli.main(["sample", "whatever.pt"])
+
+    def refusing(args):
+        raise shortinfer.ArgumentError("num_samples must be an int >= 1; received 0 (int).")
+
+    monkeypatch.setattr(cli, "_command_from_checkpoint", refusing)
+    _one_line_error(capsys, 2, "num_samples must be an int >= 1", cli.main(["sample", "x.pt"]))
+
+
+@pytest.mark.parametrize(
+    ("dataset", "expected"),
+    [
+        ("mnist", "pass --data-root the directory that holds the MNIST idx files"),
+        ("svhn", "so put it in --data-root"),
+    ],
+)
+def test_errors_use_the_command_lines_words(tmp_path, capsys, dataset, expected):
+    result = cli.main(
+        _train_args(tmp_path, tmp_path / "out", "--iterations", "1", "--dataset", dataset)
+    )
+    _one_line_error(capsys, 2, expected, result)
+    assert "root=" not in capsys.readouterr().err
+
+
+def test_folder_dataset_without_data_root_names_the_flags(tmp_path, capsys):
+    result = cli.main(["train", "--dataset", "folder", "--output-dir", str(tmp_path / "o")])
+    _one_line_error(capsys, 2, "--dataset folder needs --data-root, the local directory", result)

@@ -173,3 +173,18 @@ def test_option_errors(folder: Path) -> None:
         load_image_folder(folder, mode="RGBA")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="skip_corrupt must be a bool"):
         load_image_folder(folder, skip_corrupt="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_16_bit_grayscale_png_is_rescaled_not_clipped(tmp_path: Path, mode: str) -> None:
+    root = tmp_path / "deep"
+    root.mkdir()
+    levels = np.array([[0, 257 * 64, 257 * 128, 65535]], dtype=np.uint16)
+    Image.fromarray(levels).save(root / "g16.png")
+    with Image.open(root / "g16.png") as image:
+        assert image.mode.startswith("I")  # what Pillow makes of it
+    data = load_image_folder(root, mode=mode)  # type: ignore[arg-type]
+    expected = torch.tensor([0, 64, 128, 255], dtype=torch.float32) / 127.5 - 1.0
+    channels = 1 if mode == "L" else 3
+    assert data.images.shape == (1, channels, 1, 4)
+    assert torch.equal(data.images[0, 0, 0], expected)

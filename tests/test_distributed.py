@@ -1,6 +1,7 @@
 """Tests for shortinfer.train.distributed: sharding, seeds, and 2-process DDP training on gloo."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -144,3 +145,100 @@ def test_two_gloo_processes_end_with_identical_parameters_and_step_sizes(tmp_pat
     assert checkpoint["data_position"]["world_size"] == 2
     for a, (key, b) in zip(rank0["final"], checkpoint["model_state"].items(), strict=True):
         assert torch.equal(a, b), key
+
+
+# -- issue 12: a stopped or failing rank must not block the others -------------------------------
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _faulty_rank(rank, port, fault, out_dir):
+    import os
+    import signal
+    import time
+
+    from shortinfer.train.distributed import init_distributed
+
+    os.environ.update(
+        {"WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank)}
+        | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    )
+    torch.set_num_threads(1)
+    init_distributed("gloo", timeout=3.0)
+    started = time.monotonic()
+    try:
+        if fault == "stop" and rank == 1:
+            os.kill(os.getpid(), signal.SIGSTOP)  # a hung process: alive, sockets open
+        if fault == "raise":
+
+            class Failing(MultiLayerGenerator):
+                def log_joint(self, x, z):
+                    if rank == 1 and not torch.is_grad_enabled():
+                        raise KeyError("a bug on rank 1 only")
+                    return super().log_joint(x, z)
+
+            torch.manual_seed(0)
+            model = Failing(image_size=28, channels=1, latent_sizes=(2,), num_filters=4)
+            trainer = Trainer(
+                model,
+                _images(),
+                num_iterations=50,
+                batch_size=4,
+                num_steps=2,
+                step_size=0.02,
+                progress=False,
+                log_interval=1,
+            )
+            trainer.step()  # one good iteration together
+            model.eval()
+            with torch.no_grad():  # rank 1 now raises where rank 0 goes on
+                if rank == 1:
+                    model.log_joint(_images(2), model.sample_latents(2))
+            trainer.fit()
+        else:
+            mean_all_reduce(torch.ones(3))
+        outcome = "finished"
+    except Exception as err:  # noqa: BLE001 - the test inspects what each rank saw
+        outcome = f"{type(err).__name__}: {err}"
+    elapsed = time.monotonic() - started
+    with open(f"{out_dir}/rank{rank}.json", "w") as handle:
+        json.dump({"outcome": outcome, "elapsed": elapsed}, handle)
+    os._exit(0)  # without destroying the group: the peer may be stopped
+
+
+@pytest.mark.parametrize("fault", ["stop", "raise"])
+def test_a_stopped_or_failing_rank_stops_the_other_within_the_timeout(tmp_path, fault):
+    import signal
+
+    context = mp.get_context("spawn")
+    port = _free_port()
+    ranks = [
+        context.Process(target=_faulty_rank, args=(rank, port, fault, str(tmp_path)))
+        for rank in range(2)
+    ]
+    for process in ranks:
+        process.start()
+    try:
+        ranks[0].join(timeout=90)
+        assert ranks[0].exitcode == 0, "rank 0 is still blocked (or crashed)"
+    finally:
+        for process in ranks:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGKILL)
+            process.join()
+    rank0 = json.loads((tmp_path / "rank0.json").read_text())
+    assert rank0["outcome"] != "finished"
+    assert rank0["elapsed"] < 3.0 + 20  # the 3 s timeout, plus slack for a loaded machine
+    if fault == "stop":
+        assert rank0["outcome"].startswith("DistributedTimeoutError: rank 0: another process")
+        assert "This process stops too" in rank0["outcome"]
+        assert "--process-group-timeout" in rank0["outcome"]
+    else:
+        rank1 = json.loads((tmp_path / "rank1.json").read_text())
+        assert rank1["outcome"] == "KeyError: 'a bug on rank 1 only'"

@@ -347,7 +347,7 @@ def test_log_joint_that_raises_is_reported():
         ({"step_size": torch.ones(2, 25)}, ValueError, r"shape \(2, 25\)"),
         ({"step_size": {"a": 0.1}}, TypeError, "latent is a single tensor"),
         ({"step_size": "big"}, TypeError, "step_size must be"),
-        ({"num_steps": 0}, ValueError, "num_steps must be >= 1"),
+        ({"num_steps": 0}, ValueError, "num_steps must be an int >= 1"),
         ({"num_steps": 2.5}, TypeError, "num_steps must be an int"),
         ({"latent_shape": (0,)}, ValueError, "positive sizes"),
         ({"latent_shape": "abc"}, TypeError, "latent_shape must be"),
@@ -385,7 +385,7 @@ def test_divergence_names_the_step():
     post = short_run(
         log_joint, torch.zeros(2, 1), latent_shape=(3,), num_steps=200, step_size=0.05
     )
-    with pytest.raises(ChainDivergenceError, match=r"non-finite at step \d+ of 200.*smaller step"):
+    with pytest.raises(ChainDivergenceError, match=r"exploded\) at step \d+ of 200.*smaller step"):
         post.sample()
 
 
@@ -670,3 +670,195 @@ def test_matrix_latent_without_event_dims_says_what_happened():
 
     with pytest.raises(LogJointError, match="event_dims=2"):
         short_run(log_joint, torch.zeros(5, 12), latent_shape=(3, 4))
+
+
+# -- issue 12: nothing silent (each failure class, each example of the issue) -------------------
+
+
+def _seeded() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+def _out_of_support(x, z):  # log(3 - z) is NaN for z > 3, while its gradient stays finite
+    return (-0.5 * (z - 5) ** 2 + torch.log(3 - z)).sum(-1)
+
+
+@pytest.mark.parametrize("method", ["sample", "rsample", "entropy", "elbo"])
+def test_chain_leaving_the_support_raises(method):
+    post = short_run(
+        _out_of_support, torch.zeros(4, 1), latent_shape=(1,), step_size=0.5, generator=_seeded()
+    )
+    with pytest.raises(ChainDivergenceError, match=r"log_joint\(x, z\) became nan while z stayed"):
+        getattr(post, method)()
+
+
+def test_chain_leaving_the_support_only_at_the_end_raises():
+    # z_0 = 0 is in the support z < 0.45, z_1 = 0 + 0.5 * 1 = 0.5 (no noise) is not: only the
+    # monitor's last look, at z_K itself, can see it.
+    def log_joint(x, z):
+        return torch.where(z < 0.45, 0.0, torch.nan).sum(-1) + z.sum(-1) + 0 * x.sum(-1)
+
+    post = short_run(
+        log_joint, torch.zeros(1, 1), latent_shape=(1,), num_steps=1, step_size=0.5, validate=False
+    )
+    chain = shortinfer.ChainNoise(torch.zeros(1, 1), torch.zeros(1, 1, 1))
+    with pytest.raises(
+        ChainDivergenceError, match="became nan while z stayed finite.* at step 1 of 1"
+    ):
+        post.run_chain(chain)
+    healthy = shortinfer.ChainNoise(torch.zeros(1, 1), torch.zeros(1, 1, 1))
+    assert post.with_step_size(0.1).run_chain(healthy).shape == (1, 1)
+
+
+@pytest.mark.parametrize("method", ["sample", "entropy", "elbo"])
+def test_exploding_chain_raises_before_overflow(method):
+    post = short_run(
+        lambda x, z: -0.5 * z.square().sum(-1) - 0.5 * (x - z).square().sum(-1),
+        torch.zeros(4, 2),
+        latent_shape=(2,),
+        step_size=1e6,
+        generator=_seeded(),
+    )
+    with pytest.raises(ChainDivergenceError, match=r"\|z\| exceeded 1e\+10 \(the chain exploded"):
+        getattr(post, method)()
+
+
+def test_step_size_requiring_grad_is_refused():
+    step_size = torch.tensor(0.1, requires_grad=True)
+    with pytest.raises(ValueError, match="step_size requires grad.*silently detach"):
+        short_run(good, torch.zeros(2, 1), latent_shape=(3,), step_size=step_size)
+    with pytest.raises(ValueError, match="step_size requires grad"):
+        short_run(good, torch.zeros(2, 1), latent_shape={"a": (1,)}, step_size={"a": step_size})
+
+
+@pytest.mark.parametrize("container", ["tensor", "tuple", "dict"])
+def test_log_joint_writing_into_x_is_refused_and_x_is_unchanged(container):
+    images = torch.zeros(2, 3)
+    x = {"tensor": images, "tuple": (images,), "dict": {"images": images}}[container]
+
+    def log_joint(x, z):
+        leaf = (
+            x if isinstance(x, torch.Tensor) else (x[0] if isinstance(x, tuple) else x["images"])
+        )
+        leaf.add_(1.0)
+        return -0.5 * (z - leaf).square().sum(-1)
+
+    with pytest.raises(
+        LogJointError, match=r"modified x(\[0\])? in place .*your tensor is unchanged"
+    ):
+        short_run(log_joint, x, latent_shape=(3,))
+    assert torch.equal(images, torch.zeros(2, 3))
+
+
+class _NormedDecoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 3)
+        self.norm = torch.nn.BatchNorm1d(3)
+
+    def log_joint(self, x, z):
+        return -0.5 * z.square().sum(-1) - 0.5 * (x - self.norm(self.linear(z))).square().sum(-1)
+
+
+def test_batch_norm_in_training_mode_warns_and_eval_mode_does_not():
+    model = _NormedDecoder()
+    with pytest.warns(
+        UserWarning, match=r"training mode with batch norm \(norm\).*model.eval\(\)"
+    ):
+        short_run(model.log_joint, torch.zeros(4, 3), latent_shape=(2,))
+    model.eval()
+    short_run(model.log_joint, torch.zeros(4, 3), latent_shape=(2,))  # warnings are errors
+
+
+def test_grid_candidate_whose_log_joint_raises_counts_as_divergence():
+    def log_joint(x, z):  # torch.distributions refuses NaN arguments (validate_args)
+        normal = torch.distributions.Normal(z, 1.0, validate_args=True)
+        return normal.log_prob(x).sum(-1) - 0.5 * z.square().sum(-1)
+
+    post = short_run(log_joint, torch.zeros(4, 2), latent_shape=(2,), generator=_seeded())
+    tuned = post.tune_step_size("grid", grid=[0.05, 1e6])
+    assert tuned.step_size == 0.05
+    assert math.isinf(float(tuned.trace.objectives[1]))
+    assert len(tuned.trace.dropped) == 1
+    assert re.match(
+        r"step size \[1000000\.0\]: ValueError: Expected parameter", tuned.trace.dropped[0]
+    )
+    assert tuned.trace.dropped[0].count("\n") == 0
+    with pytest.raises(FloatingPointError, match=r"(?s)every grid point.*Why each.*1000000"):
+        post.tune_step_size("grid", grid=[1e5, 1e6])
+
+
+@pytest.mark.parametrize(
+    ("latent_shape", "match"),
+    [
+        ((2.7, 2), r"received \(2\.7, 2\)"),
+        ("12", "received '12'"),
+        ((True,), r"received \(True,\)"),
+    ],
+)
+def test_latent_shape_must_hold_ints(latent_shape, match):
+    with pytest.raises(
+        TypeError, match="latent_shape must be an int or a sequence of ints; " + match
+    ):
+        short_run(good, torch.zeros(2, 1), latent_shape=latent_shape)
+
+
+def test_latent_shape_accepts_numpy_ints():
+    import numpy as np
+
+    post = short_run(good, torch.zeros(2, 1), latent_shape=(np.int64(3),))
+    assert post.latent_shape == torch.Size([3])
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda p: p.sample((-1,)),
+            ValueError,
+            r"sample_shape entry must be an int >= 1; received -1",
+        ),
+        (
+            lambda p: p.sample((0,)),
+            ValueError,
+            r"sample_shape entry must be an int >= 1; received 0",
+        ),
+        (lambda p: p.sample(3), TypeError, r"sample_shape must be a tuple of ints"),
+        (lambda p: p.rsample((1.5,)), TypeError, r"sample_shape entry must be an int >= 1"),
+        (lambda p: p.entropy(num_samples=0), ValueError, r"num_samples must be an int >= 1"),
+        (lambda p: p.elbo(num_samples=-2), ValueError, r"num_samples must be an int >= 1"),
+        (lambda p: p.draw_noise(2.0), TypeError, r"num_samples must be an int >= 1"),
+        (
+            lambda p: p.tune_step_size("gradient", num_iterations=-1),
+            ValueError,
+            r"num_iterations must be an int >= 1; received -1",
+        ),
+        (
+            lambda p: p.tune_step_size(num_samples=0),
+            ValueError,
+            r"num_samples must be an int >= 1",
+        ),
+        (lambda p: p.tune_step_size(grid=["a"]), ValueError, r"grid must be .*received \['a'\]"),
+        (lambda p: p.tune_step_size(grid=[0.1, float("nan")]), ValueError, r"finite, positive"),
+        (lambda p: p.tune_step_size("bayes"), ValueError, r"method must be 'grid' or 'gradient'"),
+    ],
+)
+def test_unvalidated_arguments_now_raise(call, error, match):
+    post = short_run(good, torch.zeros(2, 1), latent_shape=(3,), num_steps=2)
+    with pytest.raises(error, match=match):
+        call(post)
+
+
+def test_generator_must_be_a_generator():
+    with pytest.raises(
+        TypeError,
+        match=r"generator must be a torch.Generator or None; received 0.*manual_seed\(0\)",
+    ):
+        short_run(good, torch.zeros(2, 1), latent_shape=(3,), generator=0)
+
+
+def test_library_errors_share_a_base_class():
+    post = short_run(good, torch.zeros(2, 1), latent_shape=(3,), num_steps=2)
+    for call in (lambda: post.sample((-1,)), lambda: post.tune_step_size(grid=["a"])):
+        with pytest.raises(shortinfer.ShortinferError):
+            call()

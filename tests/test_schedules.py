@@ -58,7 +58,7 @@ def test_learning_rate_rejects_bad_hyperparameters(kwargs, match):
 
 
 def test_learning_rate_rejects_bad_iteration_and_length():
-    with pytest.raises(ValueError, match="num_iterations must be >= 1"):
+    with pytest.raises(ValueError, match="num_iterations must be an int >= 1"):
         step_decay_learning_rate(0, 0)
     with pytest.raises(ValueError, match="iteration must be an int >= 0"):
         step_decay_learning_rate(-1, 10)

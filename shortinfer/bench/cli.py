@@ -25,6 +25,7 @@ import torch
 from shortinfer.bench.presets import PRESETS, Preset, get_preset
 from shortinfer.bench.runner import BenchData, cell_config, plan_cells, run_benchmark
 from shortinfer.bounds import EntropyBound
+from shortinfer.cli import checked_device, positive_int
 
 __all__ = ["add_bench_subparser", "build_parser", "load_bench_data", "main", "run_bench"]
 
@@ -100,7 +101,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--abp", action="store_true", help="also train the ABP baseline (persistent chains, L = 1)"
     )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N)")
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, help="torch.set_num_threads(N), N >= 1"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default=None, help="data cache folder")
 
@@ -250,7 +253,7 @@ def run_bench(args: argparse.Namespace) -> int:
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(checked_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu")))
     data = load_bench_data(args, seed=args.seed)
     if preset.train_subset is not None:
         data = data._replace(train=data.train[: preset.train_subset])

@@ -26,6 +26,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from shortinfer._checks import ArgumentError, ArgumentTypeError
 from shortinfer.train.schedules import (
     LearningRateSchedule,
     SigmaSchedule,
@@ -61,7 +62,7 @@ def latent_sizes_for(num_layers: int, bottom_size: int) -> tuple[int, ...]:
         (2, 4, 8, 16, 32)
     """
     if num_layers < 1 or bottom_size < 1:
-        raise ValueError(
+        raise ArgumentError(
             f"num_layers and bottom_size must be positive; received num_layers={num_layers}, "
             f"bottom_size={bottom_size}."
         )
@@ -177,19 +178,21 @@ class Preset:
         ):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"preset field {key} must be a positive int; received {value!r}.")
+                raise ArgumentError(
+                    f"preset field {key} must be a positive int; received {value!r}."
+                )
         if self.num_fid_samples < 0 or self.tune_every < 0:
-            raise ValueError(
+            raise ArgumentError(
                 f"num_fid_samples and tune_every must be >= 0 (0 turns them off); received "
                 f"{self.num_fid_samples} and {self.tune_every}."
             )
         if not self.learning_rates or any(lr <= 0 for lr in self.learning_rates):
-            raise ValueError(
+            raise ArgumentError(
                 f"learning_rates must be a non-empty tuple of positive floats; received "
                 f"{self.learning_rates!r}."
             )
         if not self.layers or not self.steps_ablation:
-            raise ValueError("layers and steps_ablation must be non-empty.")
+            raise ArgumentError("layers and steps_ablation must be non-empty.")
 
     def latent_sizes_at(self, num_layers: int) -> tuple[int, ...]:
         r"""Latent sizes $(d_L, \dots, d_1)$ of the L-layer cells.
@@ -381,9 +384,9 @@ def get_preset(name: str, **overrides: Any) -> Preset:
         50
     """
     if name not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}; received {name!r}.")
+        raise ArgumentError(f"preset must be one of {sorted(PRESETS)}; received {name!r}.")
     given = {key: value for key, value in overrides.items() if value is not None}
     unknown = sorted(set(given) - {f.name for f in dataclasses.fields(Preset)})
     if unknown:
-        raise TypeError(f"unknown preset field(s) {unknown}.")
+        raise ArgumentTypeError(f"unknown preset field(s) {unknown}.")
     return dataclasses.replace(PRESETS[name], **given)

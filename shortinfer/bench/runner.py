@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from shortinfer._atomic import atomic_write
+from shortinfer._checks import ArgumentError
 from shortinfer._version import __version__
 from shortinfer.bench.presets import Preset
 from shortinfer.langevin import delta_from_step_size, step_size_from_delta
@@ -214,7 +215,7 @@ def cell_config(cell: Cell, preset: Preset, *, image_size: int, channels: int) -
         (0.00125, 0.05)
     """
     if cell.method not in METHODS:
-        raise ValueError(f"cell method must be one of {METHODS}; received {cell.method!r}.")
+        raise ArgumentError(f"cell method must be one of {METHODS}; received {cell.method!r}.")
     abp = cell.method == "abp"
     step_size = float(step_size_from_delta(preset.abp_delta)) if abp else preset.step_size
     config: dict[str, Any] = {
@@ -478,7 +479,7 @@ def run_cell(
     if config_path.is_file() and json.loads(config_path.read_text()) != json.loads(
         json.dumps(config)
     ):
-        raise ValueError(
+        raise ArgumentError(
             f"{folder} holds a cell trained with another configuration (see {config_path}); "
             "use another --out folder, or delete that cell's folder to retrain it."
         )
@@ -689,7 +690,7 @@ def run_benchmark(
     if run_path.is_file():
         previous = json.loads(run_path.read_text())
         if previous.get("preset") != run_info["preset"] or previous.get("dataset") != data.name:
-            raise ValueError(
+            raise ArgumentError(
                 f"{out} holds a run of dataset {previous.get('dataset')!r} with preset "
                 f"{previous.get('preset', {}).get('name')!r} and different settings; pass "
                 "another --out folder to start a new run."

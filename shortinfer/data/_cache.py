@@ -32,6 +32,14 @@ import torch
 from torch import Tensor
 
 from shortinfer._atomic import atomic_write
+from shortinfer._checks import (
+    AccessError,
+    ArgumentError,
+    ArgumentTypeError,
+    MissingDependencyError,
+    MissingFileError,
+    NotAFolderError,
+)
 
 __all__ = [
     "CACHE_ENV_VAR",
@@ -113,7 +121,7 @@ def uint8_to_float(array: np.ndarray) -> Tensor:
         [-1.0, 1.0]
     """
     if array.dtype != np.uint8:
-        raise TypeError(f"expected a uint8 array, got dtype {array.dtype}")
+        raise ArgumentTypeError(f"expected a uint8 array, got dtype {array.dtype}")
     # The division by 127.5 and subtraction of 1 are exact for 0 and 255 in float32.
     return torch.from_numpy(np.ascontiguousarray(array)).to(torch.float32).div_(127.5).sub_(1.0)
 
@@ -134,7 +142,7 @@ def to_image_data(images: np.ndarray, labels: np.ndarray | None) -> ImageData:
 def check_path(name: str, value: object) -> Path:
     r"""Return ``value`` as an expanded `pathlib.Path`, or raise ``TypeError``."""
     if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{name} must be a str or os.PathLike, got {type(value).__name__} ({value!r}); "
             f"pass the path as a string, e.g. {name}='/data/celeba'"
         )
@@ -144,7 +152,7 @@ def check_path(name: str, value: object) -> Path:
 def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
     r"""Return ``value`` if it is one of ``choices``, else raise ``ValueError`` listing them."""
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(
+        raise ArgumentError(
             f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}"
         )
     return value
@@ -155,21 +163,23 @@ def check_image_size(image_size: object) -> tuple[int, int] | None:
     if image_size is None:
         return None
     if isinstance(image_size, bool):
-        raise TypeError(f"image_size must be an int or a (height, width) pair, got {image_size!r}")
+        raise ArgumentTypeError(
+            f"image_size must be an int or a (height, width) pair, got {image_size!r}"
+        )
     if isinstance(image_size, int):
         pair: tuple[object, ...] = (image_size, image_size)
     elif isinstance(image_size, (tuple, list)) and len(image_size) == 2:
         pair = tuple(image_size)
     else:
-        raise TypeError(
+        raise ArgumentTypeError(
             "image_size must be None, an int s (for s×s) or a (height, width) pair, "
             f"got {image_size!r}; e.g. image_size=32"
         )
     for side in pair:
         if isinstance(side, bool) or not isinstance(side, int):
-            raise TypeError(f"image_size entries must be ints, got {image_size!r}")
+            raise ArgumentTypeError(f"image_size entries must be ints, got {image_size!r}")
         if side <= 0:
-            raise ValueError(f"image_size must be positive, got {image_size!r}; e.g. 32 or 64")
+            raise ArgumentError(f"image_size must be positive, got {image_size!r}; e.g. 32 or 64")
     return (int(pair[0]), int(pair[1]))  # type: ignore[arg-type]
 
 
@@ -178,9 +188,9 @@ def check_num_workers(num_workers: object) -> int | None:
     if num_workers is None:
         return None
     if isinstance(num_workers, bool) or not isinstance(num_workers, int):
-        raise TypeError(f"num_workers must be None or an int >= 0, got {num_workers!r}")
+        raise ArgumentTypeError(f"num_workers must be None or an int >= 0, got {num_workers!r}")
     if num_workers < 0:
-        raise ValueError(
+        raise ArgumentError(
             f"num_workers must be >= 0, got {num_workers}; use 0 to decode in this process"
         )
     return num_workers
@@ -191,7 +201,7 @@ def require_pillow() -> Any:
     try:
         from PIL import Image
     except ImportError as err:
-        raise ImportError(
+        raise MissingDependencyError(
             f"decoding image files needs Pillow, which is not installed; {_PILLOW_HINT}"
         ) from err
     return Image
@@ -295,7 +305,7 @@ def cached_arrays(
     A cache that cannot be written produces a warning, not an error: the data is still returned.
     """
     if not isinstance(use_cache, bool):
-        raise TypeError(f"use_cache must be a bool, got {use_cache!r}")
+        raise ArgumentTypeError(f"use_cache must be a bool, got {use_cache!r}")
     if not use_cache:
         return dict(build())
     directory = resolve_cache_dir(cache_dir)
@@ -430,16 +440,16 @@ def list_image_files(root: Path, *, recursive: bool, what: str = "image folder")
         PermissionError: If ``root`` or a subdirectory cannot be read.
     """
     if not root.exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{what} {str(root)!r} does not exist; pass root= an existing directory of images"
         )
     if not root.is_dir():
-        raise NotADirectoryError(
+        raise NotAFolderError(
             f"{what} {str(root)!r} is a file, not a directory; pass the folder that holds it"
         )
 
     def on_error(err: OSError) -> None:
-        raise PermissionError(
+        raise AccessError(
             f"cannot read directory {err.filename!r} under {what} {str(root)!r} "
             f"({err.strerror}); check its permissions"
         ) from err
@@ -466,18 +476,31 @@ class _DecodeTask(NamedTuple):
     size: tuple[int, int] | None
 
 
+def _to_8_bit(handle: Any, image_module: Any) -> Any:
+    r"""Rescale a 16-bit grayscale image to 8 bits, $u_8 = \mathrm{round}(u_{16} / 257)$.
+
+    Pillow opens 16-bit grayscale PNGs in mode ``"I;16"`` (or ``"I"``), and its
+    ``convert("L")`` clips every value above 255 to white instead of rescaling; 65535 / 257 =
+    255 maps full scale to full scale. (16-bit colour PNGs already open as 8-bit ``"RGB"``.)
+    """
+    if handle.mode.startswith("I;16") or (handle.mode == "I" and handle.format == "PNG"):
+        array = np.asarray(handle).astype(np.float64)
+        return image_module.fromarray(np.rint(array / 257.0).clip(0, 255).astype(np.uint8))
+    return handle
+
+
 def _decode_one(path: str, *, mode: str, crop: int | None, size: tuple[int, int] | None) -> Any:
     r"""Decode one file to a uint8 (H, W, C) array, or return an error string if corrupt."""
     image_module = require_pillow()
     try:
         with image_module.open(path) as handle:
-            image = handle.convert(mode)  # forces a full decode
+            image = _to_8_bit(handle, image_module).convert(mode)  # forces a full decode
     except Exception as err:  # noqa: BLE001 - any decoder failure means "this file is unusable"
         return f"{type(err).__name__}: {err}"
     width, height = image.size
     if crop is not None:
         if width < crop or height < crop:
-            raise ValueError(
+            raise ArgumentError(
                 f"image {path} is {width}×{height} (W×H), smaller than the {crop}×{crop} center "
                 "crop; pass crop='none' or use larger images"
             )
@@ -552,7 +575,7 @@ class _Stack:
         self.seen += 1
         if isinstance(result, str):
             if not self.skip_corrupt:
-                raise ValueError(
+                raise ArgumentError(
                     f"could not decode image {path} ({result}); delete or replace the file, "
                     "or pass skip_corrupt=True to skip unreadable images"
                 )
@@ -563,7 +586,7 @@ class _Stack:
             self.out = np.empty((self.total, channels, height, width), dtype=np.uint8)
             self.first_path = path
         elif result.shape[:2] != self.out.shape[2:]:
-            raise ValueError(
+            raise ArgumentError(
                 f"image {path} is {result.shape[1]}×{result.shape[0]} (W×H) but the first image "
                 f"{self.first_path} is {self.out.shape[3]}×{self.out.shape[2]}; all images must "
                 "share one size, so pass image_size= (e.g. image_size=64) to resize them"
@@ -612,7 +635,7 @@ def decode_images(
                 stack.add(names[stack.seen], result)
     out, count, skipped = stack.out, stack.count, stack.skipped
     if out is None:
-        raise ValueError(
+        raise ArgumentError(
             f"none of the {len(names)} image files could be decoded (first: {names[0]}); "
             "check that they are valid png/jpg/jpeg/bmp/webp files"
         )

@@ -21,6 +21,13 @@ from typing import Literal
 
 import numpy as np
 
+from shortinfer._checks import (
+    ArgumentError,
+    ArgumentTypeError,
+    ExistingFileError,
+    MissingFileError,
+    NotAFolderError,
+)
 from shortinfer.data._cache import (
     ImageData,
     cached_arrays,
@@ -59,12 +66,12 @@ _PARTITION_NAME = "list_eval_partition.txt"
 def _locate(root: Path) -> tuple[Path, Path | None]:
     r"""(image folder, partition file or None) for the three accepted layouts."""
     if not root.exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"CelebA root {str(root)!r} does not exist; pass root= the directory that holds "
             "celeba/img_align_celeba/ (torchvision's layout)"
         )
     if not root.is_dir():
-        raise NotADirectoryError(f"CelebA root {str(root)!r} is a file, not a directory")
+        raise NotAFolderError(f"CelebA root {str(root)!r} is a file, not a directory")
     image_dir = root  # a bare folder of images
     for nested in (root / "celeba" / "img_align_celeba", root / "img_align_celeba"):
         if nested.is_dir():
@@ -84,13 +91,13 @@ def _read_partition(path: Path, image_dir: Path) -> list[tuple[str, int]]:
             if not fields:
                 continue
             if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
-                raise ValueError(
+                raise ArgumentError(
                     f"{path}, line {number}: expected '<file name> <0|1|2>' (0 train, 1 valid, "
                     f"2 test), got {line.rstrip()!r}"
                 )
             entries.append((fields[0], int(fields[1])))
     if not entries:
-        raise ValueError(f"partition file {path} lists no images")
+        raise ArgumentError(f"partition file {path} lists no images")
     return entries
 
 
@@ -182,14 +189,16 @@ def load_celeba(
     check_choice("split", split, CELEBA_SPLITS)
     size = check_image_size(image_size)
     if size is None:
-        raise ValueError("image_size must be given for CelebA, e.g. image_size=64 or 32")
+        raise ArgumentError("image_size must be given for CelebA, e.g. image_size=64 or 32")
     crop_name = str(crop) if isinstance(crop, int) and not isinstance(crop, bool) else crop
     crop_name = check_choice("crop", crop_name, tuple(_CROPS))
     if subset is not None:
         if isinstance(subset, bool) or not isinstance(subset, int):
-            raise TypeError(f"subset must be None or an int, got {subset!r}; e.g. subset=40000")
+            raise ArgumentTypeError(
+                f"subset must be None or an int, got {subset!r}; e.g. subset=40000"
+            )
         if subset <= 0:
-            raise ValueError(f"subset must be positive, got {subset}; e.g. subset=40000")
+            raise ArgumentError(f"subset must be positive, got {subset}; e.g. subset=40000")
     workers = check_num_workers(num_workers)
 
     image_dir, partition = _locate(root_path)
@@ -198,7 +207,7 @@ def load_celeba(
     else:
         files = list_image_files(image_dir, recursive=False, what="CelebA image folder")
         if not files:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"no CelebA images under {str(root_path)!r}: expected "
                 "celeba/img_align_celeba/*.jpg (torchvision's layout) or a folder of images"
             )
@@ -206,20 +215,20 @@ def load_celeba(
     names = sorted(n for n, code in entries if split == "all" or code == _SPLIT_CODES[split])
     if subset is not None:
         if subset > len(names):
-            raise ValueError(
+            raise ArgumentError(
                 f"subset={subset} but split {split!r} has only {len(names)} images under "
                 f"{str(image_dir)!r}; pass a smaller subset, or subset=None for all of them"
             )
         names = names[:subset]
     if not names:
-        raise ValueError(
+        raise ArgumentError(
             f"split {split!r} of the CelebA images under {str(image_dir)!r} is empty; "
             f"choose another split from {', '.join(CELEBA_SPLITS)}"
         )
     paths = [image_dir / name for name in names]
     missing = [path.name for path in paths if not path.is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{len(missing)} image(s) of split {split!r} listed in {partition} are missing from "
             f"{image_dir} (first: {missing[0]}); re-extract img_align_celeba, or remove the "
             "partition file to split the images that are present by the file-name rule"
@@ -295,15 +304,15 @@ def make_synthetic_celeba(
     """
     root_path = check_path("root", root)
     if isinstance(num_images, bool) or not isinstance(num_images, int):
-        raise TypeError(f"num_images must be an int, got {num_images!r}")
+        raise ArgumentTypeError(f"num_images must be an int, got {num_images!r}")
     if num_images < 1:
-        raise ValueError(f"num_images must be >= 1, got {num_images}")
+        raise ArgumentError(f"num_images must be >= 1, got {num_images}")
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}")
+        raise ArgumentTypeError(f"seed must be an int, got {seed!r}")
     image_module = require_pillow()
     image_dir = root_path / "celeba" / "img_align_celeba"
     if image_dir.is_dir() and any(image_dir.glob("*.jpg")):
-        raise FileExistsError(
+        raise ExistingFileError(
             f"{image_dir} already holds .jpg files; make_synthetic_celeba never overwrites "
             "images: pass an empty directory as root"
         )

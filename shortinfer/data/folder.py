@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 
+from shortinfer._checks import ArgumentTypeError, MissingFileError
 from shortinfer.data._cache import (
     IMAGE_EXTENSIONS,
     ImageData,
@@ -99,11 +100,11 @@ def load_image_folder(
     size = check_image_size(image_size)
     check_choice("mode", mode, ("RGB", "L"))
     if not isinstance(skip_corrupt, bool):
-        raise TypeError(f"skip_corrupt must be a bool, got {skip_corrupt!r}")
+        raise ArgumentTypeError(f"skip_corrupt must be a bool, got {skip_corrupt!r}")
     workers = check_num_workers(num_workers)
     paths = list_image_files(root_path, recursive=True)
     if not paths:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"image folder {str(root_path)!r} (searched recursively) holds no files ending in "
             f"{', '.join(IMAGE_EXTENSIONS)}; pass root= the folder that contains the images"
         )
@@ -125,6 +126,8 @@ def load_image_folder(
         "image_size": size,
         "mode": mode,
         "skip_corrupt": skip_corrupt,
+        # 2: 16-bit grayscale rescaled instead of clipped; older caches are rebuilt.
+        "decoder": 2,
         "files": files_fingerprint(paths, root_path),
     }
     arrays = cached_arrays(

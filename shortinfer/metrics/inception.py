@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shortinfer._checks import ArgumentError
+
 __all__ = ["FEATURE_DIM", "INPUT_SIZE", "NUM_CLASSES", "FIDInceptionV3"]
 
 #: Width of the pool3 features (the TF graph's ``pool_3:0`` tensor).
@@ -295,7 +297,7 @@ class FIDInceptionV3(nn.Module):
             ValueError: If ``x`` is not 4-dimensional or has a channel count other than 1 or 3.
         """
         if x.dim() != 4 or x.shape[1] not in (1, 3):
-            raise ValueError(
+            raise ArgumentError(
                 f"FIDInceptionV3 expects images with shape (N, C, H, W) and C in {{1, 3}}; "
                 f"received shape {tuple(x.shape)}. Stack images into one 4-d tensor, channels "
                 "first (e.g. x.permute(0, 3, 1, 2) for channels-last data)."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from shortinfer._checks import ArgumentError, ArgumentTypeError
 from shortinfer.likelihoods import broadcast_mask
 
 __all__ = ["reconstruction_mse"]
@@ -52,12 +53,12 @@ def reconstruction_mse(x: Tensor, x_hat: Tensor, *, mask: Tensor | None = None) 
     """
     for name, value in (("x", x), ("x_hat", x_hat)):
         if not value.is_floating_point():
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"{name} must be floating point on the [-1, 1] scale; received dtype "
                 f"{value.dtype}. Convert 8-bit pixels with {name}.float() / 127.5 - 1."
             )
     if x.dim() < 2:
-        raise ValueError(
+        raise ArgumentError(
             f"x must have shape (B, *event) with at least one event dimension; received shape "
             f"{tuple(x.shape)}. Add the batch dimension with x.unsqueeze(0)."
         )
@@ -65,7 +66,7 @@ def reconstruction_mse(x: Tensor, x_hat: Tensor, *, mask: Tensor | None = None) 
         x_hat.dim() not in (x.dim(), x.dim() + 1)
         or x_hat.shape[x_hat.dim() - x.dim() :] != x.shape
     ):
-        raise ValueError(
+        raise ArgumentError(
             f"x_hat must have the shape of x, {tuple(x.shape)}, optionally with one leading "
             f"sample dimension; received {tuple(x_hat.shape)}. Reshape reconstructions to "
             "(B, *event) or (S, B, *event)."
@@ -79,7 +80,7 @@ def reconstruction_mse(x: Tensor, x_hat: Tensor, *, mask: Tensor | None = None) 
     counts = weights.sum(dim=event_dims)
     empty = torch.nonzero(counts <= 0).flatten()
     if empty.numel():
-        raise ValueError(
+        raise ArgumentError(
             f"mask selects no pixels for examples {empty.tolist()}; the error over an empty "
             "set is undefined. Drop those examples or check the mask (1 = pixel counts)."
         )

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shortinfer._checks import ArgumentError, ArgumentTypeError
 from shortinfer.likelihoods import gaussian_log_likelihood, standard_normal_log_prob
 
 __all__ = ["MultiLayerGenerator"]
@@ -198,40 +199,40 @@ class MultiLayerGenerator(nn.Module):
     ) -> None:
         super().__init__()
         if not _is_int(image_size) or image_size not in _IMAGE_SIZES:
-            raise ValueError(
+            raise ArgumentError(
                 f"image_size must be one of {_IMAGE_SIZES}; received {image_size!r}. Resize the "
                 "images to 28, 32 or 64 pixels (the layout uses H/4 x W/4 projections)."
             )
         if not _is_int(channels) or channels not in _CHANNELS:
-            raise ValueError(f"channels must be 1 (grey) or 3 (colour); received {channels!r}.")
+            raise ArgumentError(f"channels must be 1 (grey) or 3 (colour); received {channels!r}.")
         if isinstance(latent_sizes, (str, bytes)) or not isinstance(latent_sizes, Sequence):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"latent_sizes must be a sequence of ints from the top layer down; received "
                 f"{latent_sizes!r} ({type(latent_sizes).__name__}). Pass e.g. (32, 64, 128)."
             )
         if len(latent_sizes) == 0:
-            raise ValueError(
+            raise ArgumentError(
                 "latent_sizes is empty; give at least one latent layer, e.g. latent_sizes=(128,) "
                 "for a single-layer generator or (32, 64, 128) for Table 4."
             )
         for index, size in enumerate(latent_sizes):
             if not _is_int(size):
-                raise TypeError(
+                raise ArgumentTypeError(
                     f"latent_sizes[{index}] must be an int; received {size!r} "
                     f"({type(size).__name__}). Pass e.g. latent_sizes=(32, 64, 128)."
                 )
             if size <= 0:
-                raise ValueError(
+                raise ArgumentError(
                     f"latent_sizes[{index}] must be positive; received {size} in "
                     f"latent_sizes={tuple(latent_sizes)}."
                 )
         if not _is_int(num_filters):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"num_filters must be an int; received {num_filters!r} "
                 f"({type(num_filters).__name__}). The paper uses num_filters=64."
             )
         if num_filters <= 0:
-            raise ValueError(
+            raise ArgumentError(
                 f"num_filters must be positive; received {num_filters}. The paper uses 64."
             )
         self.image_size = image_size
@@ -269,17 +270,17 @@ class MultiLayerGenerator(nn.Module):
     def sigma(self, value: float) -> None:
         if isinstance(value, Tensor):
             if value.numel() != 1:
-                raise ValueError(
+                raise ArgumentError(
                     f"sigma must be a positive scalar; received a tensor with shape "
                     f"{tuple(value.shape)}. Pass a float such as 0.3."
                 )
             value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"sigma must be a positive float; received {value!r} ({type(value).__name__})."
             )
         if not (math.isfinite(value) and value > 0):
-            raise ValueError(
+            raise ArgumentError(
                 f"sigma must be a positive finite float; received {value!r}. The paper starts "
                 "at 0.3 and anneals to 0.15."
             )
@@ -349,13 +350,13 @@ class MultiLayerGenerator(nn.Module):
             True
         """
         if not isinstance(config, Mapping):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"config must be a dict such as model.config; received {type(config).__name__}."
             )
         known = {"image_size", "channels", "latent_sizes", "num_filters", "sigma"}
         unknown = sorted(set(config) - known)
         if unknown:
-            raise ValueError(
+            raise ArgumentError(
                 f"config has unknown keys {unknown}; expected a subset of {sorted(known)}. "
                 "Was it written by a different model class?"
             )
@@ -378,7 +379,7 @@ class MultiLayerGenerator(nn.Module):
             >>> model.check_config({**model.config, "sigma": 0.15})  # passes
         """
         if not isinstance(config, Mapping):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"config must be a dict such as model.config; received {type(config).__name__}."
             )
         own = self.config
@@ -392,7 +393,7 @@ class MultiLayerGenerator(nn.Module):
             if theirs != own.get(key, "<missing>"):
                 mismatched.append(f"{key}: checkpoint {theirs!r} vs model {own.get(key)!r}")
         if mismatched:
-            raise ValueError(
+            raise ArgumentError(
                 "configuration mismatch: " + "; ".join(mismatched) + ". Build the model with "
                 "MultiLayerGenerator.from_config(config) before loading these weights."
             )
@@ -412,12 +413,12 @@ class MultiLayerGenerator(nn.Module):
     def _check_latents(self, z: object) -> torch.Size:
         """Validate a latent dict and return its common batch shape."""
         if not isinstance(z, Mapping):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"z must be a dict of latent tensors with keys {list(self._names)}; received "
                 f"{type(z).__name__}. Use model.sample_latents(batch_size) for an example."
             )
         if set(z) != set(self._names):
-            raise ValueError(
+            raise ArgumentError(
                 f"z must have exactly the keys {list(self._names)} (top layer first); received "
                 f"{list(z)}. Use model.latent_shapes for the expected keys and shapes."
             )
@@ -426,21 +427,23 @@ class MultiLayerGenerator(nn.Module):
         for name, size in zip(self._names, self.latent_sizes, strict=True):
             value = z[name]
             if not isinstance(value, Tensor):
-                raise TypeError(f"z[{name!r}] must be a tensor; received {type(value).__name__}.")
+                raise ArgumentTypeError(
+                    f"z[{name!r}] must be a tensor; received {type(value).__name__}."
+                )
             if value.dim() < 1 or value.shape[-1] != size:
-                raise ValueError(
+                raise ArgumentError(
                     f"z[{name!r}] must have shape (B, {size}); received {tuple(value.shape)}. "
                     f"Expected shapes: {self.latent_shapes} after the batch dimension."
                 )
             if value.dtype != dtype:
-                raise TypeError(
+                raise ArgumentTypeError(
                     f"z[{name!r}] has dtype {value.dtype} but the model's parameters are "
                     f"{dtype}; cast the latents with .to({dtype}) or the model with .to(...)."
                 )
             if batch_shape is None:
                 batch_shape = value.shape[:-1]
             elif value.shape[:-1] != batch_shape:
-                raise ValueError(
+                raise ArgumentError(
                     f"all latent blocks must share the batch shape; z[{self._names[0]!r}] has "
                     f"batch shape {tuple(batch_shape)} but z[{name!r}] has "
                     f"{tuple(value.shape[:-1])}."
@@ -450,12 +453,12 @@ class MultiLayerGenerator(nn.Module):
     def _check_images(self, x: object) -> None:
         expected = (self.channels, self.image_size, self.image_size)
         if not isinstance(x, Tensor):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"x must be a tensor with shape (B, C, H, W) = (B, {expected[0]}, {expected[1]}, "
                 f"{expected[2]}); received {type(x).__name__}."
             )
         if x.dim() < 3 or tuple(x.shape[-3:]) != expected:
-            raise ValueError(
+            raise ArgumentError(
                 f"x must have shape (B, C, H, W) = (B, {expected[0]}, {expected[1]}, "
                 f"{expected[2]}); received {tuple(x.shape)}. Images are channels-first, scaled "
                 "to [-1, 1]; add a batch dimension with x[None] for a single image."
@@ -565,7 +568,7 @@ class MultiLayerGenerator(nn.Module):
         try:
             torch.broadcast_shapes(x.shape[:-3], batch_shape)
         except RuntimeError as err:
-            raise ValueError(
+            raise ArgumentError(
                 f"x with batch shape {tuple(x.shape[:-3])} does not match the latents' batch "
                 f"shape {tuple(batch_shape)}; pass one latent row per image (z[key] of shape "
                 "(B, d) for x of shape (B, C, H, W))."
@@ -598,7 +601,7 @@ class MultiLayerGenerator(nn.Module):
             {'z2': (5, 4), 'z1': (5, 8)}
         """
         if not _is_int(batch_size) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int; received {batch_size!r}.")
+            raise ArgumentError(f"batch_size must be a positive int; received {batch_size!r}.")
         weight = self.output.weight
         return {
             name: torch.randn(

@@ -59,6 +59,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from shortinfer._checks import ArgumentError, ArgumentTypeError
 from shortinfer.likelihoods import gaussian_log_likelihood
 from shortinfer.models.generator import (
     MultiLayerGenerator,
@@ -189,19 +190,19 @@ class LadderVAE(nn.Module):
     def __init__(self, generator: MultiLayerGenerator, *, num_filters: int | None = None) -> None:
         super().__init__()
         if not isinstance(generator, MultiLayerGenerator):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"generator must be a MultiLayerGenerator; received {type(generator).__name__}. "
                 "Build one with MultiLayerGenerator(image_size=..., latent_sizes=...)."
             )
         if num_filters is None:
             num_filters = generator.num_filters
         if not _is_int(num_filters):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"num_filters must be an int or None; received {num_filters!r} "
                 f"({type(num_filters).__name__})."
             )
         if num_filters <= 0:
-            raise ValueError(f"num_filters must be positive; received {num_filters}.")
+            raise ArgumentError(f"num_filters must be positive; received {num_filters}.")
         self.generator = generator
         self.num_filters = num_filters
         self.encoder = _BottomUp(
@@ -264,13 +265,13 @@ class LadderVAE(nn.Module):
             True
         """
         if not isinstance(config, Mapping):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"config must be a dict such as vae.config; received {type(config).__name__}."
             )
         known = {"generator", "num_filters"}
         unknown = sorted(set(config) - known)
         if unknown or "generator" not in config:
-            raise ValueError(
+            raise ArgumentError(
                 f"config must have the key 'generator' and optionally 'num_filters'; received "
                 f"keys {sorted(config)}. Was it written by a different model class?"
             )
@@ -291,11 +292,11 @@ class LadderVAE(nn.Module):
             >>> vae.check_config(vae.config)  # passes
         """
         if not isinstance(config, Mapping):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"config must be a dict such as vae.config; received {type(config).__name__}."
             )
         if config.get("num_filters") != self.num_filters:
-            raise ValueError(
+            raise ArgumentError(
                 f"configuration mismatch: num_filters: checkpoint {config.get('num_filters')!r} "
                 f"vs model {self.num_filters!r}. Build the model with "
                 "LadderVAE.from_config(config) before loading these weights."
@@ -307,18 +308,18 @@ class LadderVAE(nn.Module):
     def _check_inputs(self, x: Tensor, num_samples: object) -> None:
         self.generator._check_images(x)
         if x.dim() != 4:
-            raise ValueError(
+            raise ArgumentError(
                 f"x must have shape (B, C, H, W); received {tuple(x.shape)}. Add a batch "
                 "dimension with x[None] for a single image."
             )
         dtype = self.generator.output.weight.dtype
         if x.dtype != dtype:
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"x has dtype {x.dtype} but the model's parameters are {dtype}; cast with "
                 f"x.to({dtype})."
             )
         if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
-            raise ValueError(f"num_samples must be a positive int; received {num_samples!r}.")
+            raise ArgumentError(f"num_samples must be a positive int; received {num_samples!r}.")
 
     def _posterior(
         self, x: Tensor, num_samples: int, sample_noise: bool, generator: torch.Generator | None
@@ -504,9 +505,11 @@ class LadderVAE(nn.Module):
             torch.Size([])
         """
         if isinstance(beta, bool) or not isinstance(beta, (int, float)):
-            raise TypeError(f"beta must be a float; received {beta!r} ({type(beta).__name__}).")
+            raise ArgumentTypeError(
+                f"beta must be a float; received {beta!r} ({type(beta).__name__})."
+            )
         if not (math.isfinite(beta) and beta >= 0):
-            raise ValueError(
+            raise ArgumentError(
                 f"beta must be a finite float >= 0; received {beta!r}. Use 1.0 for the plain "
                 "ELBO, or a warm-up value in [0, 1]."
             )

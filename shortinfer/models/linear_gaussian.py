@@ -25,6 +25,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from shortinfer._checks import ArgumentError
 from shortinfer.likelihoods import gaussian_log_likelihood, standard_normal_log_prob
 
 __all__ = ["LinearGaussian"]
@@ -50,12 +51,12 @@ class LinearGaussian(nn.Module):
     def __init__(self, weight: Tensor, bias: Tensor, sigma: float) -> None:
         super().__init__()
         if weight.dim() != 2 or bias.shape != weight.shape[:1]:
-            raise ValueError(
+            raise ArgumentError(
                 f"weight must have shape (P, D) and bias (P,); received {tuple(weight.shape)} "
                 f"and {tuple(bias.shape)}."
             )
         if not sigma > 0:
-            raise ValueError(f"sigma must be positive; received {sigma!r}.")
+            raise ArgumentError(f"sigma must be positive; received {sigma!r}.")
         self.weight = nn.Parameter(weight.clone())
         self.bias = nn.Parameter(bias.clone())
         self.sigma = float(sigma)

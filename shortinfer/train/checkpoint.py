@@ -31,7 +31,6 @@ flushes and ``fsync``-s it, then ``os.replace``-s it over the old one, so a cras
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import warnings
 from collections.abc import Mapping
@@ -43,12 +42,17 @@ import torch
 from torch import Tensor, nn
 
 from shortinfer._atomic import atomic_write
+from shortinfer._checks import ArgumentTypeError, MissingFileError, ShortinferError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "LATEST_NAME",
     "CheckpointError",
+    "RESUME_MUST_MATCH",
+    "check_finite_weights",
     "check_model_compatible",
+    "check_trainer_checkpoint",
+    "compare_settings",
     "load_checkpoint",
     "resolve_checkpoint",
     "rng_state",
@@ -64,8 +68,127 @@ LATEST_NAME = "latest.pt"
 _PRIMITIVES = (bool, int, float, str, type(None))
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ShortinferError, ValueError):
     """A checkpoint is missing, unreadable, of another format, or for another model."""
+
+
+#: Settings a resumed run must share with the run that wrote the checkpoint: any change makes
+#: the continuation a different run (another batch size, chain, seed, schedule or model input).
+RESUME_MUST_MATCH: tuple[str, ...] = (
+    "batch_size",
+    "num_steps",
+    "seed",
+    "latent_shape",
+    "tuning",
+    "learning_rate",
+    "sigma",
+)
+
+#: ``shortinfer train`` flags for the settings, for messages.
+_FLAGS = {
+    "batch_size": "--batch-size",
+    "num_steps": "--num-steps",
+    "seed": "--seed",
+    "latent_shape": "--latent-sizes",
+    "tuning": "--tune*",
+    "learning_rate": "--lr/--lr-factors",
+    "sigma": "--sigma-*",
+    "num_iterations": "--iterations",
+}
+
+# Keys `Trainer.load_state_dict` reads, with the types they must have.
+_TRAINER_KEYS: dict[str, type | tuple[type, ...]] = {
+    "model_state": Mapping,
+    "optimizer_state": Mapping,
+    "iteration": int,
+    "step_size": (float, int, Tensor, Mapping, list),
+}
+
+
+def _readable_reason(err: BaseException) -> str:
+    """The first line of a load error, without torch's advice to retry unsafely."""
+    text = str(err).strip()
+    if "weights_only" in text or "Weights only load failed" in text:
+        # torch suggests `weights_only=False`, which runs arbitrary code from a file that may
+        # come from elsewhere: never pass that on.
+        return "it holds pickled Python objects, which are not loaded (for safety)"
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def check_trainer_checkpoint(state: Mapping[str, Any], where: str = "checkpoint") -> None:
+    r"""Raise `CheckpointError` if ``state`` lacks a key a trainer resume reads, naming it.
+
+    Arguments:
+        state: A dict from `load_checkpoint`.
+        where: The file, for the message.
+
+    Examples:
+        >>> check_trainer_checkpoint({"format": CHECKPOINT_FORMAT})
+        Traceback (most recent call last):
+        ...
+        shortinfer.train.checkpoint.CheckpointError: checkpoint is partial: ...
+    """
+    problems = []
+    for key, kind in _TRAINER_KEYS.items():
+        if key not in state:
+            problems.append(f"{key!r} is missing")
+        elif isinstance(state[key], bool) or not isinstance(state[key], kind):
+            problems.append(f"{key!r} is a {type(state[key]).__name__}")
+    if problems:
+        raise CheckpointError(
+            f"{where} is partial: {'; '.join(problems)}. It was not written by Trainer.fit or "
+            "`shortinfer train` (or was edited); resume from a complete checkpoint, or start "
+            "a new run with --overwrite (Trainer.fit(resume=False) in a fresh output_dir)."
+        )
+
+
+def compare_settings(
+    stored: Mapping[str, Any] | None, own: Mapping[str, Any], *, iteration: int
+) -> None:
+    r"""Refuse a resume whose settings differ from the checkpoint's; warn where harmless.
+
+    A difference in any of `RESUME_MUST_MATCH` raises, naming each setting with both values.
+    A different ``num_iterations`` is allowed: extending a finished run is how one trains
+    longer; for an unfinished run it warns, since the learning-rate and sigma schedules are
+    fractions of the total and so change for the remaining iterations.
+
+    Arguments:
+        stored: ``checkpoint["settings"]`` (``None`` for checkpoints without it: not checked).
+        own: The resuming trainer's ``settings()``.
+        iteration: The checkpoint's iteration.
+
+    Raises:
+        CheckpointError: Naming the differing settings.
+
+    Examples:
+        >>> compare_settings({"batch_size": 64}, {"batch_size": 32}, iteration=3)
+        Traceback (most recent call last):
+        ...
+        shortinfer.train.checkpoint.CheckpointError: cannot resume: ... batch_size (--batch-size): checkpoint 64, now 32...
+    """  # noqa: E501
+    if not isinstance(stored, Mapping):
+        return
+    differ = [
+        f"{key} ({_FLAGS[key]}): checkpoint {stored[key]!r}, now {own.get(key)!r}"
+        for key in RESUME_MUST_MATCH
+        if key in stored and key in own and stored[key] != own[key]
+    ]
+    if differ:
+        raise CheckpointError(
+            "cannot resume: this run's settings differ from the checkpoint's, so it would not "
+            "continue that run: " + "; ".join(differ) + ". Resume with the checkpoint's "
+            "settings, or start a new run in another output folder (or with --overwrite)."
+        )
+    before, now = stored.get("num_iterations"), own.get("num_iterations")
+    if before is not None and now is not None and before != now and iteration < before:
+        warnings.warn(
+            f"resuming an unfinished run of {before} iterations (at {iteration}) with "
+            f"num_iterations (--iterations) {now}: the learning-rate and sigma schedules are "
+            "fractions of the total, so the remaining iterations follow another schedule than "
+            "the original run's.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _check_contents(value: Any, where: str) -> None:
@@ -75,7 +198,7 @@ def _check_contents(value: Any, where: str) -> None:
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, (str, int)):
-                raise TypeError(
+                raise ArgumentTypeError(
                     f"checkpoint key {key!r} at {where} is a {type(key).__name__}; only str and "
                     "int keys are stored."
                 )
@@ -85,7 +208,7 @@ def _check_contents(value: Any, where: str) -> None:
         for index, item in enumerate(value):
             _check_contents(item, f"{where}[{index}]")
         return
-    raise TypeError(
+    raise ArgumentTypeError(
         f"checkpoint value at {where} is a {type(value).__name__}; a checkpoint holds only "
         "tensors, numbers, strings, None and dicts/lists of them (so that it loads with "
         "torch.load(weights_only=True)). Convert it, e.g. with .tolist() or a dict."
@@ -133,7 +256,7 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike[str]) -> P
         tensor([1., 1.])
     """
     if not isinstance(state, Mapping):
-        raise TypeError(f"state must be a dict; received {type(state).__name__}.")
+        raise ArgumentTypeError(f"state must be a dict; received {type(state).__name__}.")
     _check_contents(state, "state")
     path = resolve_checkpoint(path)
     atomic_write(path, lambda stream: torch.save(dict(state), stream))
@@ -160,11 +283,11 @@ def load_checkpoint(
         >>> load_checkpoint("no/such/folder")
         Traceback (most recent call last):
         ...
-        FileNotFoundError: no checkpoint at 'no/such/folder'; ...
+        shortinfer._checks.MissingFileError: no checkpoint at 'no/such/folder'; ...
     """
     file = resolve_checkpoint(path)
     if not file.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no checkpoint at {str(file)!r}; pass a checkpoint file or an output folder that "
             f"holds {LATEST_NAME} (written by `shortinfer train` or Trainer.fit)."
         )
@@ -174,13 +297,12 @@ def load_checkpoint(
             # says what matters.
             warnings.simplefilter("ignore", UserWarning)
             state = torch.load(file, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except Exception as err:  # noqa: BLE001 - whatever a damaged file triggers in the unpickler
         raise CheckpointError(
-            f"cannot read checkpoint {str(file)!r}: {first_line}. It is truncated, not a "
-            "torch.save file, or holds pickled objects (shortinfer checkpoints hold only "
+            f"cannot read checkpoint {str(file)!r}: {_readable_reason(err)}. It is truncated, "
+            "not a torch.save file, or holds pickled objects (shortinfer checkpoints hold only "
             "tensors and plain values)."
-        ) from err
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(
@@ -269,6 +391,37 @@ def check_model_compatible(checkpoint: Mapping[str, Any], model: nn.Module) -> N
             "checkpoint does not fit this model: "
             + "; ".join(problems[:8])
             + ". Build the model with the configuration the checkpoint was trained with."
+        )
+
+
+def check_finite_weights(checkpoint: Mapping[str, Any], where: str = "checkpoint") -> None:
+    r"""Raise `CheckpointError` if a floating-point tensor of ``model_state`` is not finite.
+
+    A model trained into NaN weights (or a damaged file) would otherwise produce black images
+    and meaningless numbers without a word.
+
+    Examples:
+        >>> check_finite_weights({"model_state": {"w": torch.tensor([1.0, float("nan")])}})
+        Traceback (most recent call last):
+        ...
+        shortinfer.train.checkpoint.CheckpointError: checkpoint has non-finite weights: w (1 of 2 values); ...
+    """  # noqa: E501
+    state = checkpoint.get("model_state")
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{where} has no model_state dict; it is not a trainer checkpoint.")
+    bad = [
+        f"{key} ({int((~torch.isfinite(value)).sum())} of {value.numel()} values)"
+        for key, value in state.items()
+        if isinstance(value, Tensor)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{where} has non-finite weights: {', '.join(bad[:5])}"
+            f"{' ...' if len(bad) > 5 else ''}; the model it holds diverged and would produce "
+            "meaningless output. Use an earlier checkpoint, or retrain with a smaller --lr or "
+            "--step-size."
         )
 
 

@@ -24,6 +24,7 @@ Only rank 0 writes checkpoints and logs (`is_main_process`).
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from typing import Any, cast
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+
+from shortinfer._checks import ArgumentError, ShortinferError
 
 __all__ = [
     "LogJointModule",
@@ -42,6 +45,8 @@ __all__ = [
     "init_distributed",
     "is_distributed",
     "is_main_process",
+    "DEFAULT_PROCESS_GROUP_TIMEOUT",
+    "DistributedTimeoutError",
     "mean_all_reduce",
     "shard_indices",
 ]
@@ -87,7 +92,36 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
-def init_distributed(backend: str | None = None) -> torch.device | None:
+#: Seconds a process waits in a collective for the others before it gives up (gloo and NCCL).
+#: torch's default is 30 minutes (10 for NCCL), so a stopped process (SIGSTOP, a hung data
+#: loader) leaves the others blocked that long. In `shortinfer train` the longest legitimate
+#: gap between two collectives is one training iteration plus a step-size search plus a
+#: checkpoint write, seconds to a minute on the reference models; 5 minutes leaves wide margin
+#: and still frees a wedged job quickly. Raise it (``--process-group-timeout``) for models whose
+#: single iteration takes longer.
+DEFAULT_PROCESS_GROUP_TIMEOUT: float = 300.0
+
+
+class DistributedTimeoutError(ShortinferError, RuntimeError):
+    """Another process did not reach a collective within the process-group timeout."""
+
+
+def _translate_timeout(err: RuntimeError) -> DistributedTimeoutError | RuntimeError:
+    text = str(err)
+    if "timed out" in text.lower() or "timeout" in text.lower():
+        return DistributedTimeoutError(
+            f"rank {get_rank()}: another process did not reach this collective within the "
+            "process-group timeout (it stopped, hung or crashed): "
+            f"{text.strip().splitlines()[0] if text.strip() else type(err).__name__}. "
+            "This process stops too; look at the other processes' output. For models whose "
+            "iterations take longer, raise --process-group-timeout."
+        )
+    return err
+
+
+def init_distributed(
+    backend: str | None = None, *, timeout: float = DEFAULT_PROCESS_GROUP_TIMEOUT
+) -> torch.device | None:
     r"""Join the process group described by ``torchrun``'s environment, if there is one.
 
     Reads ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` (set by ``torchrun``). With
@@ -97,6 +131,9 @@ def init_distributed(backend: str | None = None) -> torch.device | None:
 
     Arguments:
         backend: ``"gloo"``, ``"nccl"`` or ``None`` for the default.
+        timeout: Seconds a process waits in a collective for the others before it raises
+            (`DEFAULT_PROCESS_GROUP_TIMEOUT`), so that one stopped process cannot block the
+            rest for torch's 30-minute default.
 
     Returns:
         The device for this rank, or ``None`` when not launched by ``torchrun`` (or when a
@@ -106,6 +143,11 @@ def init_distributed(backend: str | None = None) -> torch.device | None:
         >>> init_distributed() is None   # not under torchrun
         True
     """
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ArgumentError(
+            f"timeout must be a positive number of seconds; received {timeout!r}. The default "
+            f"is {DEFAULT_PROCESS_GROUP_TIMEOUT:g} (--process-group-timeout)."
+        )
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1 or (dist.is_available() and dist.is_initialized()):
         return None
@@ -121,7 +163,7 @@ def init_distributed(backend: str | None = None) -> torch.device | None:
     if backend == "nccl":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    dist.init_process_group(backend=backend)
+    dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout))
     return device
 
 
@@ -150,7 +192,10 @@ def mean_all_reduce(tensor: Tensor) -> Tensor:
     if not is_distributed():
         return tensor
     work = tensor.detach().to(_communication_device(), copy=True)
-    dist.all_reduce(work, op=dist.ReduceOp.SUM)
+    try:
+        dist.all_reduce(work, op=dist.ReduceOp.SUM)
+    except RuntimeError as err:
+        raise _translate_timeout(err) from err
     return (work / dist.get_world_size()).to(device=tensor.device, dtype=tensor.dtype)
 
 
@@ -170,7 +215,10 @@ def broadcast_from_main(tensor: Tensor) -> Tensor:
     if not is_distributed():
         return tensor
     work = tensor.detach().to(_communication_device(), copy=True)
-    dist.broadcast(work, src=0)
+    try:
+        dist.broadcast(work, src=0)
+    except RuntimeError as err:
+        raise _translate_timeout(err) from err
     return work.to(device=tensor.device, dtype=tensor.dtype)
 
 
@@ -226,9 +274,9 @@ def shard_indices(
         (torch.Size([3]), torch.Size([3]), [0, 1, 2, 3, 4])
     """
     if num_examples < 1:
-        raise ValueError(f"num_examples must be >= 1; received {num_examples}.")
+        raise ArgumentError(f"num_examples must be >= 1; received {num_examples}.")
     if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"rank must be in [0, {world_size}); received rank={rank}.")
+        raise ArgumentError(f"rank must be in [0, {world_size}); received rank={rank}.")
     generator = torch.Generator().manual_seed(derive_seed(seed, "data", epoch))
     order = torch.randperm(num_examples, generator=generator)
     per_rank = -(-num_examples // world_size)

@@ -31,6 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from shortinfer._checks import ArgumentError, ArgumentTypeError
 from shortinfer._latents import LatentLayout
 from shortinfer.langevin import autograd_score, rollout
 
@@ -94,7 +95,7 @@ class LadderVAEMethod:
 
     def __init__(self, *, kl_warmup_fraction: float = 0.1) -> None:
         if not 0 <= kl_warmup_fraction <= 1:
-            raise ValueError(
+            raise ArgumentError(
                 f"kl_warmup_fraction must be in [0, 1]; received {kl_warmup_fraction!r}."
             )
         self.kl_warmup_fraction = float(kl_warmup_fraction)
@@ -112,7 +113,7 @@ class LadderVAEMethod:
         """The warmed-up negative ELBO of ``x`` (``rows`` is unused)."""
         loss = getattr(model, "loss", None)
         if not callable(loss):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"LadderVAEMethod trains a shortinfer.models.LadderVAE; received "
                 f"{type(model).__name__}, which has no loss(x, beta=...)."
             )
@@ -204,7 +205,7 @@ class PersistentChainsMethod:
         """Restore the chains and the noise stream."""
         chains = state["chains"]
         if tuple(chains.shape) != tuple(self.chains.shape):
-            raise ValueError(
+            raise ArgumentError(
                 f"saved chains have shape {tuple(chains.shape)}; this run has "
                 f"{tuple(self.chains.shape)} (another data set size or latent shape)."
             )

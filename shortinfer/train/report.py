@@ -27,6 +27,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from shortinfer._checks import ArgumentError, MissingDependencyError
 from shortinfer.metrics.reconstruction import reconstruction_mse
 from shortinfer.posterior import short_run
 from shortinfer.train.distributed import _model_method
@@ -57,7 +58,7 @@ def _pillow() -> Any:
     try:
         from PIL import Image
     except ImportError as err:
-        raise ImportError(
+        raise MissingDependencyError(
             f"writing PNG images needs Pillow; install it with {_EXTRA_HINT}."
         ) from err
     return Image
@@ -70,7 +71,9 @@ def _pyplot() -> Any:
         matplotlib.use("Agg")  # files only; never needs a display
         import matplotlib.pyplot as plt
     except ImportError as err:
-        raise ImportError(f"plotting needs matplotlib; install it with {_EXTRA_HINT}.") from err
+        raise MissingDependencyError(
+            f"plotting needs matplotlib; install it with {_EXTRA_HINT}."
+        ) from err
     return plt
 
 
@@ -112,7 +115,7 @@ def image_grid(images: Tensor, *, num_columns: int | None = None, padding: int =
         or (images.shape[1] not in (1, 3))
     ):
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(
+        raise ArgumentError(
             f"images must have shape (N, C, H, W) with N >= 1 and C in (1, 3); received {shape}."
         )
     count, channels, height, width = images.shape
@@ -201,7 +204,7 @@ def inpainting_mask(
         [[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]]
     """
     if len(shape) != 4:
-        raise ValueError(f"shape must be (B, C, H, W); received {tuple(shape)}.")
+        raise ArgumentError(f"shape must be (B, C, H, W); received {tuple(shape)}.")
     batch, _, height, width = (int(s) for s in shape)
     mask = torch.ones(batch, 1, height, width)
     if pattern == "centre":
@@ -214,7 +217,9 @@ def inpainting_mask(
     elif pattern == "random":
         mask = (torch.rand(batch, 1, height, width, generator=generator) >= 0.5).float()
     else:
-        raise ValueError(f"pattern must be one of {list(INPAINTING_MASKS)}; received {pattern!r}.")
+        raise ArgumentError(
+            f"pattern must be one of {list(INPAINTING_MASKS)}; received {pattern!r}."
+        )
     return mask
 
 
@@ -394,7 +399,9 @@ def plot_objective_curves(
         'j.png'
     """
     if not traces:
-        raise ValueError("traces is empty: no step-size search ran, so there is nothing to plot.")
+        raise ArgumentError(
+            "traces is empty: no step-size search ran, so there is nothing to plot."
+        )
     plt = _pyplot()
     shown = list(traces)[-max_curves:]
     figure, axis = plt.subplots(figsize=(5, 3.2), dpi=120)

@@ -23,6 +23,8 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from shortinfer._checks import ArgumentError, ArgumentTypeError, check_int
+
 __all__ = [
     "PAPER_LEARNING_RATE_FACTORS",
     "LearningRateSchedule",
@@ -36,23 +38,15 @@ PAPER_LEARNING_RATE_FACTORS: tuple[float, ...] = (1.0, 0.5, 0.1)
 
 
 def _check_iteration(iteration: object, num_iterations: object) -> tuple[int, int]:
-    if isinstance(num_iterations, bool) or not isinstance(num_iterations, int):
-        raise TypeError(
-            f"num_iterations must be an int; received {num_iterations!r} "
-            f"({type(num_iterations).__name__})."
-        )
-    if num_iterations < 1:
-        raise ValueError(f"num_iterations must be >= 1; received {num_iterations}.")
-    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
-        raise ValueError(f"iteration must be an int >= 0; received {iteration!r}.")
-    return iteration, num_iterations
+    num_iterations = check_int("num_iterations", num_iterations, 1)
+    return check_int("iteration", iteration, 0), num_iterations
 
 
 def _check_positive(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a positive float; received {value!r}.")
+        raise ArgumentTypeError(f"{name} must be a positive float; received {value!r}.")
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite float; received {value!r}.")
+        raise ArgumentError(f"{name} must be a positive finite float; received {value!r}.")
     return float(value)
 
 
@@ -97,7 +91,7 @@ def step_decay_learning_rate(
     base = _check_positive("base", base)
     factors = tuple(factors)
     if not factors:
-        raise ValueError("factors is empty; give at least one factor, e.g. (1.0, 0.5, 0.1).")
+        raise ArgumentError("factors is empty; give at least one factor, e.g. (1.0, 0.5, 0.1).")
     for index, factor in enumerate(factors):
         _check_positive(f"factors[{index}]", factor)
     phase = min(len(factors) * iteration // num_iterations, len(factors) - 1)
@@ -150,7 +144,7 @@ def annealed_sigma(
         or not isinstance(anneal_fraction, (int, float))
         or not (0.0 <= anneal_fraction <= 1.0)
     ):
-        raise ValueError(
+        raise ArgumentError(
             f"anneal_fraction must be a float in [0, 1]; received {anneal_fraction!r}. "
             "Use 0.5 to anneal over the first half of the run."
         )

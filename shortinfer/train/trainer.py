@@ -51,7 +51,18 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from shortinfer._checks import ChainDivergenceError, check_num_mixture
+from shortinfer._atomic import remove_stale_temporaries
+from shortinfer._checks import (
+    ArgumentError,
+    ArgumentTypeError,
+    ChainDivergenceError,
+    ExistingFileError,
+    ShortinferError,
+    check_int,
+    check_mode,
+    check_num_mixture,
+)
+from shortinfer._lock import folder_lock
 from shortinfer._step_size import delta_of, describe_step_size
 from shortinfer._version import __version__
 from shortinfer.bounds import DEFAULT_NUM_MIXTURE, MIXTURE_BOUNDS
@@ -60,7 +71,10 @@ from shortinfer.train.checkpoint import (
     CHECKPOINT_FORMAT,
     LATEST_NAME,
     CheckpointError,
+    check_finite_weights,
     check_model_compatible,
+    check_trainer_checkpoint,
+    compare_settings,
     load_checkpoint,
     resolve_checkpoint,
     rng_state,
@@ -101,7 +115,7 @@ StepSizeValue = float | Tensor | dict[str, Any]
 LatentShape = Sequence[int] | Mapping[str, Sequence[int]]
 
 
-class TrainingDivergedError(FloatingPointError):
+class TrainingDivergedError(ShortinferError, FloatingPointError):
     """The loss, a short-run chain or the parameters became non-finite; training stopped."""
 
 
@@ -425,7 +439,7 @@ def _latent_shape_of(model: nn.Module, latent_shape: LatentShape | None) -> Any:
     if callable(shapes):
         shapes = shapes()
     if shapes is None:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"cannot tell the latent shape of {type(model).__name__}: it has no attribute "
             "latent_shapes. Pass latent_shape=(D,) (or a dict of block name to shape) to "
             "Trainer, or give the model a latent_shapes attribute."
@@ -452,11 +466,7 @@ def _set_sigma(model: nn.Module, value: float) -> None:
 
 
 def _check_int(name: str, value: object, minimum: int, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int; received {value!r} ({type(value).__name__}).")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; received {value}.{hint}")
-    return value
+    return check_int(name, value, minimum, hint=hint.strip())
 
 
 class _Progress:
@@ -597,12 +607,12 @@ class Trainer:
     ) -> None:
         if method is not None:
             if not isinstance(method, TrainingMethod):
-                raise TypeError(
+                raise ArgumentTypeError(
                     f"method must be None (short-run inference) or a TrainingMethod such as "
                     f"LadderVAEMethod(); received {type(method).__name__}."
                 )
             if is_distributed():
-                raise ValueError(
+                raise ArgumentError(
                     f"method={method.name!r} does not support data-parallel training yet; "
                     "run it in one process."
                 )
@@ -611,7 +621,7 @@ class Trainer:
         if method is None and (
             not isinstance(model, nn.Module) or not callable(getattr(model, "log_joint", None))
         ):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"model must be a torch.nn.Module with a method log_joint(x, z) -> (B,); "
                 f"received {type(model).__name__}. Wrap your density in a module, see "
                 "examples/train_custom_model.py."
@@ -623,7 +633,7 @@ class Trainer:
         self.num_steps = _check_int("num_steps", num_steps, 1, " The paper uses 25.")
         self.step_size: Any = _storable_step_size(step_size)
         if tuning is not None and not isinstance(tuning, StepSizeTuning):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"tuning must be a StepSizeTuning or None; received {type(tuning).__name__}. "
                 "Example: StepSizeTuning(method='grid', interval=100)."
             )
@@ -631,29 +641,26 @@ class Trainer:
             _check_int("tuning.interval", tuning.interval, 1)
             check_num_mixture(tuning.num_mixture)  # now, not at the first re-tuning
             if tuning.objective in MIXTURE_BOUNDS and (tuning.num_samples or 2) < 2:
-                raise ValueError(
+                raise ArgumentError(
                     f"tuning.objective={tuning.objective!r} mixes over the other chains of each "
                     f"example, so it needs tuning.num_samples >= 2; received "
                     f"{tuning.num_samples}. Pass e.g. StepSizeTuning(objective="
                     f"{tuning.objective!r}, num_samples=8) (shortinfer train: --tune-samples 8)."
                 )
             if tuning.method not in ("grid", "gradient"):
-                raise ValueError(
+                raise ArgumentError(
                     f"tuning.method must be 'grid' or 'gradient'; received {tuning.method!r}."
                 )
             if tuning.batch_size is not None:
                 _check_int("tuning.batch_size", tuning.batch_size, 1)
-            if tuning.mode not in ("reverse", "forward"):
-                raise ValueError(
-                    f"tuning.mode must be 'reverse' or 'forward'; received {tuning.mode!r}."
-                )
+            check_mode(tuning.mode, "tuning.mode")
         self.tuning = tuning
         if isinstance(learning_rate, LearningRateSchedule):
             self.learning_rate = learning_rate
         elif isinstance(learning_rate, (int, float)) and not isinstance(learning_rate, bool):
             self.learning_rate = LearningRateSchedule(base=float(learning_rate), factors=(1.0,))
         else:
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"learning_rate must be a float or a LearningRateSchedule; received "
                 f"{learning_rate!r}."
             )
@@ -662,11 +669,11 @@ class Trainer:
             sigma = SigmaSchedule() if _settable_sigma(model) else None
         if sigma is not None:
             if not isinstance(sigma, SigmaSchedule):
-                raise TypeError(
+                raise ArgumentTypeError(
                     f"sigma must be a SigmaSchedule, 'auto' or None; received {sigma!r}."
                 )
             if not _settable_sigma(model):
-                raise TypeError(
+                raise ArgumentTypeError(
                     f"sigma={sigma!r} anneals model.sigma, but {type(model).__name__} has no "
                     "float attribute sigma. Pass sigma=None."
                 )
@@ -690,7 +697,7 @@ class Trainer:
         self.rank, self.world_size = get_rank(), get_world_size()
         self.per_rank = -(-self.data.shape[0] // self.world_size)
         if self.batch_size > self.per_rank:
-            raise ValueError(
+            raise ArgumentError(
                 f"batch_size={self.batch_size} is larger than the {self.per_rank} examples "
                 f"available per process ({self.data.shape[0]} examples over "
                 f"{self.world_size} process(es)); use batch_size <= {self.per_rank} or more data."
@@ -721,22 +728,22 @@ class Trainer:
         if isinstance(data, tuple) and data and isinstance(data[0], Tensor):
             data = data[0]  # ImageData(images, labels) or (images, labels)
         if not isinstance(data, Tensor):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"data must be a tensor of observations with shape (N, ...) or an ImageData; "
                 f"received {type(data).__name__}."
             )
         if data.dim() < 1 or data.shape[0] == 0:
-            raise ValueError(
+            raise ArgumentError(
                 f"data is empty (shape {tuple(data.shape)}); it needs at least one example "
                 "along the first dimension. Check the data root and split."
             )
         if not data.is_floating_point():
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"data must be floating point; received dtype {data.dtype}. Scale 8-bit images "
                 "with data.float() / 127.5 - 1."
             )
         if not bool(torch.isfinite(data).all()):
-            raise ValueError("data contains NaN or infinite values; clean it before training.")
+            raise ArgumentError("data contains NaN or infinite values; clean it before training.")
         return data
 
     # -- data order -------------------------------------------------------------------------
@@ -870,8 +877,21 @@ class Trainer:
             CheckpointError: If the checkpoint is for another model configuration; the message
                 names the differing keys.
         """
+        check_trainer_checkpoint(state)
         check_model_compatible(state, self.model)
-        saved_world_size = state.get("data_position", {}).get("world_size", self.world_size)
+        check_finite_weights(state)
+        compare_settings(state.get("settings"), self.settings(), iteration=int(state["iteration"]))
+        try:
+            self._load_state(state)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+            raise CheckpointError(
+                f"checkpoint is damaged or partial: reading it failed with {type(err).__name__}: "
+                f"{err}. Resume from a complete checkpoint, or start a new run."
+            ) from err
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        position = state.get("data_position", {})
+        saved_world_size = position.get("world_size", self.world_size)
         if saved_world_size != self.world_size:
             warnings.warn(
                 f"this checkpoint was written by a run of {saved_world_size} process(es) and is "
@@ -985,7 +1005,7 @@ class Trainer:
             ValueError: If the trainer was built with ``tuning=None``.
         """
         if self.tuning is None:
-            raise ValueError("this Trainer has tuning=None; build it with a StepSizeTuning.")
+            raise ArgumentError("this Trainer has tuning=None; build it with a StepSizeTuning.")
         iteration = self.iteration if iteration is None else iteration
         tuning = self.tuning
         subset = x if tuning.batch_size is None else x[: tuning.batch_size]
@@ -1171,12 +1191,25 @@ class Trainer:
             CheckpointError: If the checkpoint is unreadable or for another model.
             TrainingDivergedError: If the loss becomes non-finite; the last good checkpoint is
                 kept and the message says where.
+            FolderLockedError: If another process is training into ``output_dir`` (the lock is
+                ``output_dir/.shortinfer.lock``, held by rank 0 for the whole run).
         """
+        if self.output_dir is None or self.rank != 0:
+            return self._fit(resume, max_seconds)
+        with folder_lock(self.output_dir):
+            # Under the lock no other process writes here: a temporary checkpoint file is the
+            # leftover of a writer killed mid-write.
+            remove_stale_temporaries(self.output_dir / LATEST_NAME)
+            return self._fit(resume, max_seconds)
+
+    def _fit(
+        self, resume: bool | str | os.PathLike[str], max_seconds: float | None
+    ) -> TrainResult:
         started = time.perf_counter()
         source: Path | None = None
         if resume is True:
             if self.checkpoint_path is None:
-                raise ValueError("resume=True needs output_dir (where latest.pt lives).")
+                raise ArgumentError("resume=True needs output_dir (where latest.pt lives).")
             if self.checkpoint_path.is_file():
                 source = self.checkpoint_path
         elif resume is not False:
@@ -1186,7 +1219,7 @@ class Trainer:
             and self.checkpoint_path.is_file()
             and (self.iteration == 0)
         ):
-            raise FileExistsError(
+            raise ExistingFileError(
                 f"{str(self.checkpoint_path)!r} already exists; pass resume=True to continue "
                 "that run, or choose another output_dir (or delete the file) to start afresh."
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -877,14 +877,18 @@ class ShortRunPosterior:
             >>> post.elbo(num_samples=4).shape
             torch.Size([2])
         """
-        if objective is None:
-            objective = self.trace.objective if self.trace is not None else "conditional"
+        chosen = cast(
+            EntropyBound,
+            objective
+            if objective is not None
+            else (self.trace.objective if self.trace is not None else "conditional"),
+        )
         num_mixture = check_num_mixture(num_mixture)
         chain = self.draw_noise(num_samples)
         log_p, entropy = self._terms(
             chain,
             None,
-            objective=objective,
+            objective=chosen,
             method=entropy_method,
             mode=mode,
             chunk_size=chunk_size,

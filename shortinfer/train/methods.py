@@ -25,8 +25,8 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -117,7 +117,7 @@ class LadderVAEMethod:
                 f"LadderVAEMethod trains a shortinfer.models.LadderVAE; received "
                 f"{type(model).__name__}, which has no loss(x, beta=...)."
             )
-        return loss(x, beta=self.kl_weight(iteration, num_iterations))
+        return cast(Tensor, loss(x, beta=self.kl_weight(iteration, num_iterations)))
 
     def state_dict(self) -> dict[str, Any]:
         """No state beyond the model's."""
@@ -177,7 +177,7 @@ class PersistentChainsMethod:
         self, model: nn.Module, x: Tensor, rows: Tensor, iteration: int, num_iterations: int
     ) -> Tensor:
         """Move the batch's chains by K Langevin steps, then the negative mean log-joint."""
-        log_joint = model.log_joint  # type: ignore[attr-defined]
+        log_joint = cast(Callable[[Tensor, Any], Tensor], model.log_joint)
         unflatten = self.layout.unflatten
         rows_cpu = rows.cpu()
         z0 = self.chains[rows_cpu].to(x.device, x.dtype)

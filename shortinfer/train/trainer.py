@@ -679,7 +679,8 @@ class Trainer:
                 )
             sigma(0, self.num_iterations)  # validates
         self.sigma_schedule = sigma
-        self.latent_shape = (
+        # Short-run inference needs the latent shape; other methods bring their own.
+        self.latent_shape: Any = (
             _latent_shape_of(model, latent_shape) if method is None else latent_shape
         )
         self.seed = _check_int("seed", seed, 0)

@@ -34,6 +34,7 @@ __all__ = [
     "PAPER_DELTA_GRID",
     "PAPER_GRID",
     "STABILITY_MARGIN",
+    "STABILITY_QUANTILE",
     "DerivativeMode",
     "GradientSearchResult",
     "GridSearchResult",
@@ -131,14 +132,23 @@ the authors' step ($s = 0.00125$, $\delta = 0.05$) and above the stability bound
 $2/\lambda_{\max}$ of the paper's 5-layer generator; read as $\delta$ they bracket it.
 ``docs/benchmark.md`` gives the evidence."""
 
-STABILITY_MARGIN: float = 1.9
-r"""Largest $s \cdot \hat\lambda_{\max}$ a tuned step size may have.
+STABILITY_MARGIN: float = 2.0
+r"""Largest $s \cdot \hat\lambda_{\max}$ a tuned step size may have on most chains.
 
 A Langevin step on a quadratic with curvature $\lambda$ contracts iff $s\lambda < 2$;
 $\hat\lambda_{\max}$ is the largest curvature of $-\log p(x, z)$ found by power iteration
-at the end points of many chains (`shortinfer.langevin.max_curvature`). The margin below 2
-leaves room for the estimate's error while keeping the KL-optimal step sizes of stiff
-linear-Gaussian posteriors, whose $s \lambda_{\max}$ reaches about 1.4."""
+at the end point of each of many chains (`shortinfer.langevin.max_curvature`). Beyond the
+bound the linearised entropy *grows* with $s$ ($\log|1 - s\lambda|$), so an entropy-based
+objective can reward an oscillating chain: the check refuses such step sizes."""
+
+STABILITY_QUANTILE: float = 0.9
+r"""The share of chains whose $s \hat\lambda_{\max}$ must stay below `STABILITY_MARGIN`.
+
+For a Gaussian posterior every chain has the same curvature and this is the exact bound. For a
+nonlinear model the curvature at the chains' end points is heavy-tailed; requiring it of every
+chain (the maximum) refused the authors' own step size $s = 0.00125$ on a trained 5-layer
+generator, where 5% of 64 chains exceeded the bound, and pushed training to $s = 10^{-4}$.
+Chains that actually diverge are caught by the rerun on more chains."""
 
 
 def grid_edge(candidates: Tensor, objectives: Tensor) -> str | None:

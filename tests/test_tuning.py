@@ -122,7 +122,7 @@ def test_stability_check_shrinks_a_diverging_gradient_result():
     # One Adam step of a negligible learning rate: s stays 0.05, which is unstable.
     tuned = post.tune_step_size("gradient", num_iterations=1, learning_rate=1e-9)
     lam = float(torch.linalg.eigvalsh(model.precision().detach()).max())
-    assert tuned.step_size * lam <= 1.9
+    assert tuned.step_size * lam <= 2.0
     assert tuned.trace.rejected and tuned.trace.rejected[0][0] == pytest.approx(0.05)
 
 

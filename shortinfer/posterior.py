@@ -1217,8 +1217,8 @@ class ShortRunPosterior:
         if worst > STABILITY_MARGIN:
             return (
                 f"s * lambda_max = {worst:.3g} > {STABILITY_MARGIN} on more than "
-                f"{1 - STABILITY_QUANTILE:.0%} of {count} check chains (lambda_max "
-                f"{STABILITY_QUANTILE:.0%} quantile {curvature:.4g})"
+                f"{1 - STABILITY_QUANTILE:.0%} of {count} check chains (lambda_max at the "
+                f"{STABILITY_QUANTILE:.0%} quantile: {curvature:.4g})"
             )
         return None
 

@@ -122,10 +122,11 @@ class Preset:
         (0.0001, 1e-05)
         >>> dataclasses.replace(preset, batch_size=20).batch_size
         20
-        >>> Preset(name="bad", num_iterations=0, batch_size=10)
-        Traceback (most recent call last):
-        ...
-        ValueError: preset field num_iterations must be a positive int; received 0.
+        >>> try:  # an ArgumentError, which is a ValueError
+        ...     Preset(name="bad", num_iterations=0, batch_size=10)
+        ... except ValueError as err:
+        ...     print(err)
+        preset field num_iterations must be a positive int; received 0.
     """
 
     name: str

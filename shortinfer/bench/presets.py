@@ -277,12 +277,10 @@ class Preset:
             >>> [round(cpu.kl_weight_at(t), 4) for t in (0, 15, 30, 299)]
             [0.0, 0.5, 1.0, 1.0]
         """
-        # Not `annealed_sigma` with start 0: that needs start > 0 and rounds f T down, and the
-        # committed Ladder-VAE results were trained with exactly this ramp.
-        if self.kl_warmup_fraction <= 0:
-            return 1.0
-        span = max(1.0, self.kl_warmup_fraction * self.num_iterations)
-        return float(min(1.0, iteration / span))
+        from shortinfer.train.methods import LadderVAEMethod
+
+        method = LadderVAEMethod(kl_warmup_fraction=max(0.0, self.kl_warmup_fraction))
+        return method.kl_weight(iteration, self.num_iterations)
 
     def to_dict(self) -> dict[str, Any]:
         """The preset as a JSON-ready dict (tuples become lists)."""

@@ -183,15 +183,11 @@ class PersistentChainsMethod:
         z0 = self.chains[rows_cpu].to(x.device, x.dtype)
         noise = torch.randn(self.num_steps, *z0.shape, generator=self._generator)
         steps = torch.full((self.num_steps, 1), self.step_size, dtype=x.dtype, device=x.device)
-        parameters = [p for p in model.parameters() if p.requires_grad]
-        for parameter in parameters:
-            parameter.requires_grad_(False)
-        try:
+        from shortinfer.train.trainer import frozen_parameters  # trainer imports this module
+
+        with frozen_parameters(model):
             score = autograd_score(lambda z: log_joint(x, unflatten(z)))
             z = rollout(score, z0, noise.to(x.device, x.dtype), steps).detach()
-        finally:
-            for parameter in parameters:
-                parameter.requires_grad_(True)
         finite = torch.isfinite(z).all(-1, keepdim=True)
         z = torch.where(finite, z, z0)
         self.chains[rows_cpu] = z.cpu().to(self.chains.dtype)

@@ -47,8 +47,8 @@ __all__ = [
 
 LOG_JOINT_DOCS = "docs/log_joint.md (the log_joint contract)"
 
-# Defined here so that `check_num_mixture` can quote it without importing `shortinfer.bounds`
-# (which imports this module); `shortinfer.bounds.DEFAULT_NUM_MIXTURE` documents it.
+# Defined here so that `check_num_mixture` can quote it without importing
+# `shortinfer.objectives` (which imports this module), where `DEFAULT_NUM_MIXTURE` is documented.
 DEFAULT_NUM_MIXTURE = 255
 
 MAX_ABS_LATENT: float = 1e10

@@ -133,9 +133,9 @@ def _positive_float(text: str) -> float:
 def _objectives() -> tuple[str, ...]:
     from typing import get_args
 
-    from shortinfer.bounds import EntropyBound
+    from shortinfer.objectives import ObjectiveName
 
-    return tuple(get_args(EntropyBound))
+    return tuple(get_args(ObjectiveName))
 
 
 def _entropy_methods() -> tuple[str, ...]:
@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         10
     """
     from shortinfer._version import __version__
-    from shortinfer.bounds import DEFAULT_NUM_MIXTURE
+    from shortinfer.objectives import DEFAULT_NUM_MIXTURE
     from shortinfer.train.distributed import DEFAULT_PROCESS_GROUP_TIMEOUT
 
     parser = argparse.ArgumentParser(
@@ -921,8 +921,8 @@ def _train_in(
     images: Any,
     test_images: Any,
 ) -> int:
-    from shortinfer.bounds import MIXTURE_BOUNDS
     from shortinfer.models import MultiLayerGenerator
+    from shortinfer.objectives import MIXTURE_OBJECTIVES
     from shortinfer.train.distributed import is_main_process
     from shortinfer.train.schedules import LearningRateSchedule, SigmaSchedule
     from shortinfer.train.trainer import StepSizeTuning
@@ -956,7 +956,7 @@ def _train_in(
             batch_size=args.tune_batch_size,
             num_iterations=args.tune_iterations,
             entropy_method=args.entropy_method,
-            num_samples=args.tune_samples or (8 if args.objective in MIXTURE_BOUNDS else None),
+            num_samples=args.tune_samples or (8 if args.objective in MIXTURE_OBJECTIVES else None),
             refine=args.tune_refine,
             num_mixture=args.num_mixture,
         )

@@ -55,8 +55,6 @@ References:
     Splines (Hutchinson, 1989), https://doi.org/10.1080/03610918908812806
 """
 
-# The References repeat shortinfer.bounds' on purpose: each module's docstring cites its own.
-
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -8,9 +8,11 @@ hyperparameters; the algorithms are the pure functions of `shortinfer.langevin`,
 from __future__ import annotations
 
 import math
+import sys
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -27,7 +29,6 @@ from shortinfer._checks import (
     check_finite_observations,
     check_generator,
     check_int,
-    check_num_mixture,
     check_num_steps,
     check_sample_shape,
     check_step_size_not_trainable,
@@ -44,7 +45,6 @@ from shortinfer._step_size import (
     expand_step_size,
     public_step_size,
 )
-from shortinfer.bounds import DEFAULT_NUM_MIXTURE, EntropyBound, entropy_bound
 from shortinfer.entropy import JacobianMode, LogDetMethod
 from shortinfer.langevin import (
     autograd_score,
@@ -55,11 +55,16 @@ from shortinfer.langevin import (
     rollout,
 )
 from shortinfer.likelihoods import standard_normal_log_prob
+from shortinfer.objectives import DEFAULT_NUM_MIXTURE, OBJECTIVES, EntropyEstimator, ObjectiveName
 from shortinfer.tuning import (
     DEFAULT_GRID,
     DEFAULT_OBJECTIVE,
     STABILITY_MARGIN,
     STABILITY_QUANTILE,
+    bracket_final,
+    bracket_init,
+    bracket_update,
+    common_random_numbers,
     default_derivative,
     golden_section_search,
     gradient_search,
@@ -76,8 +81,14 @@ __all__ = [
     "short_run",
 ]
 
-#: Chains in all behind the default tuning objective (``num_samples=None``).
-TUNING_MIN_CHAINS = 64
+#: The default tuning chains (``num_samples=None``, ``num_examples=None``): about this many
+#: latent coordinates in all, ``ceil(TUNING_COORDINATES / D)`` chains clamped to
+#: `TUNING_CHAINS`, spread over as many of the first examples.
+TUNING_COORDINATES = 320
+#: The fewest and most chains in all of the default tuning objective.
+TUNING_CHAINS = (8, 64)
+#: ``tune_step_size(progress=None)`` reports each evaluation once the search has run this long.
+PROGRESS_AFTER_SECONDS = 5.0
 #: Chains per example of the stability check after tuning: this many times the tuning's.
 STABILITY_CHAINS_FACTOR = 8
 #: ... and at least this many chains in all.
@@ -715,44 +726,29 @@ class ShortRunPosterior:
     # -- entropy, ELBO --------------------------------------------------------------------
 
     def _terms(
-        self,
-        chain: ChainNoise,
-        table: Tensor | None,
-        *,
-        objective: EntropyBound,
-        method: LogDetMethod,
-        mode: JacobianMode,
-        chunk_size: int | None,
-        num_mixture: int = DEFAULT_NUM_MIXTURE,
+        self, chain: ChainNoise, table: Tensor | None, estimator: EntropyEstimator
     ) -> tuple[Tensor, Tensor]:
         """Per-chain ``(log p(x, z_K), entropy estimate)``, each with shape ``(S·B,)``."""
         start = self._start() or {}
-        if objective in ("epi", "sandwich") and any(
+        if OBJECTIVES[estimator.objective].pools_start_entropy and any(
             self._is_per_example(dist, name) for name, dist in start.items()
         ):
-            # Both pool -log q0(z0) over all rows as one start entropy, which a per-example
-            # start distribution does not have.
             raise ArgumentError(
-                f"objective={objective!r} pools the start distribution's entropy over all "
-                "examples, so it needs a start distribution shared by all examples; this one "
-                "has one per example. Use 'conditional', 'linearized' or 'semi_implicit'."
+                f"objective={estimator.objective!r} pools the start distribution's entropy over "
+                "all examples, so it needs a start distribution shared by all examples; this "
+                "one has one per example. Use 'conditional', 'linearized' or 'semi_implicit'."
             )
         num_samples = chain.z0.shape[0] // self.batch_size
         log_joint = self._flat_log_joint(num_samples)
         step_sizes = self._step_table(table)
-        z_k, entropy = entropy_bound(
-            objective,
+        z_k, entropy = estimator(
             log_joint,
             chain.z0,
             chain.noise,
             step_sizes,
             self._chain_log_prob,
-            method=method,
-            mode=mode,
-            chunk_size=chunk_size,
-            generator=self.generator,
             num_examples=self.batch_size,  # chain i is example i % B (see draw_noise)
-            num_mixture=num_mixture,
+            generator=self.generator,
         )
         log_p = log_joint(z_k)
         # The chain's states live inside torch.func transforms here, so only its end is checked
@@ -810,10 +806,8 @@ class ShortRunPosterior:
             >>> post.entropy().shape
             torch.Size([2])
         """
-        chain = self.draw_noise(num_samples)
-        _, entropy = self._terms(
-            chain, None, objective="conditional", method=method, mode=mode, chunk_size=chunk_size
-        )
+        estimator = EntropyEstimator("conditional", method, mode, chunk_size)
+        _, entropy = self._terms(self.draw_noise(num_samples), None, estimator)
         return self._per_example(entropy)
 
     # Its Examples build the same posterior as `entropy`'s on purpose: each doctest stands alone.
@@ -821,11 +815,12 @@ class ShortRunPosterior:
         self,
         *,
         num_samples: int = 1,
-        objective: EntropyBound | None = None,
+        objective: ObjectiveName | None = None,
         entropy_method: LogDetMethod = "exact",
         mode: JacobianMode = "reverse",
         chunk_size: int | None = None,
         num_mixture: int = DEFAULT_NUM_MIXTURE,
+        estimator: EntropyEstimator | None = None,
     ) -> Tensor:
         r"""Per-example ELBO estimate under the short-run posterior.
 
@@ -834,7 +829,7 @@ class ShortRunPosterior:
         $$
 
         with $\hat H_b$ the entropy estimate named by ``objective``
-        (`shortinfer.bounds`). Whether it bounds $\log p(x_b)$ depends on that estimate:
+        (`shortinfer.objectives`). Whether it bounds $\log p(x_b)$ depends on that estimate:
 
         - ``"conditional"`` (the paper's), ``"epi"`` and ``"semi_implicit"`` estimate a
           lower bound on $H(z_K)$, so the ELBO is a **lower bound** on $\log p(x)$ in
@@ -849,25 +844,29 @@ class ShortRunPosterior:
 
         Arguments:
             num_samples: S, chains per example.
-            objective: The entropy estimate, see `shortinfer.bounds`. ``None`` (default): the
-                one this posterior's step size was tuned with (``trace.objective``), or the
-                paper's ``"conditional"`` lower bound for an untuned posterior.
+            objective: The entropy estimate, see `shortinfer.objectives.OBJECTIVES`. ``None``
+                (default): the one this posterior's step size was tuned with
+                (``trace.objective``), or the paper's ``"conditional"`` lower bound for an
+                untuned posterior.
             entropy_method: Log-determinant estimator, see `entropy`.
             mode: See `entropy`.
             chunk_size: See `entropy`.
             num_mixture: For ``objective="semi_implicit"`` or ``"sandwich"``: $M$, the most
                 other chains of an example in each chain's mixture, used as
-                $\min(M, S - 1)$ (default `shortinfer.bounds.DEFAULT_NUM_MIXTURE`). Larger
+                $\min(M, S - 1)$ (default `shortinfer.objectives.DEFAULT_NUM_MIXTURE`). Larger
                 $M$ tightens the semi-implicit lower bound (in expectation) at
                 $O(S M)$ kernel evaluations per example; other objectives ignore it.
+            estimator: All of the above bound once (`shortinfer.objectives.EntropyEstimator`);
+                it replaces ``objective``, ``entropy_method``, ``mode``, ``chunk_size`` and
+                ``num_mixture``.
 
         Returns:
             The ELBO estimate, with shape ``(B,)``.
 
         Raises:
-            ValueError: If ``num_mixture`` is not an int $\ge 1$, or for the errors of
-                `shortinfer.bounds.entropy_bound` (e.g. ``num_samples < 2`` with a
-                semi-implicit objective).
+            ValueError: For an invalid option (`shortinfer.objectives.EntropyEstimator`), both
+                ``estimator`` and ``objective``, or ``num_samples < 2`` with a semi-implicit
+                objective.
 
         Examples:
             >>> def log_joint(x, z):
@@ -878,23 +877,15 @@ class ShortRunPosterior:
             >>> post.elbo(num_samples=4).shape
             torch.Size([2])
         """
-        chosen = cast(
-            EntropyBound,
-            objective
-            if objective is not None
-            else (self.trace.objective if self.trace is not None else "conditional"),
-        )
-        num_mixture = check_num_mixture(num_mixture)
-        chain = self.draw_noise(num_samples)
-        log_p, entropy = self._terms(
-            chain,
-            None,
-            objective=chosen,
-            method=entropy_method,
-            mode=mode,
-            chunk_size=chunk_size,
-            num_mixture=num_mixture,
-        )
+        if estimator is None:
+            name: str = objective or (self.trace.objective if self.trace else "conditional")
+            estimator = EntropyEstimator(name, entropy_method, mode, chunk_size, num_mixture)
+        elif objective is not None:
+            raise ArgumentError(
+                f"pass the objective either as estimator= or as objective=, not both; received "
+                f"estimator={estimator!r} and objective={objective!r}."
+            )
+        log_p, entropy = self._terms(self.draw_noise(num_samples), None, estimator)
         elbo = self._per_example(log_p + entropy)
         if not bool(torch.isfinite(elbo).all()):
             raise ChainDivergenceError(
@@ -904,28 +895,30 @@ class ShortRunPosterior:
             )
         return elbo
 
-    # Keywords as `elbo`'s on purpose: public methods, each with its own documented signature.
     def step_size_objective(
         self,
         chain: ChainNoise,
         table: Tensor,
         *,
-        objective: EntropyBound = "conditional",
+        objective: ObjectiveName = "conditional",
         entropy_method: LogDetMethod = "exact",
         mode: JacobianMode = "reverse",
         chunk_size: int | None = None,
         num_mixture: int = DEFAULT_NUM_MIXTURE,
+        estimator: EntropyEstimator | None = None,
     ) -> Tensor:
         r"""The step-size objective $J(s) = -\frac1B\sum_b \mathrm{ELBO}_b$ on fixed noise.
 
         Arguments:
             chain: Noise from `draw_noise`, shared by every evaluation.
             table: The step-size table, shape ``(K or 1, N or 1)``; may require grad.
-            objective: See `elbo`.
+            objective: See `elbo` (here the default is the paper's ``"conditional"``).
             entropy_method: See `elbo`.
             mode: See `entropy`.
             chunk_size: See `entropy`.
             num_mixture: See `elbo`.
+            estimator: The five options above bound once
+                (`shortinfer.objectives.EntropyEstimator`); it replaces them.
 
         Returns:
             A scalar tensor, differentiable with respect to ``table``.
@@ -939,15 +932,9 @@ class ShortRunPosterior:
             >>> post.step_size_objective(post.draw_noise(), torch.tensor([[0.1]])).shape
             torch.Size([])
         """
-        log_p, entropy = self._terms(
-            chain,
-            table,
-            objective=objective,
-            method=entropy_method,
-            mode=mode,
-            chunk_size=chunk_size,
-            num_mixture=check_num_mixture(num_mixture),
-        )
+        if estimator is None:
+            estimator = EntropyEstimator(objective, entropy_method, mode, chunk_size, num_mixture)
+        log_p, entropy = self._terms(chain, table, estimator)
         return -(log_p + entropy).mean()
 
     # -- tuning ---------------------------------------------------------------------------
@@ -965,20 +952,23 @@ class ShortRunPosterior:
 
     def tune_step_size(
         self,
-        method: Literal["grid", "gradient"] = "grid",
+        method: Literal["bracket", "grid", "gradient"] | None = None,
         *,
         grid: Sequence[float] | Tensor | None = None,
         num_samples: int | None = None,
+        num_examples: int | None = None,
         num_iterations: int = 50,
         learning_rate: float = 0.05,
-        objective: EntropyBound = DEFAULT_OBJECTIVE,
+        objective: ObjectiveName = DEFAULT_OBJECTIVE,
         entropy_method: LogDetMethod = "exact",
         mode: JacobianMode = "reverse",
         chunk_size: int | None = None,
         all_reduce: Callable[[Tensor], Tensor] | None = None,
         num_mixture: int = DEFAULT_NUM_MIXTURE,
         check_stability: bool = True,
-        refine: int = 6,
+        refine: int | None = None,
+        estimator: EntropyEstimator | None = None,
+        progress: bool | None = None,
     ) -> ShortRunPosterior:
         r"""Return a posterior whose step size minimises the objective $J(s)$.
 
@@ -994,35 +984,51 @@ class ShortRunPosterior:
         our study supports; the paper's equation (20) is ``objective="conditional"``, whose
         minimiser is biased towards small step sizes (``docs/objectives.md``).
 
-        - ``method="grid"`` evaluates a scalar $s$ at each grid point (default
-          `shortinfer.tuning.DEFAULT_GRID`: $10^{-5}$ to 1, four per decade; the paper's grid,
-          read in the authors' $\delta$ units, is `shortinfer.tuning.PAPER_GRID`) and keeps
-          the best. A candidate whose chain diverges is screened out by a plain rollout
-          before its entropy is computed. A best candidate at an edge of the grid raises a
-          `GridEdgeWarning` that says how to widen it.
+        - ``method="bracket"`` (the default without ``grid``) walks in $\log s$ from the
+          current step size by factors of $\sqrt{10}$ until the best point has worse
+          neighbours on both sides, then takes ``refine`` interpolation steps
+          (`shortinfer.tuning.bracket_init`): about 7-10 evaluations, 3 + ``refine`` from a
+          warm start. It stays within $10^{-6} \le s \le 10$.
+        - ``method="grid"`` (the default with ``grid``) evaluates a scalar $s$ at each grid
+          point (`shortinfer.tuning.DEFAULT_GRID`: $10^{-5}$ to 1, four per decade; the
+          paper's grid, read in the authors' $\delta$ units, is
+          `shortinfer.tuning.PAPER_GRID`), then ``refine`` golden-section steps between the
+          best point's neighbours.
         - ``method="gradient"`` runs Adam on $\log s$, differentiating through the K
           steps and the log-determinant. It keeps the current step size's shape: scalar, per
-          step ``(K,)``, or per block. The derivative is taken in forward mode (one
-          ``torch.func.jvp`` per parameter, no stored graph) for few parameters on non-toy
-          chains, in reverse mode otherwise (`shortinfer.tuning.default_derivative`).
-        - With ``entropy_method="stochastic"`` (or ``"auto"``) every candidate sees the same
-          Hutchinson probes.
+          step ``(K,)``, or per block. The derivative is taken in forward or reverse mode by
+          `shortinfer.tuning.default_derivative`.
+        - Every candidate's chain is first run without a Jacobian; a diverging candidate
+          scores $+\infty$ at that cost. With ``entropy_method="stochastic"`` (or
+          ``"auto"``) every candidate sees the same Hutchinson probes.
+        - A best candidate at an edge of the grid or the search's bounds raises a
+          `GridEdgeWarning` that says how to widen it.
         - ``check_stability=True`` guards against step sizes that look fine on the tuning
           chains but diverge on others: the chosen $s$ is rerun on
           ``STABILITY_CHAINS_FACTOR`` times as many chains (at least
           ``STABILITY_MIN_CHAINS``), and refused if any diverges or if
-          $s\,\hat\lambda_{\max} >$ `shortinfer.tuning.STABILITY_MARGIN`, with
-          $\hat\lambda_{\max}$ the largest curvature of $-\log p$ at their end points
-          (`shortinfer.langevin.max_curvature`). A refused grid candidate gives way to the
-          next best; a refused gradient result is shrunk to $0.9\,$margin$/\hat\lambda_{\max}$.
-          Refusals are listed in ``trace.rejected``.
+          $s\,\hat\lambda_{\max} >$ `shortinfer.tuning.STABILITY_MARGIN` on the median
+          chain, with $\hat\lambda_{\max}$ the largest curvature of $-\log p$ at their end
+          points (`shortinfer.langevin.max_curvature`). A refused candidate gives way to the
+          next best; a refused gradient result is halved until it passes. Refusals are
+          listed in ``trace.rejected``.
+
+        **Cost.** The objective's Jacobian costs about $D$ backward passes through the chain
+        per chain, while its signal grows with $D$ faster than its noise, so the default
+        tunes on $C = \operatorname{clip}(\lceil 320 / D \rceil, 8, 64)$ chains in all
+        (``TUNING_COORDINATES``, ``TUNING_CHAINS``): the first $\min(B, C)$ examples with
+        $\lceil C / \min(B, C) \rceil$ chains each (``docs/performance.md`` has the
+        measured cost). A ``log_joint`` that needs the whole batch (it closes over a tensor
+        with the batch dimension) is tuned on all of it.
 
         Arguments:
-            method: ``"grid"`` or ``"gradient"``.
+            method: ``"bracket"``, ``"grid"``, ``"gradient"``, or ``None`` (``"grid"`` when a
+                ``grid`` is given, else ``"bracket"``).
             grid: Candidate step sizes for the grid (positive floats).
-            num_samples: S, chains per example in the objective (``None``: enough for
-                `TUNING_MIN_CHAINS` chains in all, $\lceil 64 / B \rceil$; fewer chains make
-                the objective noisier).
+            num_samples: S, chains per example in the objective (``None``: enough for $C$
+                chains in all, see **Cost**; fewer chains make the objective noisier).
+            num_examples: Tune on the first this many examples (``None``: $\min(B, C)$ when
+                the start distribution is shared by all examples, else all of them).
             num_iterations: Gradient iterations.
             learning_rate: Adam's learning rate on $\log s$.
             objective: The entropy estimate that defines $J$, see `elbo`.
@@ -1035,9 +1041,14 @@ class ShortRunPosterior:
             num_mixture: The semi-implicit mixture size for ``objective="semi_implicit"`` or
                 ``"sandwich"``, see `elbo`.
             check_stability: Run the stability check described above.
-            refine: Golden-section iterations in $\log s$ between the best grid
-                candidate's neighbours (`shortinfer.tuning.golden_section_search`; each costs
-                one evaluation; 0: the plain grid). The refined points join the trace.
+            refine: Refinement steps after the search, each one evaluation (``None``: 4
+                interpolation steps for ``"bracket"``, 6 golden-section steps for ``"grid"``; 0:
+                none). The refined points join the trace.
+            estimator: ``objective``, ``entropy_method``, ``mode``, ``chunk_size`` and
+                ``num_mixture`` bound once (`shortinfer.objectives.EntropyEstimator`); it
+                replaces them.
+            progress: Print one line per evaluation to standard error (``None``: once the
+                search has run for ``PROGRESS_AFTER_SECONDS``).
 
         Returns:
             A new `ShortRunPosterior` with the tuned step size; its ``trace`` is a
@@ -1045,142 +1056,114 @@ class ShortRunPosterior:
             ``self`` is unchanged.
 
         Raises:
-            ValueError: For an unknown method, a bad grid, or a ``num_mixture`` that is not an
-                int $\ge 1$.
+            ValueError: For an unknown method, a bad grid or option.
             FloatingPointError: If every candidate diverges or is refused as unstable.
 
         Examples:
             >>> def log_joint(x, z):
             ...     return -0.5 * z.square().sum(-1) - 2 * (x - z).square().sum(-1)
             >>> post = short_run(log_joint, torch.zeros(4, 2), latent_shape=(2,), num_steps=10,
-            ...                  generator=torch.Generator().manual_seed(0))
-            >>> tuned = post.tune_step_size("grid", grid=[0.01, 0.05, 0.1, 0.2, 0.4])
-            >>> 0.01 < tuned.step_size < 0.4  # refined between the best point's neighbours
-            True
+            ...                  step_size=0.01, generator=torch.Generator().manual_seed(0))
+            >>> tuned = post.tune_step_size()
+            >>> 0.05 < tuned.step_size < 0.5, tuned.trace.method, tuned.trace.objective
+            (True, 'bracket', 'linearized')
+            >>> tuned = post.tune_step_size(grid=[0.01, 0.05, 0.1, 0.2, 0.4])
             >>> tuned.trace.step_sizes.shape  # 5 grid points, 7 evaluations of the refinement
             torch.Size([12])
-            >>> tuned.trace.objective
-            'linearized'
         """
-        num_mixture = check_num_mixture(num_mixture)
-        if num_samples is None:
-            num_samples = -(-TUNING_MIN_CHAINS // self.batch_size)
-        check_choice("method", method, ("grid", "gradient"))
-        check_int("num_samples", num_samples, 1, hint=_NUM_SAMPLES_HINT)
+        if estimator is None:
+            estimator = EntropyEstimator(objective, entropy_method, mode, chunk_size, num_mixture)
+        if method is None:
+            method = "grid" if grid is not None else "bracket"
+        check_choice("method", method, ("bracket", "grid", "gradient"))
         if method == "gradient":
             check_int("num_iterations", num_iterations, 1, hint="Try num_iterations=50.")
-        candidates = _check_grid(grid) if method == "grid" else None
-        chain = self.draw_noise(num_samples)
-        posterior = self
-        if entropy_method in ("stochastic", "auto"):
-            # Stochastic log-dets draw probes on every call: reseed them identically for every
-            # candidate (common random numbers, like the chain's noise).
-            device = self.generator.device if self.generator is not None else None
-            seed = int(torch.randint(2**62, (1,), generator=self.generator, device=device))
-            posterior = self._replace(self._table, self.trace)
-
-        def evaluate(table: Tensor) -> Tensor:
-            if posterior is not self:
-                posterior.generator = torch.Generator(device or "cpu").manual_seed(seed)
-            return posterior.step_size_objective(
-                chain,
-                table,
-                objective=objective,
-                entropy_method=entropy_method,
-                mode=mode,
-                chunk_size=chunk_size,
-                num_mixture=num_mixture,
-            )
-
+        if refine is not None:
+            check_int("refine", refine, 0, hint="Pass 0 for no refinement.")
+        candidates = _check_grid(grid).sort().values if method == "grid" else None
+        chains = min(
+            max(-(-TUNING_COORDINATES // self.latent_dim), TUNING_CHAINS[0]), TUNING_CHAINS[1]
+        )
+        target = self._tuning_examples(num_examples, chains)
+        if num_samples is None:
+            num_samples = -(-chains // target.batch_size)
+        check_int("num_samples", num_samples, 1, hint=_NUM_SAMPLES_HINT)
+        search = _Search(target, estimator, num_samples, all_reduce, progress)
+        if method == "gradient":
+            table, trace = search.gradient(self._table, num_iterations, learning_rate)
+            if check_stability:
+                rejected: list[tuple[float, str]] = []
+                table = target._stabilized(table, num_samples, rejected)
+                trace = trace._replace(rejected=tuple(rejected))
+            return self._replace(table, trace)
         if method == "grid":
             assert candidates is not None
-            candidates = candidates.reshape(-1).sort().values
+            found = search.grid(candidates, 6 if refine is None else refine)
+        else:
+            start = float(torch.exp(torch.log(self._table).mean()))  # geometric mean
+            found = search.bracket(start, 4 if refine is None else refine)
+        step_sizes, objectives, edge = found
+        rejected = []
+        chosen = step_sizes[int(torch.argmin(objectives))].reshape(1, 1)
+        if check_stability:
+            chosen = target._most_stable(step_sizes, objectives, num_samples, rejected)
+        trace = TuningTrace(
+            method, step_sizes, objectives, estimator.objective, tuple(rejected), search.dropped
+        )
+        self._warn_edge(edge, float(chosen), rejected, step_sizes)
+        return self._replace(chosen, trace)
 
-            def screened(table: Tensor) -> Tensor:
-                # A plain rollout (no Jacobian) finds most diverging candidates cheaply; it
-                # raises ChainDivergenceError, which the grid search scores as +inf.
-                self.run_chain(chain, table=table)
-                return evaluate(table)
-
-            result = grid_search(screened, candidates.reshape(-1, 1, 1), all_reduce=all_reduce)
-            objectives = result.objectives
-            best = int(torch.argmin(objectives))
-            if refine > 0 and 0 < best < candidates.numel() - 1:
-
-                def scalar(step_size: float) -> float:
-                    table = torch.tensor([[step_size]], dtype=torch.float64)
-                    try:
-                        with torch.no_grad():
-                            value = float(screened(table))
-                    except FloatingPointError:
-                        value = float("inf")
-                    if all_reduce is not None:
-                        reduced = all_reduce(torch.tensor([value], dtype=torch.float64))
-                        value = float(reduced[0])
-                    return value if value == value else float("inf")
-
-                points = golden_section_search(
-                    scalar,
-                    float(candidates[best - 1]),
-                    float(candidates[best + 1]),
-                    num_iterations=refine,
-                )
-                extra = torch.tensor(points, dtype=torch.float64)
-                candidates = torch.cat([candidates, extra[:, 0]])
-                objectives = torch.cat([objectives, extra[:, 1]])
-                order = torch.argsort(candidates)
-                candidates, objectives = candidates[order], objectives[order]
-            rejected: list[tuple[float, str]] = []
-            chosen = result.step_size
-            if check_stability:
-                chosen = None
-                finite = [
-                    i
-                    for i in torch.argsort(objectives).tolist()
-                    if math.isfinite(float(objectives[i]))
-                ]
-                for index in finite:
-                    reason = self._instability(candidates[index], num_samples)
-                    if reason is None:
-                        chosen = candidates[index].reshape(1, 1)
-                        break
-                    rejected.append((float(candidates[index]), reason))
-                if chosen is None:  # every candidate refused: shrink the smallest one
-                    smallest = candidates[min(finite)].reshape(1, 1)
-                    chosen = self._stabilized(smallest * 0.5, num_samples, rejected)
-                    warnings.warn(
-                        f"the stability check refused every finite grid candidate "
-                        f"({rejected}); using s = {float(chosen):.4g}, below the grid. Pass a "
-                        "grid of smaller step sizes.",
-                        GridEdgeWarning,
-                        stacklevel=2,
-                    )
-            trace = TuningTrace(
-                "grid", candidates, objectives, str(objective), tuple(rejected), result.dropped
+    def _tuning_examples(self, num_examples: int | None, chains: int) -> ShortRunPosterior:
+        """This posterior on its first ``num_examples`` examples (see `tune_step_size`)."""
+        start = self._start() or {}
+        shared = not any(self._is_per_example(dist, name) for name, dist in start.items())
+        if num_examples is None:
+            if not shared:
+                return self
+            num_examples = min(self.batch_size, chains)
+        check_int("num_examples", num_examples, 1, what=" or None")
+        if num_examples >= self.batch_size:
+            return self
+        if not shared:
+            raise ArgumentError(
+                f"num_examples={num_examples} tunes on a subset of the batch, which needs a "
+                "start distribution shared by all examples; this one has one per example. "
+                "Pass num_examples=None to tune on all of them."
             )
-            self._warn_grid_edge(candidates, objectives, float(chosen), rejected)
-            return self._replace(chosen, trace)
-        if method == "gradient":
-            found = gradient_search(
-                evaluate,
-                self._table,
-                num_iterations=num_iterations,
-                learning_rate=learning_rate,
-                all_reduce=all_reduce,
-                derivative=default_derivative(self._table.numel(), chain.noise.numel()),
-            )
-            rejected = []
-            table = found.step_size
-            if check_stability:
-                table = self._stabilized(table, num_samples, rejected)
-            # Trace shape: () scalar, (K,) per step, (N,) per block, (K, N) for both.
-            kept = [n for n in self._table.shape if n > 1]
-            steps = found.step_sizes.reshape(found.step_sizes.shape[0], *kept)
-            trace = TuningTrace(
-                "gradient", steps, found.objectives, str(objective), tuple(rejected)
-            )
-            return self._replace(table, trace)
-        raise ArgumentError(f"method must be 'grid' or 'gradient'; received {method!r}.")
+        sub = object.__new__(ShortRunPosterior)
+        sub.__dict__.update(self.__dict__)
+        sub.x = _first(self.x, num_examples)
+        sub.batch_size = num_examples
+        try:
+            probe_log_joint(sub._user_log_joint(1), sub._probe_latents(), num_examples)
+        except LogJointError:
+            # log_joint needs the whole batch (it closes over a batch-sized tensor).
+            return self
+        return sub
+
+    def _most_stable(
+        self,
+        step_sizes: Tensor,
+        objectives: Tensor,
+        num_samples: int,
+        rejected: list[tuple[float, str]],
+    ) -> Tensor:
+        """The best candidate that passes `_instability`, else the smallest one halved."""
+        finite = [i for i in torch.argsort(objectives).tolist() if math.isfinite(objectives[i])]
+        for index in finite:
+            reason = self._instability(step_sizes[index], num_samples)
+            if reason is None:
+                return step_sizes[index].reshape(1, 1)
+            rejected.append((float(step_sizes[index]), reason))
+        smallest = step_sizes[min(finite)].reshape(1, 1)
+        chosen = self._stabilized(smallest * 0.5, num_samples, rejected)
+        warnings.warn(
+            f"the stability check refused every finite candidate ({rejected}); using "
+            f"s = {float(chosen):.4g}, below them. Pass a grid of smaller step sizes.",
+            GridEdgeWarning,
+            stacklevel=3,
+        )
+        return chosen
 
     def _stabilized(
         self, table: Tensor, num_samples: int, rejected: list[tuple[float, str]]
@@ -1222,37 +1205,171 @@ class ShortRunPosterior:
             )
         return None
 
-    def _warn_grid_edge(
+    def _warn_edge(
         self,
-        candidates: Tensor,
-        objectives: Tensor,
+        edge: str | None,
         chosen: float,
         rejected: list[tuple[float, str]],
+        step_sizes: Tensor,
     ) -> None:
-        edge = grid_edge(candidates, objectives)
+        """Warn when the chosen step size is the smallest or largest one the search tried."""
         if edge == "upper" and rejected:
-            return  # the chosen value is below a refused, larger one: not the grid's edge
-        if edge is None or chosen not in (float(candidates[0]), float(candidates[-1])):
+            return  # the chosen value is below a refused, larger one: not the search's edge
+        if edge is None or chosen not in (float(step_sizes[0]), float(step_sizes[-1])):
             return
         delta = float(delta_from_step_size(chosen))
+        exponent = math.log10(chosen)
         if edge == "lower":
             hint = (
                 f"the optimum may be smaller: extend the grid downwards, e.g. "
-                f"grid=torch.logspace({math.log10(chosen) - 2:.1f}, {math.log10(chosen):.1f}, 9)"
+                f"grid=torch.logspace({exponent - 2:.1f}, {exponent:.1f}, 9)"
             )
         else:
             hint = (
                 f"the optimum may be larger: extend the grid upwards, e.g. "
-                f"grid=torch.logspace({math.log10(chosen):.1f}, {math.log10(chosen) + 2:.1f}, 9)"
+                f"grid=torch.logspace({exponent:.1f}, {exponent + 2:.1f}, 9)"
             )
         warnings.warn(
             f"the tuned step size s = {chosen:.4g} (delta = {delta:.4g}) is the "
-            f"{'smallest' if edge == 'lower' else 'largest'} candidate of the grid "
-            f"[{float(candidates[0]):.4g} ... {float(candidates[-1]):.4g}]; {hint} "
-            "(or call tune_step_size() without grid= for the default 1e-5 ... 1).",
+            f"{'smallest' if edge == 'lower' else 'largest'} candidate the search tried "
+            f"[{float(step_sizes[0]):.4g} ... {float(step_sizes[-1]):.4g}]; {hint} "
+            "(or call tune_step_size() without grid= for the bracketing search).",
             GridEdgeWarning,
             stacklevel=3,
         )
+
+
+def _first(x: Observations, count: int) -> Observations:
+    """The first ``count`` examples of every leaf of ``x``."""
+    if isinstance(x, Tensor):
+        return x[:count]
+    if isinstance(x, Mapping):
+        return {k: v[:count] for k, v in x.items()}
+    return type(x)(v[:count] for v in x)  # type: ignore[call-arg]
+
+
+class _Progress:
+    """One line per evaluation on standard error: always, never, or after a while (``None``)."""
+
+    def __init__(self, enabled: bool | None) -> None:
+        self.enabled = enabled
+        self.start = time.perf_counter()
+        self.count = 0
+
+    def report(self, step_size: float, value: float) -> None:
+        self.count += 1
+        elapsed = time.perf_counter() - self.start
+        if self.enabled is False or (self.enabled is None and elapsed < PROGRESS_AFTER_SECONDS):
+            return
+        delta = math.sqrt(2 * step_size)
+        print(
+            f"tune_step_size: evaluation {self.count} ({elapsed:.1f} s): s = {step_size:.4g} "
+            f"(delta = {delta:.4g}), J = {value:.6g}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+class _Search:
+    """$J(s)$ for one `ShortRunPosterior.tune_step_size` call, and the searches over it.
+
+    It fixes the chains' noise (common random numbers), replays the same probes for stochastic
+    log-determinants, screens every candidate with a plain rollout, scores failures ``inf``,
+    averages over processes and reports progress; the search rules themselves are
+    `shortinfer.tuning`'s.
+    """
+
+    def __init__(
+        self,
+        posterior: ShortRunPosterior,
+        estimator: EntropyEstimator,
+        num_samples: int,
+        all_reduce: Callable[[Tensor], Tensor] | None,
+        progress: bool | None,
+    ) -> None:
+        self.posterior = posterior
+        self.estimator = estimator
+        self.chain = posterior.draw_noise(num_samples)
+        self.all_reduce = all_reduce
+        self.progress = _Progress(progress)
+        self.dropped: tuple[str, ...] = ()
+        self.replay = (
+            common_random_numbers(posterior.generator)
+            if estimator.log_det in ("stochastic", "auto")
+            else None
+        )
+
+    def objective(self, table: Tensor) -> Tensor:
+        """$J$ at a step-size table, differentiable."""
+        posterior = self.posterior
+        if self.replay is not None:
+            posterior = posterior._replace(posterior._table, posterior.trace)
+            posterior.generator = self.replay()
+        value = posterior.step_size_objective(self.chain, table, estimator=self.estimator)
+        self.progress.report(float(table.detach().double().mean()), float(value.detach()))
+        return value
+
+    def screened(self, table: Tensor) -> Tensor:
+        # A plain rollout (no Jacobian) finds most diverging candidates cheaply; it raises
+        # ChainDivergenceError, which scores the candidate +inf.
+        self.posterior.run_chain(self.chain, table=table)
+        return self.objective(table)
+
+    def value(self, step_size: float) -> float:
+        """$J$ at a scalar step size: ``inf`` where it diverges, averaged over processes."""
+        result = grid_search(
+            self.screened,
+            torch.tensor([[[step_size]]], dtype=torch.float64),
+            all_reduce=self.all_reduce,
+            strict=False,
+        )
+        self.dropped += result.dropped
+        return float(result.objectives[0])
+
+    def grid(self, candidates: Tensor, refine: int) -> tuple[Tensor, Tensor, str | None]:
+        """Grid search, then golden-section refinement between the best point's neighbours."""
+        result = grid_search(
+            self.screened, candidates.reshape(-1, 1, 1), all_reduce=self.all_reduce
+        )
+        self.dropped += result.dropped
+        objectives = result.objectives
+        best = int(torch.argmin(objectives))
+        edge = grid_edge(candidates, objectives)
+        if refine > 0 and 0 < best < candidates.numel() - 1:
+            lower, upper = float(candidates[best - 1]), float(candidates[best + 1])
+            points = golden_section_search(self.value, lower, upper, num_iterations=refine)
+            extra = torch.tensor(points, dtype=torch.float64)
+            candidates = torch.cat([candidates, extra[:, 0]])
+            objectives = torch.cat([objectives, extra[:, 1]])
+        order = torch.argsort(candidates)
+        return candidates[order], objectives[order], edge
+
+    def bracket(self, start: float, refine: int) -> tuple[Tensor, Tensor, str | None]:
+        """The bracketing search of `shortinfer.tuning.bracket_init` from ``start``."""
+        state = bracket_init(start, refine=refine)
+        while state.proposal is not None:
+            state = bracket_update(state, self.value(state.proposal))
+        bracket_final(state)  # raises if every point diverged
+        points = torch.tensor(sorted(state.points), dtype=torch.float64)
+        return points[:, 0], points[:, 1], state.edge
+
+    def gradient(
+        self, table: Tensor, num_iterations: int, learning_rate: float
+    ) -> tuple[Tensor, TuningTrace]:
+        """Adam on $\\log s$ (`shortinfer.tuning.gradient_search`)."""
+        found = gradient_search(
+            self.objective,
+            table,
+            num_iterations=num_iterations,
+            learning_rate=learning_rate,
+            all_reduce=self.all_reduce,
+            derivative=default_derivative(table.numel(), self.chain.noise.numel()),
+        )
+        # Trace shape: () scalar, (K,) per step, (N,) per block, (K, N) for both.
+        kept = [n for n in table.shape if n > 1]
+        steps = found.step_sizes.reshape(found.step_sizes.shape[0], *kept)
+        trace = TuningTrace("gradient", steps, found.objectives, self.estimator.objective)
+        return found.step_size, trace
 
 
 # The parameters repeat `ShortRunPosterior`'s on purpose: the public factory spells them out.

@@ -35,9 +35,14 @@ __all__ = [
     "PAPER_GRID",
     "STABILITY_MARGIN",
     "STABILITY_QUANTILE",
+    "BracketState",
     "DerivativeMode",
     "GradientSearchResult",
     "GridSearchResult",
+    "bracket_final",
+    "common_random_numbers",
+    "bracket_init",
+    "bracket_update",
     "gradient_search",
     "grid_search",
     "default_derivative",
@@ -98,9 +103,9 @@ def default_derivative(num_parameters: int, num_elements: int) -> Literal["forwa
 DEFAULT_OBJECTIVE = "linearized"
 r"""The entropy estimate that defines the default step-size objective $J(s)$.
 
-``"linearized"`` (`shortinfer.bounds`): the chain rule of entropy on the chain's local
-linearisation, exact in expectation for affine chains, with one chain per example and about
-the cost of the paper's ``"conditional"`` bound. The paper's bound leaves out the entropy the
+``"linearized"`` (`shortinfer.objectives.linearized_estimate`): the chain rule of entropy on
+the chain's local linearisation, exact in expectation for affine chains, with one chain per
+example and about the cost of the paper's ``"conditional"`` bound. The paper's bound leaves out the entropy the
 injected noise adds, which grows with $s$, so its minimiser is biased towards small step
 sizes. The study behind this choice (chosen step size and exact KL of every objective, and
 held-out reconstruction when training) is in ``docs/objectives.md``; the paper's objective
@@ -222,6 +227,7 @@ def grid_search(
     candidates: Tensor,
     *,
     all_reduce: Callable[[Tensor], Tensor] | None = None,
+    strict: bool = True,
 ) -> GridSearchResult:
     r"""Evaluate $J$ at every candidate and return the minimiser.
 
@@ -237,13 +243,15 @@ def grid_search(
         candidates: The grid, with shape ``(G, *table)``.
         all_reduce: Maps this process's objectives ``(G,)`` to their mean over processes
             (data-parallel training), so that every process picks the same step size.
+        strict: Raise when $J$ is non-finite at every candidate (else return them all
+            ``inf``).
 
     Returns:
         A `GridSearchResult`.
 
     Raises:
-        ChainDivergenceError: (a ``FloatingPointError``) If $J$ is non-finite at every
-            candidate; the message lists why.
+        ChainDivergenceError: (a ``FloatingPointError``) If ``strict`` and $J$ is non-finite
+            at every candidate; the message lists why.
 
     Examples:
         >>> grid = torch.tensor(PAPER_DELTA_GRID)
@@ -272,7 +280,7 @@ def grid_search(
     objectives = torch.tensor(values, dtype=torch.float64)
     if all_reduce is not None:
         objectives = all_reduce(objectives)
-    if not bool(torch.isfinite(objectives).any()):
+    if strict and not bool(torch.isfinite(objectives).any()):
         reasons = "\n  ".join(dropped) or "(non-finite on another process)"
         raise ChainDivergenceError(
             f"the step-size objective is non-finite at every grid point {candidates.tolist()}; "
@@ -286,6 +294,7 @@ def grid_search(
 
 
 _INVERSE_GOLDEN = (5**0.5 - 1) / 2
+_GOLDEN_FRACTION = 1 - _INVERSE_GOLDEN  # 0.382
 
 
 def golden_section_search(
@@ -340,6 +349,203 @@ def golden_section_search(
             d = a + _INVERSE_GOLDEN * (b - a)
             value_d = value(d)
     return evaluations
+
+
+def common_random_numbers(
+    generator: torch.Generator | None,
+) -> Callable[[], torch.Generator]:
+    r"""Generators that all replay one stream drawn from ``generator``: common random numbers.
+
+    A search compares $J$ at many candidates; with a stochastic estimator inside $J$ (e.g.
+    Hutchinson probes of a log-determinant) each candidate must see the same probes, or the
+    comparison is swamped by their noise. One seed is drawn from ``generator`` (advancing it
+    once); every call returns a fresh generator seeded with it, on ``generator``'s device.
+
+    Arguments:
+        generator: The stream to draw the seed from (``None``: torch's global one).
+
+    Returns:
+        A function with no arguments returning a new ``torch.Generator``.
+
+    Examples:
+        >>> replay = common_random_numbers(torch.Generator().manual_seed(0))
+        >>> torch.equal(torch.randn(3, generator=replay()), torch.randn(3, generator=replay()))
+        True
+    """
+    device = generator.device if generator is not None else torch.device("cpu")
+    seed = int(torch.randint(2**62, (1,), generator=generator, device=device))
+    return lambda: torch.Generator(device).manual_seed(seed)
+
+
+class BracketState(NamedTuple):
+    r"""State of the bracketing search over $\log s$ (`bracket_init`, `bracket_update`).
+
+    A pure rule in the init/update/final style: the caller evaluates $J$ at ``proposal``
+    and passes the value to `bracket_update`, until ``proposal`` is ``None``; `bracket_final`
+    returns the best point. The rule never calls the objective, so the caller decides how
+    to evaluate (screening, common random numbers, averaging over processes).
+
+    Attributes:
+        points: Every evaluation so far, ``(step size, J)`` in evaluation order (``inf`` for
+            a diverged chain).
+        proposal: The step size to evaluate next, or ``None`` when the search is over.
+        factor: The ratio between neighbouring points of the bracketing phase.
+        bounds: The smallest and largest step size the search may propose.
+        refine: Interpolation steps left (counted down once the bracket is found).
+        edge: ``"lower"`` or ``"upper"`` when the search stopped at a bound with the best
+            point there (the optimum may lie beyond), else ``None``.
+    """
+
+    points: tuple[tuple[float, float], ...]
+    proposal: float | None
+    factor: float
+    bounds: tuple[float, float]
+    refine: int
+    edge: str | None = None
+
+
+def bracket_init(
+    start: float,
+    *,
+    factor: float = 10**0.5,
+    bounds: tuple[float, float] = (1e-6, 10.0),
+    refine: int = 4,
+) -> BracketState:
+    r"""Start a bracketing search for the minimiser of $J(s)$ at the step size ``start``.
+
+    **Bracketing.** From $u_0 = \log s_0$ the search walks in steps of
+    $h = \log$ ``factor``: up while $J$ decreases, else down, until the best point $u^\star$
+    has evaluated neighbours $u^\star \pm h$ that are both worse (or diverged). On a
+    unimodal $J$ this costs $3 + |u^\star - u_0| / h$ evaluations; a warm start near the
+    optimum (re-tuning during training) needs three.
+
+    **Refinement.** Each of ``refine`` steps evaluates the vertex of the parabola through the
+    best point and its two neighbours in $u$,
+
+    $$
+    u_{\text{new}} = b - \tfrac12\,\frac{(b - a)^2 (J_b - J_c) - (b - c)^2 (J_b - J_a)}
+    {(b - a)(J_b - J_c) - (b - c)(J_b - J_a)},
+    $$
+
+    when it lies strictly inside $(a, c)$ and not next to $b$; otherwise (a diverged or very
+    steep neighbour) a golden-section step, $b + 0.382\,(c - b)$ into the wider side.
+
+    Arguments:
+        start: $s_0 > 0$, e.g. the current step size (clamped into ``bounds``).
+        factor: $e^h > 1$, the ratio between neighbouring bracketing points.
+        bounds: ``(lower, upper)`` step sizes the search stays within.
+        refine: Number of interpolation steps after bracketing.
+
+    Returns:
+        The initial `BracketState`; its ``proposal`` is ``start``.
+
+    Raises:
+        ValueError: For a non-positive ``start``, ``factor <= 1`` or bad ``bounds``.
+
+    Examples:
+        >>> state = bracket_init(1e-3)
+        >>> while state.proposal is not None:  # J(s) = (log10 s + 2)^2, minimum at s = 0.01
+        ...     state = bracket_update(state, (math.log10(state.proposal) + 2) ** 2)
+        >>> step_size, value = bracket_final(state)
+        >>> round(step_size, 4), len(state.points)
+        (0.01, 4)
+    """
+    lower, upper = bounds
+    if not (0 < lower < upper and math.isfinite(upper)):
+        raise ArgumentError(
+            f"bounds must be (lower, upper) with 0 < lower < upper < inf; received {bounds!r}."
+        )
+    if not (math.isfinite(start) and start > 0):
+        raise ArgumentError(f"start must be a positive, finite step size; received {start!r}.")
+    if not factor > 1:
+        raise ArgumentError(f"factor must be > 1; received {factor!r}. Try factor=10**0.5.")
+    return BracketState((), min(max(start, lower), upper), factor, (lower, upper), refine)
+
+
+def bracket_update(state: BracketState, value: float) -> BracketState:
+    """Record $J$ at ``state.proposal`` and choose the next proposal; see `bracket_init`.
+
+    Arguments:
+        state: The current `BracketState` (its ``proposal`` must not be ``None``).
+        value: $J$ at ``state.proposal``; non-finite values count as diverged (``inf``).
+
+    Returns:
+        The next `BracketState`.
+
+    Examples:
+        >>> state = bracket_update(bracket_init(0.1), 1.0)
+        >>> round(state.proposal, 4)  # first look upwards
+        0.3162
+    """
+    if state.proposal is None:
+        raise ArgumentError("the search is over (proposal is None); call bracket_final.")
+    value = float(value)
+    value = value if math.isfinite(value) else float("inf")
+    points = (*state.points, (state.proposal, value))
+    ordered = sorted(points)
+    finite = [i for i, (_, v) in enumerate(ordered) if v < float("inf")]
+    lower, upper = state.bounds
+    if not finite:  # everything diverged so far: walk down
+        below = ordered[0][0] / state.factor
+        if below < lower * (1 - 1e-9):
+            return state._replace(points=points, proposal=None, edge="lower")
+        return state._replace(points=points, proposal=below)
+    best = min(finite, key=lambda i: ordered[i][1])
+    if best == len(ordered) - 1:  # best at the top: look further up
+        above = ordered[best][0] * state.factor
+        if above > upper * (1 + 1e-9):
+            return state._replace(points=points, proposal=None, edge="upper")
+        return state._replace(points=points, proposal=above)
+    if best == 0:  # best at the bottom: look further down
+        below = ordered[best][0] / state.factor
+        if below < lower * (1 - 1e-9):
+            return state._replace(points=points, proposal=None, edge="lower")
+        return state._replace(points=points, proposal=below)
+    # Bracketed: both neighbours are worse. Refine by parabolic interpolation.
+    if state.refine <= 0:
+        return state._replace(points=points, proposal=None)
+    u_a, j_a = math.log(ordered[best - 1][0]), ordered[best - 1][1]
+    u_b, j_b = math.log(ordered[best][0]), ordered[best][1]
+    u_c, j_c = math.log(ordered[best + 1][0]), ordered[best + 1][1]
+    vertex = None
+    if math.isfinite(j_a) and math.isfinite(j_c):
+        p, q = (u_b - u_a) * (j_b - j_c), (u_b - u_c) * (j_b - j_a)
+        if p != q:
+            vertex = u_b - 0.5 * ((u_b - u_a) * p - (u_b - u_c) * q) / (p - q)
+    # Accept the vertex only strictly inside the bracket and not on the best point; otherwise
+    # (a diverged or very steep neighbour) take a golden-section step into the wider side.
+    wide = max(u_b - u_a, u_c - u_b)
+    if vertex is None or not (u_a < vertex < u_c) or abs(vertex - u_b) < 0.05 * wide:
+        if u_c - u_b >= u_b - u_a:
+            vertex = u_b + _GOLDEN_FRACTION * (u_c - u_b)
+        else:
+            vertex = u_b - _GOLDEN_FRACTION * (u_b - u_a)
+    if min(abs(vertex - math.log(s)) for s, _ in points) < 0.01 * math.log(state.factor):
+        return state._replace(points=points, proposal=None)
+    return state._replace(points=points, proposal=math.exp(vertex), refine=state.refine - 1)
+
+
+def bracket_final(state: BracketState) -> tuple[float, float]:
+    """The best evaluated point ``(step size, J)`` of a bracketing search.
+
+    Raises:
+        ChainDivergenceError: If every evaluation diverged.
+
+    Examples:
+        >>> state = bracket_update(bracket_update(bracket_init(0.1), 2.0), 1.0)
+        >>> step_size, value = bracket_final(state)
+        >>> round(step_size, 4), value
+        (0.3162, 1.0)
+    """
+    finite = [point for point in state.points if point[1] < float("inf")]
+    if not finite:
+        tried = ", ".join(f"{s:.3g}" for s, _ in state.points)
+        raise ChainDivergenceError(
+            f"the step-size objective is non-finite at every step size tried ({tried}); the "
+            "chain diverges down to the search's lower bound. Check that log_joint's gradient "
+            "is bounded, or pass a smaller lower bound."
+        )
+    return min(finite, key=lambda point: point[1])
 
 
 def objective_and_gradient(
@@ -406,6 +612,7 @@ def gradient_search(
     bounds: tuple[float, float] = (1e-4, 10.0),
     all_reduce: Callable[[Tensor], Tensor] | None = None,
     derivative: DerivativeMode = "auto",
+    num_elements: int | None = None,
 ) -> GradientSearchResult:
     r"""Minimise $J(s)$ by Adam on $\log s$, differentiating through the chain.
 
@@ -418,8 +625,8 @@ def gradient_search(
 
     The gradient comes from `objective_and_gradient`: forward mode (one ``jvp`` per
     parameter, no stored graph) or reverse mode (one backward pass, every step's graph
-    stored). ``"auto"`` picks forward mode for at most `FORWARD_MAX_PARAMETERS`
-    parameters (a scalar step size, or one per block) and reverse mode otherwise.
+    stored). ``"auto"`` decides by `default_derivative` from the number of parameters and
+    ``num_elements``.
 
     Arguments:
         objective: Maps a step-size table (requiring grad) to a differentiable scalar tensor.
@@ -435,6 +642,8 @@ def gradient_search(
             ``FloatingPointError``, e.g. a diverging chain), **all** processes raise at the
             same iteration instead of the others waiting forever in the next collective.
         derivative: ``"auto"``, ``"forward"`` or ``"reverse"``.
+        num_elements: $K \cdot S B \cdot D$, the size of the chain's noise, for ``"auto"``
+            (``None``: large, so only the number of parameters decides).
 
     Returns:
         A `GradientSearchResult`.
@@ -452,7 +661,8 @@ def gradient_search(
         0.05
     """
     if derivative == "auto":
-        derivative = "forward" if initial.numel() <= FORWARD_MAX_PARAMETERS else "reverse"
+        elements = FORWARD_MIN_ELEMENTS if num_elements is None else num_elements
+        derivative = default_derivative(initial.numel(), elements)
     if derivative not in ("forward", "reverse"):
         raise ArgumentError(
             f"derivative must be 'auto', 'forward' or 'reverse'; received {derivative!r}."

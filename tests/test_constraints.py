@@ -32,6 +32,7 @@ from torch.distributions import (
 from shortinfer import short_run
 from shortinfer._constraints import LatentTransform, support_transform
 from shortinfer._latents import LatentLayout
+from shortinfer.objectives import EntropyEstimator
 
 # Gaussian quantile for a two-sided 1e-4 tail per check (fixed seeds: cannot flake).
 Z = 4.0
@@ -189,9 +190,7 @@ def test_entropy_per_draw_matches_a_change_of_variables_by_hand():
     z0 = chain.z0.exp()  # the chain's coordinates are u = log z
     z_k = post.run_chain(chain)
     torch.testing.assert_close(z_k, _hand_written_chain(log_joint, x, z0, chain.noise, s))
-    _, entropy = post._terms(
-        chain, None, objective="conditional", method="exact", mode="reverse", chunk_size=None
-    )
+    _, entropy = post._terms(chain, None, EntropyEstimator("conditional"))
     for b in range(2):
         jac = torch.autograd.functional.jacobian(
             lambda v, b=b: _hand_written_chain(

@@ -22,6 +22,7 @@ from shortinfer.entropy import (
 )
 from shortinfer.langevin import autograd_score, rollout
 from shortinfer.models.generator import MultiLayerGenerator
+from shortinfer.objectives import EntropyEstimator
 from shortinfer.tuning import (
     FORWARD_MAX_PARAMETERS,
     FORWARD_MIN_ELEMENTS,
@@ -550,9 +551,7 @@ def test_posterior_entropy_is_finite_where_the_full_chain_slogdet_is_not():
         step_size=2.0**-20,
     )
     chain = post.draw_noise()
-    _, entropy = post._terms(
-        chain, None, objective="conditional", method="exact", mode="forward", chunk_size=None
-    )
+    _, entropy = post._terms(chain, None, EntropyEstimator("conditional", mode="forward"))
     prior = 0.5 * chain.z0.double().square().sum(-1) + math.log(2 * math.pi)
     torch.testing.assert_close(entropy.double(), oracle + prior, rtol=1e-6, atol=1e-4)
 

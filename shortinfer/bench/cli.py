@@ -24,8 +24,8 @@ import torch
 
 from shortinfer.bench.presets import PRESETS, Preset, get_preset
 from shortinfer.bench.runner import BenchData, cell_config, plan_cells, run_benchmark
-from shortinfer.bounds import EntropyBound
 from shortinfer.cli import checked_device, positive_int
+from shortinfer.objectives import ObjectiveName
 
 __all__ = ["add_bench_subparser", "build_parser", "load_bench_data", "main", "run_bench"]
 
@@ -86,7 +86,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--objective",
-        choices=typing.get_args(EntropyBound),
+        choices=typing.get_args(ObjectiveName),
         default=None,
         help="override the step-size objective (default: the preset's; the paper preset uses "
         "the paper's 'conditional', the others the library default 'linearized')",

@@ -217,7 +217,7 @@ class LinearGaussian(nn.Module):
         $$
 
         with equality on the right for $D = 1$ (a Gaussian plus an independent Gaussian).
-        See ``"epi"`` in `shortinfer.bounds.entropy_bound`.
+        See ``"epi"`` in `shortinfer.objectives.entropy_power_lower_bound`.
 
         Examples:
             >>> model = LinearGaussian(torch.ones(1, 1, dtype=torch.float64),

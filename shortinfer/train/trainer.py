@@ -65,7 +65,7 @@ from shortinfer._checks import (
 from shortinfer._lock import folder_lock
 from shortinfer._step_size import delta_of, describe_step_size
 from shortinfer._version import __version__
-from shortinfer.bounds import DEFAULT_NUM_MIXTURE, MIXTURE_BOUNDS
+from shortinfer.objectives import DEFAULT_NUM_MIXTURE, MIXTURE_OBJECTIVES
 from shortinfer.posterior import short_run
 from shortinfer.train.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -640,7 +640,7 @@ class Trainer:
         if tuning is not None:
             _check_int("tuning.interval", tuning.interval, 1)
             check_num_mixture(tuning.num_mixture)  # now, not at the first re-tuning
-            if tuning.objective in MIXTURE_BOUNDS and (tuning.num_samples or 2) < 2:
+            if tuning.objective in MIXTURE_OBJECTIVES and (tuning.num_samples or 2) < 2:
                 raise ArgumentError(
                     f"tuning.objective={tuning.objective!r} mixes over the other chains of each "
                     f"example, so it needs tuning.num_samples >= 2; received "

@@ -1,4 +1,4 @@
-"""Step-size objectives of ``shortinfer.bounds``, judged by the linear-Gaussian closed forms.
+"""Step-size objectives of ``shortinfer.objectives``, judged by the linear-Gaussian closed forms.
 
 Every statistical check uses a fixed seed and a tolerance of ``Z`` Monte Carlo standard errors;
 where chains share mixture components, the standard error comes from independent replicate
@@ -11,8 +11,16 @@ import pytest
 import torch
 
 from shortinfer import short_run
-from shortinfer.bounds import SANDWICH_MARGIN, entropy_bound, semi_implicit_bounds
 from shortinfer.likelihoods import standard_normal_log_prob
+from shortinfer.objectives import (
+    DEFAULT_NUM_MIXTURE,
+    SANDWICH_MARGIN,
+    EntropyEstimator,
+    semi_implicit_bounds,
+)
+from shortinfer.objectives import (
+    OBJECTIVES as REGISTRY,
+)
 from shortinfer.tuning import grid_search
 
 from ._oracle import make_linear_gaussian
@@ -31,6 +39,63 @@ S_STAR = 0.07093
 KL_STAR = 0.096574
 # KL <= 1.5 KL_STAR exactly for s in [0.0495, 0.0977]; the paper's objective (exact expectation)
 # is minimised at s = 0.0141, where the KL is 12.7 KL_STAR.
+
+
+def entropy_bound(
+    objective,
+    *args,
+    method="exact",
+    mode="reverse",
+    chunk_size=None,
+    generator=None,
+    num_examples=None,
+    num_mixture=DEFAULT_NUM_MIXTURE,
+):
+    """The objectives through their registry, with the keywords of the former dispatcher."""
+    estimator = EntropyEstimator(objective, method, mode, chunk_size, num_mixture)
+    return estimator(*args, num_examples=num_examples, generator=generator)
+
+
+def test_registry_names_functions_and_directions():
+    assert list(REGISTRY) == OBJECTIVES
+    lower = {name for name, o in REGISTRY.items() if o.bound == "lower"}
+    assert lower == {"conditional", "epi", "semi_implicit"}
+    for name, objective in REGISTRY.items():
+        assert objective.name == name
+        assert objective.estimate.__doc__  # one documented function per objective
+    assert EntropyEstimator("sandwich").needs_chains == 2
+    assert not EntropyEstimator("linearized").is_lower_bound
+
+
+def test_estimator_config_is_validated_once_and_frozen():
+    with pytest.raises(ValueError, match="objective must be one of"):
+        EntropyEstimator("bogus")
+    with pytest.raises(ValueError, match="log_det"):
+        EntropyEstimator(log_det="nope")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="mode"):
+        EntropyEstimator(mode="sideways")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="chunk_size"):
+        EntropyEstimator(chunk_size=0)
+    with pytest.raises(ValueError, match="num_mixture"):
+        EntropyEstimator(num_mixture=0)
+    estimator = EntropyEstimator()
+    with pytest.raises(AttributeError):
+        estimator.objective = "conditional"  # type: ignore[misc]
+
+
+def test_deprecated_bounds_module_still_works_and_warns():
+    import shortinfer.bounds as bounds
+
+    with pytest.warns(DeprecationWarning, match="shortinfer.objectives"):
+        old = bounds.entropy_bound
+    with pytest.warns(DeprecationWarning, match="ObjectiveName"):
+        bounds.EntropyBound  # noqa: B018
+    log_joint = lambda z: -0.5 * z.square().sum(-1)  # noqa: E731
+    z0, noise, steps = torch.randn(4, 2), torch.randn(3, 4, 2), torch.full((3, 1), 0.1)
+    prior = lambda z: -0.5 * z.square().sum(-1)  # noqa: E731
+    _, h_old = old("linearized", log_joint, z0, noise, steps, prior)
+    _, h_new = EntropyEstimator("linearized")(log_joint, z0, noise, steps, prior)
+    torch.testing.assert_close(h_old, h_new)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -591,7 +656,7 @@ def test_linearized_rejects_an_unknown_mode():
 
 
 def test_linearized_log_dets_survive_a_noise_covariance_that_float32_rounds_to_singular():
-    from shortinfer.bounds import _gaussian_log_dets
+    from shortinfer.objectives import _gaussian_log_dets
 
     # G = [[1e4, 0], [1e4, 1]]: C = G G^T = [[1e8, 1e8], [1e8, 1e8 + 1]] is positive definite
     # (det C = det(G)^2 = 1e8), but float32 rounds 1e8 + 1 to 1e8, making C singular.

@@ -62,7 +62,10 @@ def main() -> None:
     torch.manual_seed(0)
     device = torch.device(args.device)
     batch = 10 if args.quick else args.batch
-    images = lambda split: ((load_mnist5k(split=split).images + 1) / 2).reshape(-1, 784)
+
+    def images(split: str) -> torch.Tensor:
+        return ((load_mnist5k(split=split).images + 1) / 2).reshape(-1, 784)
+
     vae = VAE()
     train(vae, images("train"), 1 if args.quick else args.epochs, seed=0)
     vae = vae.to(device).requires_grad_(False)

@@ -105,11 +105,12 @@ r"""The entropy estimate that defines the default step-size objective $J(s)$.
 
 ``"linearized"`` (`shortinfer.objectives.linearized_estimate`): the chain rule of entropy on
 the chain's local linearisation, exact in expectation for affine chains, with one chain per
-example and about the cost of the paper's ``"conditional"`` bound. The paper's bound leaves out the entropy the
-injected noise adds, which grows with $s$, so its minimiser is biased towards small step
-sizes. The study behind this choice (chosen step size and exact KL of every objective, and
-held-out reconstruction when training) is in ``docs/objectives.md``; the paper's objective
-stays available as ``objective="conditional"`` and is used by the ``paper`` preset.
+example and about the cost of the paper's ``"conditional"`` bound. The paper's bound leaves
+out the entropy the injected noise adds, which grows with $s$, so its minimiser is biased
+towards small step sizes. The study behind this choice (chosen step size and exact KL of
+every objective, and held-out reconstruction when training) is in ``docs/objectives.md``;
+the paper's objective stays available as ``objective="conditional"`` and is used by the
+``paper`` preset.
 """
 
 DEFAULT_GRID: tuple[float, ...] = tuple(float(f"{10 ** (-5 + k / 4):.3g}") for k in range(21))

@@ -835,7 +835,7 @@ def test_latent_shape_accepts_numpy_ints():
         ),
         (lambda p: p.tune_step_size(grid=["a"]), ValueError, r"grid must be .*received \['a'\]"),
         (lambda p: p.tune_step_size(grid=[0.1, float("nan")]), ValueError, r"finite, positive"),
-        (lambda p: p.tune_step_size("bayes"), ValueError, r"method must be .*'grid' or 'gradient'"),
+        (lambda p: p.tune_step_size("bayes"), ValueError, r"method .*'grid' or 'gradient'"),
     ],
 )
 def test_unvalidated_arguments_now_raise(call, error, match):

@@ -11,8 +11,9 @@ the paper's grid search, and sigma is annealed from 0.5 to 0.2 (our choice for t
 runs in well under a minute on one CPU core.
 
 The paper's objective (``objective="conditional"``) leaves out the entropy the injected noise
-adds, so it drifts towards small step sizes as sigma shrinks; ``StepSizeTuning(objective=...)``
-selects another bound from ``shortinfer.bounds`` (some need ``num_samples >= 2``).
+adds, so it drifts towards small step sizes as sigma shrinks;
+``StepSizeTuning(estimator=EntropyEstimator(...))`` selects another objective from
+``shortinfer.objectives`` (some need ``num_samples >= 2``).
 
 Run: python examples/train_custom_model.py
 """

@@ -297,9 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inference.add_argument(
         "--tune",
-        choices=("grid", "gradient", "none"),
-        default="grid",
-        help="step-size tuning method (default grid)",
+        choices=("auto", "bracket", "grid", "gradient", "none"),
+        default="auto",
+        help="step-size tuning method (default auto: grid with --tune-grid, else the "
+        "bracketing search in log s)",
     )
     inference.add_argument(
         "--tune-interval",
@@ -311,21 +312,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--tune-batch-size",
         type=positive_int,
         default=None,
-        help="examples of the batch used for tuning (default: all)",
+        help="examples of the batch used for tuning (default: as many as about 320 latent "
+        "coordinates need, see ShortRunPosterior.tune_step_size)",
     )
     inference.add_argument(
         "--tune-grid",
         type=_floats,
         default=None,
-        help="grid of step sizes s (default: 21 log-spaced from 1e-5 to 1, refined by "
-        "golden section; the paper's grid 0.01..0.15 is in delta = sqrt(2s) units: "
-        "shortinfer.tuning.PAPER_GRID)",
+        help="grid of step sizes s (default: none, the bracketing search; with --tune grid, "
+        "21 log-spaced from 1e-5 to 1; the paper's grid 0.01..0.15 is in delta = sqrt(2s) "
+        "units: shortinfer.tuning.PAPER_GRID)",
     )
     inference.add_argument(
         "--tune-refine",
         type=int,
-        default=6,
-        help="golden-section refinement steps after the grid (default 6; 0: plain grid)",
+        default=None,
+        help="refinement steps after the search (default: 4 interpolation steps after the "
+        "bracketing search, 6 golden-section steps after a grid; 0: none)",
     )
     inference.add_argument(
         "--entropy-method",
@@ -743,6 +746,7 @@ def demo_training(
         ((16,), 15, 150)
     """
     from shortinfer.models import MultiLayerGenerator
+    from shortinfer.objectives import EntropyEstimator
     from shortinfer.train.schedules import LearningRateSchedule, SigmaSchedule
     from shortinfer.train.trainer import StepSizeTuning
 
@@ -760,7 +764,7 @@ def demo_training(
         interval=settings["tune_interval"],
         grid=settings["tune_grid"],
         batch_size=settings["tune_batch_size"],
-        objective=objective,
+        estimator=EntropyEstimator(objective),
         num_samples=num_samples,
     )
     options = {
@@ -922,7 +926,7 @@ def _train_in(
     test_images: Any,
 ) -> int:
     from shortinfer.models import MultiLayerGenerator
-    from shortinfer.objectives import MIXTURE_OBJECTIVES
+    from shortinfer.objectives import MIXTURE_OBJECTIVES, EntropyEstimator
     from shortinfer.train.distributed import is_main_process
     from shortinfer.train.schedules import LearningRateSchedule, SigmaSchedule
     from shortinfer.train.trainer import StepSizeTuning
@@ -949,16 +953,16 @@ def _train_in(
     tuning = None
     if args.tune != "none":
         tuning = StepSizeTuning(
-            method=args.tune,
+            method=None if args.tune == "auto" else args.tune,
             interval=args.tune_interval,
-            objective=args.objective,
+            estimator=EntropyEstimator(
+                args.objective, args.entropy_method, num_mixture=args.num_mixture
+            ),
             grid=args.tune_grid,
             batch_size=args.tune_batch_size,
             num_iterations=args.tune_iterations,
-            entropy_method=args.entropy_method,
             num_samples=args.tune_samples or (8 if args.objective in MIXTURE_OBJECTIVES else None),
             refine=args.tune_refine,
-            num_mixture=args.num_mixture,
         )
     settings = {
         "dataset": f"{args.dataset} ({args.split}), {images.shape[0]} images "

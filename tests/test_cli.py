@@ -258,9 +258,8 @@ def test_train_with_the_sandwich_objective_gets_several_chains_per_example(
     original = ShortRunPosterior.tune_step_size
 
     def spy(self, *args, **kwargs):
-        seen.append(
-            (kwargs.get("objective"), kwargs.get("num_samples"), kwargs.get("num_mixture"))
-        )
+        estimator = kwargs["estimator"]
+        seen.append((estimator.objective, kwargs.get("num_samples"), estimator.num_mixture))
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(ShortRunPosterior, "tune_step_size", spy)

@@ -43,6 +43,7 @@ from shortinfer.bench.presets import Preset
 from shortinfer.langevin import delta_from_step_size, step_size_from_delta
 from shortinfer.metrics import reconstruction_mse
 from shortinfer.models import LadderVAE, MultiLayerGenerator
+from shortinfer.objectives import EntropyEstimator
 from shortinfer.posterior import ShortRunPosterior, short_run
 from shortinfer.train.checkpoint import LATEST_NAME, load_checkpoint
 from shortinfer.train.methods import LadderVAEMethod, PersistentChainsMethod, TrainingMethod
@@ -317,7 +318,7 @@ def build_trainer(
         tuning = StepSizeTuning(
             method="grid",
             interval=tune["interval"],
-            objective=tune["objective"],
+            estimator=EntropyEstimator(tune["objective"]),
             grid=tuple(tune["grid_s"]),
             batch_size=tune["batch_size"],
             num_samples=tune["num_samples"],

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from shortinfer._atomic import atomic_write
 from shortinfer._checks import ArgumentTypeError, MissingFileError, ShortinferError
+from shortinfer.train.contract import HasConfig
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -328,7 +329,7 @@ def _describe_config_mismatch(stored: Mapping[str, Any], own: Mapping[str, Any])
 
 
 def _model_config(model: nn.Module) -> dict[str, Any] | None:
-    config = getattr(model, "config", None)
+    config = model.config if isinstance(model, HasConfig) else None
     return dict(config) if isinstance(config, Mapping) else None
 
 

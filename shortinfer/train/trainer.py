@@ -45,8 +45,9 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -59,13 +60,11 @@ from shortinfer._checks import (
     ExistingFileError,
     ShortinferError,
     check_int,
-    check_mode,
-    check_num_mixture,
 )
 from shortinfer._lock import folder_lock
 from shortinfer._step_size import delta_of, describe_step_size
 from shortinfer._version import __version__
-from shortinfer.objectives import DEFAULT_NUM_MIXTURE, MIXTURE_OBJECTIVES
+from shortinfer.objectives import EntropyEstimator
 from shortinfer.posterior import short_run
 from shortinfer.train.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -81,9 +80,9 @@ from shortinfer.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from shortinfer.train.contract import Decodes, HasConfig, HasLatentShapes, HasSigma, LogJointModel
 from shortinfer.train.distributed import (
     LogJointModule,
-    _model_method,
     broadcast_from_main,
     derive_seed,
     get_rank,
@@ -94,7 +93,6 @@ from shortinfer.train.distributed import (
 )
 from shortinfer.train.methods import TrainingMethod
 from shortinfer.train.schedules import LearningRateSchedule, SigmaSchedule
-from shortinfer.tuning import DEFAULT_OBJECTIVE
 
 __all__ = [
     "METRICS_NAME",
@@ -119,57 +117,89 @@ class TrainingDivergedError(ShortinferError, FloatingPointError):
     """The loss, a short-run chain or the parameters became non-finite; training stopped."""
 
 
-class StepSizeTuning(NamedTuple):
+@dataclass(frozen=True)
+class StepSizeTuning:
     r"""How and how often `Trainer` re-tunes the step size (Algorithm 1, step 5).
 
+    Validated once, when built; the entropy estimate and its options are one
+    `shortinfer.objectives.EntropyEstimator`.
+
     Attributes:
-        method: ``"grid"`` (the paper's grid search) or ``"gradient"`` (Adam on
-            $\log s$ through the chain), see
+        method: ``"bracket"``, ``"grid"`` or ``"gradient"`` (Adam on $\log s$ through the
+            chain); ``None``: ``"grid"`` with a ``grid``, else ``"bracket"``; see
             `shortinfer.ShortRunPosterior.tune_step_size`.
         interval: $T_s$; tuning runs at iterations $0, T_s, 2T_s, \dots$.
-        objective: The entropy estimate defining the objective $J(s)$, passed through as
-            ``tune_step_size(objective=...)`` (default `shortinfer.tuning.DEFAULT_OBJECTIVE`;
-            the paper's is ``"conditional"``).
-        grid: Candidate step sizes for ``"grid"`` (``None``:
-            `shortinfer.tuning.DEFAULT_GRID`, $10^{-5}$ to 1, refined by golden section).
+        estimator: The entropy estimate defining the objective $J(s)$ and its options
+            (default: `shortinfer.tuning.DEFAULT_OBJECTIVE` with the exact Jacobian; the
+            paper's is ``EntropyEstimator("conditional")``).
+        grid: Candidate step sizes for ``"grid"`` (``None``: the bracketing search, or
+            `shortinfer.tuning.DEFAULT_GRID` with ``method="grid"``).
         batch_size: Tune on the first ``batch_size`` examples of the current batch (``None``:
-            all of it). The exact entropy costs $D$ Jacobian rows per example, so a
-            sub-batch keeps tuning cheap.
-        num_samples: Chains per example in $J(s)$ (``None``: at least 64 chains in all, as
-            `shortinfer.ShortRunPosterior.tune_step_size`).
+            as `shortinfer.ShortRunPosterior.tune_step_size` chooses, a few hundred latent
+            coordinates in all).
+        num_samples: Chains per example in $J(s)$ (``None``: as ``tune_step_size``).
         num_iterations: Adam iterations for ``"gradient"``.
         learning_rate: Adam's learning rate on $\log s$ for ``"gradient"``.
-        chunk_size: Jacobian rows pushed at once (``None``: all $D$); lower it to save
-            memory.
-        mode: ``"reverse"`` (vjp rows) or ``"forward"`` (jvp columns) for the exact
-            Jacobian; forward is often faster for the grid search on CPU.
-        entropy_method: The log-determinant estimator inside $J(s)$, passed through as
-            ``tune_step_size(entropy_method=...)`` (``"exact"``, the paper's, costs $D$
-            Jacobian rows per example).
-        num_mixture: $M$, the other chains of an example that enter the mixture of the
-            ``"semi_implicit"`` and ``"sandwich"`` objectives (with ``num_samples`` chains
-            per example); passed through as ``tune_step_size(num_mixture=...)``.
-        refine: Golden-section iterations after the grid, passed through as
-            ``tune_step_size(refine=...)`` (0: the plain grid).
+        refine: Refinement steps after the search (``None``: ``tune_step_size``'s default;
+            0: none).
+
+    Raises:
+        ValueError: For an unknown method, a non-positive interval, batch size or chain
+            count, or a mixing objective with ``num_samples < 2``.
 
     Examples:
+        >>> from shortinfer.objectives import EntropyEstimator
         >>> StepSizeTuning(method="grid", interval=50, grid=(0.02, 0.05, 0.1)).interval
         50
+        >>> StepSizeTuning(estimator=EntropyEstimator("conditional")).estimator.objective
+        'conditional'
     """
 
-    method: Literal["grid", "gradient"] = "grid"
+    method: Literal["bracket", "grid", "gradient"] | None = None
     interval: int = 100
-    objective: str = DEFAULT_OBJECTIVE
+    estimator: EntropyEstimator = field(default_factory=EntropyEstimator)
     grid: tuple[float, ...] | None = None
     batch_size: int | None = None
     num_samples: int | None = None
     num_iterations: int = 50
     learning_rate: float = 0.05
-    chunk_size: int | None = None
-    mode: Literal["reverse", "forward"] = "reverse"
-    entropy_method: str = "exact"
-    num_mixture: int = DEFAULT_NUM_MIXTURE
-    refine: int = 6
+    refine: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.method is not None and self.method not in ("bracket", "grid", "gradient"):
+            raise ArgumentError(
+                f"tuning.method must be 'bracket', 'grid' or 'gradient' (or None); received "
+                f"{self.method!r}."
+            )
+        if not isinstance(self.estimator, EntropyEstimator):
+            raise ArgumentTypeError(
+                f"tuning.estimator must be an EntropyEstimator; received "
+                f"{type(self.estimator).__name__}. Example: "
+                "StepSizeTuning(estimator=EntropyEstimator('conditional'))."
+            )
+        _check_int("tuning.interval", self.interval, 1)
+        for name in ("batch_size", "num_samples"):
+            if getattr(self, name) is not None:
+                _check_int(f"tuning.{name}", getattr(self, name), 1)
+        if self.grid is not None:
+            object.__setattr__(self, "grid", tuple(float(s) for s in self.grid))
+        objective = self.estimator.objective
+        if self.estimator.needs_chains > (self.num_samples or 2):
+            raise ArgumentError(
+                f"tuning.estimator.objective={objective!r} mixes over the other chains of each "
+                f"example, so it needs tuning.num_samples >= 2; received {self.num_samples}. "
+                f"Pass e.g. StepSizeTuning(estimator=EntropyEstimator({objective!r}), "
+                "num_samples=8) (shortinfer train: --tune-samples 8)."
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values, as checkpoints and ``metrics.jsonl`` store them."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["estimator"] = {
+            f.name: getattr(self.estimator, f.name) for f in fields(EntropyEstimator)
+        }
+        values["grid"] = list(self.grid) if self.grid is not None else None
+        return values
 
 
 class StepSizeRecord(NamedTuple):
@@ -342,7 +372,7 @@ def train_step(
     try:
         with frozen_parameters(model):
             posterior = short_run(
-                _model_method(model, "log_joint"),
+                _log_joint_of(model),
                 x,
                 latent_shape=latent_shape,
                 num_steps=num_steps,
@@ -355,7 +385,7 @@ def train_step(
         failure = err
     loss = None
     if failure is None:
-        compute = update_module if update_module is not None else _model_method(model, "log_joint")
+        compute = update_module if update_module is not None else _log_joint_of(model)
         loss = -compute(x, z).mean()
         check = loss.detach().float().reshape(())
     else:
@@ -435,7 +465,7 @@ def _describe_step_size(value: Any) -> str:
 def _latent_shape_of(model: nn.Module, latent_shape: LatentShape | None) -> Any:
     if latent_shape is not None:
         return latent_shape
-    shapes = getattr(model, "latent_shapes", None)
+    shapes = model.latent_shapes if isinstance(model, HasLatentShapes) else None
     if callable(shapes):
         shapes = shapes()
     if shapes is None:
@@ -447,9 +477,14 @@ def _latent_shape_of(model: nn.Module, latent_shape: LatentShape | None) -> Any:
     return shapes
 
 
+def _log_joint_of(model: nn.Module) -> Callable[..., Tensor]:
+    """The model's ``log_joint``, typed by the contract (`LogJointModel`)."""
+    return cast(LogJointModel, model).log_joint
+
+
 def _model_sigma(model: nn.Module) -> float | None:
     """The model's float attribute ``sigma``; ``None`` if it has none or it is not a number."""
-    sigma = getattr(model, "sigma", None)
+    sigma = model.sigma if isinstance(model, HasSigma) else None
     if isinstance(sigma, (int, float)) and not isinstance(sigma, bool):
         return float(sigma)
     return None
@@ -618,8 +653,8 @@ class Trainer:
                 )
             tuning = None  # step-size tuning belongs to short-run inference
         self.method = method
-        if method is None and (
-            not isinstance(model, nn.Module) or not callable(getattr(model, "log_joint", None))
+        if method is None and not (
+            isinstance(model, nn.Module) and isinstance(model, LogJointModel)
         ):
             raise ArgumentTypeError(
                 f"model must be a torch.nn.Module with a method log_joint(x, z) -> (B,); "
@@ -637,23 +672,6 @@ class Trainer:
                 f"tuning must be a StepSizeTuning or None; received {type(tuning).__name__}. "
                 "Example: StepSizeTuning(method='grid', interval=100)."
             )
-        if tuning is not None:
-            _check_int("tuning.interval", tuning.interval, 1)
-            check_num_mixture(tuning.num_mixture)  # now, not at the first re-tuning
-            if tuning.objective in MIXTURE_OBJECTIVES and (tuning.num_samples or 2) < 2:
-                raise ArgumentError(
-                    f"tuning.objective={tuning.objective!r} mixes over the other chains of each "
-                    f"example, so it needs tuning.num_samples >= 2; received "
-                    f"{tuning.num_samples}. Pass e.g. StepSizeTuning(objective="
-                    f"{tuning.objective!r}, num_samples=8) (shortinfer train: --tune-samples 8)."
-                )
-            if tuning.method not in ("grid", "gradient"):
-                raise ArgumentError(
-                    f"tuning.method must be 'grid' or 'gradient'; received {tuning.method!r}."
-                )
-            if tuning.batch_size is not None:
-                _check_int("tuning.batch_size", tuning.batch_size, 1)
-            check_mode(tuning.mode, "tuning.mode")
         self.tuning = tuning
         if isinstance(learning_rate, LearningRateSchedule):
             self.learning_rate = learning_rate
@@ -804,8 +822,7 @@ class Trainer:
         """The hyperparameters of this run, as plain values (stored in checkpoints)."""
         tuning = None
         if self.tuning is not None:
-            tuning = dict(self.tuning._asdict())
-            tuning["grid"] = list(tuning["grid"]) if tuning["grid"] is not None else None
+            tuning = self.tuning.as_dict()
         shape = self.latent_shape
         latent = (
             {str(k): list(v) for k, v in shape.items()}
@@ -837,7 +854,7 @@ class Trainer:
             The checkpoint dict described in `shortinfer.train.checkpoint`.
         """
         model_type = type(self.model)
-        config = getattr(self.model, "config", None)
+        config = self.model.config if isinstance(self.model, HasConfig) else None
         epoch, index = self._data_position(self.iteration)
         return {
             "format": CHECKPOINT_FORMAT,
@@ -1012,7 +1029,7 @@ class Trainer:
         subset = x if tuning.batch_size is None else x[: tuning.batch_size]
         with frozen_parameters(self.model):
             posterior = short_run(
-                _model_method(self.model, "log_joint"),
+                _log_joint_of(self.model),
                 subset,
                 latent_shape=self.latent_shape,
                 num_steps=self.num_steps,
@@ -1026,11 +1043,7 @@ class Trainer:
                 num_samples=tuning.num_samples,
                 num_iterations=tuning.num_iterations,
                 learning_rate=tuning.learning_rate,
-                objective=tuning.objective,  # type: ignore[arg-type]
-                chunk_size=tuning.chunk_size,
-                mode=tuning.mode,
-                entropy_method=tuning.entropy_method,  # type: ignore[arg-type]
-                num_mixture=tuning.num_mixture,
+                estimator=tuning.estimator,
                 refine=tuning.refine,
                 all_reduce=mean_all_reduce if is_distributed() else None,
             )
@@ -1083,7 +1096,7 @@ class Trainer:
             except FloatingPointError as err:
                 raise TrainingDivergedError(f"step-size tuning failed: {err}") from err
             metrics["objective"] = record.objective
-            metrics["tuning_objective"] = self.tuning.objective
+            metrics["tuning_objective"] = self.tuning.estimator.objective
             metrics["tune_seconds"] = time.perf_counter() - started
         started = time.perf_counter()
         try:
@@ -1154,12 +1167,11 @@ class Trainer:
         }
 
     def _batch_mse(self) -> float | None:
-        decode = getattr(self.model, "decode", None)
-        if not callable(decode) or self._last_batch is None:
+        if not isinstance(self.model, Decodes) or self._last_batch is None:
             return None
         x, z = self._last_batch
         with torch.no_grad():
-            mean = decode(z)
+            mean = self.model.decode(z)
             if not isinstance(mean, Tensor) or mean.shape != x.shape:
                 return None  # decode is not an image mean of x's shape: no MSE to report
             mse = (mean - x).square().mean().reshape(1)

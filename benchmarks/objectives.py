@@ -1,6 +1,6 @@
 r"""Step-size objectives against the KL-optimal step size (issue 6).
 
-For each objective of `shortinfer.bounds.entropy_bound`, on each setting, this script
+For each objective of `shortinfer.objectives.OBJECTIVES`, on each setting, this script
 
 1. picks the step size $\hat s$ that minimises the objective
    $J(s) = -\frac1N\sum_i [\log p(x_i, z_{K,i}) + \hat H_i]$ over a log-spaced grid, with
@@ -63,7 +63,7 @@ from _common import (  # noqa: E402
     write_result,
 )
 
-from shortinfer.bounds import entropy_bound, semi_implicit_bounds  # noqa: E402
+from shortinfer.objectives import EntropyEstimator, semi_implicit_bounds  # noqa: E402
 from shortinfer.langevin import autograd_score, rollout  # noqa: E402
 from shortinfer.likelihoods import standard_normal_log_prob  # noqa: E402
 from shortinfer.models.linear_gaussian import LinearGaussian  # noqa: E402
@@ -289,8 +289,7 @@ def objective_value(
     setting: Setting, objective: str, z0: Tensor, noise: Tensor, table: Tensor
 ) -> Tensor:
     """$J(s) = -\\text{mean}[\\log p(x, z_K) + \\hat H]$ on the given draw."""
-    z_k, entropy = entropy_bound(
-        objective,
+    z_k, entropy = EntropyEstimator(objective)(
         setting.log_joint,
         z0,
         noise,

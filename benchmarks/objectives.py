@@ -63,10 +63,10 @@ from _common import (  # noqa: E402
     write_result,
 )
 
-from shortinfer.objectives import EntropyEstimator, semi_implicit_bounds  # noqa: E402
 from shortinfer.langevin import autograd_score, rollout  # noqa: E402
 from shortinfer.likelihoods import standard_normal_log_prob  # noqa: E402
 from shortinfer.models.linear_gaussian import LinearGaussian  # noqa: E402
+from shortinfer.objectives import EntropyEstimator, semi_implicit_bounds  # noqa: E402
 from shortinfer.tuning import gradient_search  # noqa: E402
 
 OBJECTIVES = ("conditional", "epi", "semi_implicit", "linearized", "sandwich")

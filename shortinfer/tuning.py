@@ -487,21 +487,18 @@ def bracket_update(state: BracketState, value: float) -> BracketState:
     finite = [i for i, (_, v) in enumerate(ordered) if v < float("inf")]
     lower, upper = state.bounds
     if not finite:  # everything diverged so far: walk down
-        below = ordered[0][0] / state.factor
-        if below < lower * (1 - 1e-9):
+        if ordered[0][0] <= lower * (1 + 1e-9):
             return state._replace(points=points, proposal=None, edge="lower")
-        return state._replace(points=points, proposal=below)
+        return state._replace(points=points, proposal=max(ordered[0][0] / state.factor, lower))
     best = min(finite, key=lambda i: ordered[i][1])
-    if best == len(ordered) - 1:  # best at the top: look further up
-        above = ordered[best][0] * state.factor
-        if above > upper * (1 + 1e-9):
+    if best == len(ordered) - 1:  # best at the top: look further up, up to the bound
+        if ordered[best][0] >= upper * (1 - 1e-9):
             return state._replace(points=points, proposal=None, edge="upper")
-        return state._replace(points=points, proposal=above)
-    if best == 0:  # best at the bottom: look further down
-        below = ordered[best][0] / state.factor
-        if below < lower * (1 - 1e-9):
+        return state._replace(points=points, proposal=min(ordered[best][0] * state.factor, upper))
+    if best == 0:  # best at the bottom: look further down, down to the bound
+        if ordered[best][0] <= lower * (1 + 1e-9):
             return state._replace(points=points, proposal=None, edge="lower")
-        return state._replace(points=points, proposal=below)
+        return state._replace(points=points, proposal=max(ordered[best][0] / state.factor, lower))
     # Bracketed: both neighbours are worse. Refine by parabolic interpolation.
     if state.refine <= 0:
         return state._replace(points=points, proposal=None)
@@ -516,6 +513,8 @@ def bracket_update(state: BracketState, value: float) -> BracketState:
     # Accept the vertex only strictly inside the bracket and not on the best point; otherwise
     # (a diverged or very steep neighbour) take a golden-section step into the wider side.
     wide = max(u_b - u_a, u_c - u_b)
+    if vertex is not None and abs(vertex - u_b) < 0.01 * math.log(state.factor):
+        return state._replace(points=points, proposal=None)  # converged on the best point
     if vertex is None or not (u_a < vertex < u_c) or abs(vertex - u_b) < 0.05 * wide:
         if u_c - u_b >= u_b - u_a:
             vertex = u_b + _GOLDEN_FRACTION * (u_c - u_b)

@@ -11,6 +11,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shortinfer import short_run
 from shortinfer.langevin import autograd_score, max_curvature, rollout
@@ -20,6 +22,9 @@ from shortinfer.tuning import (
     DEFAULT_OBJECTIVE,
     PAPER_DELTA_GRID,
     PAPER_GRID,
+    bracket_final,
+    bracket_init,
+    bracket_update,
     golden_section_search,
     grid_edge,
 )
@@ -35,6 +40,7 @@ def _kl(model, x, step_size):
     return float(model.kl_to_posterior(x, step_size, NUM_STEPS).mean().detach())
 
 
+@pytest.mark.acceptance
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_defaults_pick_a_step_size_within_1_5x_of_the_optimal_kl(name):
     latent_dim, obs_dim, sigma = SETTINGS[name]
@@ -93,6 +99,7 @@ def _diverged(step_size, count=200_000):
     return int((~torch.isfinite(z).all(-1) | (z.abs() > 1e6).any(-1)).sum())
 
 
+@pytest.mark.acceptance
 def test_stability_check_refuses_step_sizes_that_diverge_on_rare_chains():
     # s = 0.04 diverges in a few of 200,000 chains: 256 tuning chains cannot see it.
     assert _diverged(0.04) > 0
@@ -174,3 +181,70 @@ def test_grid_edge_and_golden_section():
     # Non-finite values count as +inf and steer the search away.
     points = golden_section_search(lambda s: math.nan if s > 0.1 else -s, 1e-3, 1.0)
     assert min(points, key=lambda p: p[1])[0] <= 0.1
+
+
+def _run_bracket(objective, start, **options):
+    state = bracket_init(start, **options)
+    while state.proposal is not None:
+        state = bracket_update(state, objective(state.proposal))
+    return state
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    optimum=st.floats(min_value=-5.0, max_value=0.5),
+    start=st.floats(min_value=-5.5, max_value=0.9),
+    curvature=st.floats(min_value=0.1, max_value=50.0),
+)
+def test_bracket_finds_the_minimum_of_a_unimodal_objective(optimum, start, curvature):
+    def objective(s):  # a parabola in log10 s, minimum at 10**optimum
+        return curvature * (math.log10(s) - optimum) ** 2
+
+    state = _run_bracket(objective, 10**start)
+    best, _ = bracket_final(state)
+    # Bracketing brackets (half a decade); four refinement steps land within 0.05 decades.
+    assert abs(math.log10(best) - optimum) < 0.05
+    # It walks, then refines: at most 3 + |distance| / step + refine evaluations.
+    assert len(state.points) <= 3 + abs(start - optimum) / 0.5 + 1 + 4
+    assert state.edge is None
+
+
+def test_bracket_walks_down_from_a_diverging_start_and_stops_at_the_bounds():
+    state = _run_bracket(lambda s: math.inf if s > 1e-3 else -math.log(s), 0.1)
+    best, value = bracket_final(state)  # J decreases up to the divergence at 1e-3
+    assert 1e-4 < best <= 1e-3 and math.isfinite(value)
+    edge = _run_bracket(lambda s: s, 1e-3, bounds=(1e-5, 1.0))
+    assert edge.edge == "lower" and bracket_final(edge)[0] == pytest.approx(1e-5, rel=1e-6)
+    with pytest.raises(FloatingPointError, match="non-finite at every step size"):
+        bracket_final(_run_bracket(lambda s: math.inf, 1e-3, bounds=(1e-5, 1.0)))
+    with pytest.raises(ValueError, match="factor must be > 1"):
+        bracket_init(1e-3, factor=1.0)
+
+
+def test_default_tuning_is_the_bracketing_search_on_a_subset(recwarn):
+    model = make_linear_gaussian(20, 30, 0.3)
+    x = model.sample_observations(100, generator=torch.Generator().manual_seed(1))
+    post = short_run(
+        model.log_joint,
+        x,
+        latent_shape=(20,),
+        num_steps=NUM_STEPS,
+        step_size=0.01,
+        generator=torch.Generator().manual_seed(0),
+    )
+    seen = []
+    original = type(post).step_size_objective
+
+    def spy(self, chain, table, **kwargs):
+        seen.append(chain.z0.shape[0])
+        return original(self, chain, table, **kwargs)
+
+    type(post).step_size_objective = spy
+    try:
+        tuned = post.tune_step_size()
+    finally:
+        type(post).step_size_objective = original
+    assert tuned.trace.method == "bracket"
+    assert set(seen) == {16}  # ceil(320 / D) = 16 chains on the first 16 examples
+    assert len(seen) <= 12
+    assert tuned.batch_size == 100  # the returned posterior keeps the whole batch

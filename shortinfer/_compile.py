@@ -6,13 +6,13 @@ $$
 z_{k+1} = z_k + s_k \odot \nabla_z \log p(x, z_k) + \sqrt{2 s_k} \odot \epsilon_k
 $$
 
-as one compiled function of $(x, z_k, \epsilon_k, s_k)$: the forward pass of ``log_joint``, its
-gradient in $z$ (``torch.func.grad_and_value``, traced by dynamo into the same graph) and the
-update. The compiled function is cached per ``log_joint`` (per module and method for a bound
-method), latent layout, constraint transform and mode, so a new posterior per training batch
-does not recompile. Shapes are dynamic after the first change (``dynamic=None``, dynamo's
-"automatic dynamic"): a second batch size compiles one shape-generic graph instead of one graph
-per size.
+compiled: the forward pass of ``log_joint`` (with its backward, the score, compiled by
+AOTAutograd) and the update with the chain's health check. The compiled functions are cached
+per ``log_joint`` (per module and method for a bound method), latent layout, constraint
+transform and mode, so a new posterior per training batch does not recompile. Shapes, and
+floats the model reads (an annealed ``sigma``), become graph inputs after their first change
+(``dynamic=None``, dynamo's "automatic dynamic"): a second batch size or σ compiles one
+generic graph instead of one graph per value.
 
 Where it applies: `ShortRunPosterior.sample` and the training loop (which samples with the
 parameters frozen). Everything that differentiates through the chain stays eager: `rsample`
@@ -179,16 +179,28 @@ def _build(
             return log_joint(x, unflatten(u))
         return log_joint(x, unflatten(transform.forward(u))) + transform.log_abs_det(u)
 
-    def step(x: Any, z: Tensor, noise: Tensor, step_size: Tensor) -> tuple[Tensor, Tensor]:
-        def total(u: Tensor) -> tuple[Tensor, Tensor]:
-            value = target(x, u)
-            return value.sum(), value
-
-        gradient, value = torch.func.grad(total, has_aux=True)(z)
+    def update(
+        z: Tensor, gradient: Tensor, noise: Tensor, step_size: Tensor, value: Tensor
+    ) -> tuple[Tensor, Tensor]:
         healthy = torch.isfinite(value).all() & (z.abs().amax() <= MAX_ABS_LATENT)
         return z + step_size * gradient + torch.sqrt(2 * step_size) * noise, healthy
 
-    return torch.compile(step, mode=mode, dynamic=None)  # type: ignore[return-value]
+    # Two compiled pieces around one torch.autograd.grad, rather than torch.func.grad inside
+    # one graph: under torch.func.grad dynamo specializes on every float it reads (a model's
+    # annealed sigma would recompile the graph at each training update), while a plain
+    # compiled forward makes such floats dynamic after their first change. AOTAutograd
+    # compiles the forward's backward, so the score is compiled either way.
+    compiled_target = torch.compile(target, mode=mode, dynamic=None)
+    compiled_update = torch.compile(update, mode=mode, dynamic=None)
+
+    def step(x: Any, z: Tensor, noise: Tensor, step_size: Tensor) -> tuple[Tensor, Tensor]:
+        leaf = z.detach().requires_grad_(True)
+        with torch.enable_grad():
+            value = compiled_target(x, leaf)
+            (gradient,) = torch.autograd.grad(value.sum(), leaf)
+        return compiled_update(leaf.detach(), gradient, noise, step_size, value.detach())
+
+    return step
 
 
 def clear_cache() -> None:

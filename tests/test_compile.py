@@ -136,3 +136,55 @@ def test_compile_leaves_differentiable_paths_eager() -> None:
         values.append((post.rsample(), post.entropy()))
     assert torch.equal(values[0][0], values[1][0])
     assert torch.equal(values[0][1], values[1][1])
+
+
+@needs_compile
+@pytest.mark.slow
+def test_trainer_compile_matches_eager_and_sigma_does_not_recompile_each_update() -> None:
+    import torch._dynamo.utils as dynamo_utils
+
+    from shortinfer.train import Trainer
+
+    images = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    results = {}
+    for option in (False, True):
+        torch.manual_seed(0)
+        model = MultiLayerGenerator(image_size=28, channels=1, latent_sizes=(2,), num_filters=2)
+        trainer = Trainer(
+            model,
+            images,
+            num_iterations=6,  # sigma changes at every update (SigmaSchedule's ramp)
+            batch_size=4,
+            num_steps=3,
+            step_size=0.01,
+            tuning=None,
+            compile=option,
+        )
+        graphs = dynamo_utils.counters["stats"]["unique_graphs"]
+        trainer.fit()
+        results[option] = (model.state_dict(), dynamo_utils.counters["stats"]["unique_graphs"])
+        if option:
+            # The forward graph compiles once, then at most twice more as sigma starts to move
+            # (dynamo makes it a graph input), plus the update: never once per update.
+            assert results[True][1] - graphs <= 4
+    for name, value in results[False][0].items():
+        torch.testing.assert_close(results[True][0][name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_cli_compile_option() -> None:
+    from shortinfer.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["train"]).compile is False
+    assert parser.parse_args(["train", "--compile"]).compile == "default"
+    assert parser.parse_args(["demo", "--compile", "reduce-overhead"]).compile == "reduce-overhead"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--compile", "fastest"])
+
+
+def test_trainer_rejects_bad_compile() -> None:
+    from shortinfer.train import Trainer
+
+    model = MultiLayerGenerator(image_size=28, channels=1, latent_sizes=(2,), num_filters=2)
+    with pytest.raises(ValueError, match="not a torch.compile mode"):
+        Trainer(model, torch.zeros(4, 1, 28, 28), num_iterations=1, batch_size=2, compile="x")

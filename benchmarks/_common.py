@@ -72,6 +72,18 @@ def setup(args: argparse.Namespace) -> torch.device:
     return check_device(getattr(args, "device", "cpu"))
 
 
+def use_default_device(device: torch.device) -> None:
+    """Make ``device`` torch's default for new tensors and modules (scripts of small float64
+    problems that build their tensors in many places; a no-op on the CPU)."""
+    if device.type != "cpu":
+        torch.set_default_device(device)
+
+
+def seeded(seed: int) -> torch.Generator:
+    """A ``torch.Generator`` on torch's default device, seeded."""
+    return torch.Generator(torch.get_default_device()).manual_seed(seed)
+
+
 def cpu_model() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout

@@ -78,6 +78,7 @@ def make_trainer(method: str, data: BenchData, args: argparse.Namespace, iterati
         num_steps=args.steps,
         checkpoint_every=10**9,
         log_every=10**9,
+        tune_every=args.tune_every,
     )
     trainer = build_trainer(
         Cell(method, args.num_layers, args.steps), data, preset, None, device=args.device
@@ -267,6 +268,13 @@ def main() -> None:
         default=False,
         help="compile the short-run chains (torch.compile mode; default off)",
     )
+    parser.add_argument(
+        "--tune-every",
+        type=int,
+        default=None,
+        help="re-tune the short-run step size every N updates (default: the cpu preset's 100; "
+        "0: keep the initial s)",
+    )
     parser.add_argument("--num-test", type=int, default=500, help="held-out images")
     parser.add_argument("--train-subset", type=int, default=None, help="first N train images")
     parser.add_argument("--eval-batch-size", type=int, default=100)
@@ -279,7 +287,7 @@ def main() -> None:
     if args.quick:
         args.budgets = [0.02, 0.05]
         args.train_subset, args.num_test, args.probe_seconds = 64, 16, 1.0
-        args.batch_size, args.steps, args.num_layers = 8, 5, 1
+        args.batch_size, args.steps, args.num_layers, args.tune_every = 8, 5, 1, 0
     set_threads(args.threads)
     env = environment()
     data = load(args)

@@ -85,6 +85,32 @@ def hand_loop(model, x, num_steps: int, step_size: float, generator) -> dict:
     return z
 
 
+def profile_lines(call, device: torch.device, top: int = 8) -> list[str]:
+    """What one eager call spends its time on: the ``top`` operators by self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + (
+        [ProfilerActivity.CUDA] if device.type == "cuda" else []
+    )
+    with profile(activities=activities) as prof:
+        call()
+        synchronize(device)
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
+    total = sum(getattr(e, key) for e in events) or 1.0
+    lines = [
+        f"What one eager `sample()` spends its time on (torch.profiler, {key}):",
+        "",
+        "| operator | share | calls |",
+        "|---|---:|---:|",
+    ]
+    for event in events[:top]:
+        lines.append(
+            f"| `{event.key}` | {100 * getattr(event, key) / total:.1f}% | {event.count} |"
+        )
+    return lines
+
+
 def main() -> None:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--batch", type=int, default=64, help="B (the demo's 64)")
@@ -184,6 +210,7 @@ def main() -> None:
             f"| {mode} | {compile_seconds[mode]:.1f} | {max_difference[mode]:.2e} | "
             f"{ratio:.3f}× | {paired[mode]:.3f}× | {'met' if ratio >= GOAL else 'not met'} |"
         )
+    lines += ["", *profile_lines(candidates["eager sample()"], device)]
     body = "\n".join(lines)
     print(body, flush=True)
     text = (

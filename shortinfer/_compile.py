@@ -85,9 +85,10 @@ def check_compile(compile: object) -> str | None:
 def compile_available(device: str | torch.device = "cpu") -> tuple[bool, str]:
     r"""Whether ``torch.compile`` can build kernels for ``device`` here, and if not, why.
 
-    Checks that dynamo supports this Python, and for a CPU that a C++ compiler is on ``PATH``
-    (inductor writes C++; the ``CXX`` environment variable is honoured). It does not compile
-    anything, so it is cheap; a failing compile still raises from the call that compiles.
+    Checks that this torch has ``torch.compile`` and, for a CPU, that a C++ compiler is on
+    ``PATH`` (inductor writes C++; the ``CXX`` environment variable is honoured). It does not
+    compile anything, so it is cheap; a compile that fails anyway (e.g. a Python version
+    dynamo does not support) raises from the first compiled call.
 
     Arguments:
         device: The device the chain will run on.
@@ -104,13 +105,6 @@ def compile_available(device: str | torch.device = "cpu") -> tuple[bool, str]:
 
     if not hasattr(torch, "compile"):
         return False, f"torch {torch.__version__} has no torch.compile"
-    try:
-        import torch._dynamo as dynamo
-
-        if not dynamo.is_dynamo_supported():
-            return False, "torch.compile does not support this Python version"
-    except Exception as err:  # an import failure is exactly "not available"
-        return False, f"torch._dynamo failed to import: {err}"
     if torch.device(device).type == "cpu":
         compilers = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
         if not any(name and shutil.which(name) for name in compilers):

@@ -629,7 +629,7 @@ class Trainer:
             tuning = None  # step-size tuning belongs to short-run inference
         self.method = method
         check_compile(compile)
-        self.compile = compile
+        self.compile: CompileOption = compile
         if method is None and (
             not isinstance(model, nn.Module) or not callable(getattr(model, "log_joint", None))
         ):

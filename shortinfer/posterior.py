@@ -711,11 +711,12 @@ class ShortRunPosterior:
         u_k, healthy = chain.z0.detach(), None
         with torch.no_grad():
             for k in range(self.num_steps):
-                if graphs:  # CUDA graphs: each step is a new replay of the recorded graph
+                if graphs:  # CUDA graphs: each step is a new replay of the recorded graphs
                     torch.compiler.cudagraph_mark_step_begin()
                 u_k, ok = step(x, u_k, chain.noise[k], step_sizes[k])
                 healthy = ok.clone() if healthy is None else healthy & ok
-            u_k = u_k.clone()  # a CUDA graph's output is overwritten by its next replay
+                if graphs:  # a replay overwrites its outputs: keep z_k out of the graphs' pool
+                    u_k = u_k.clone()
         log_joint = self._flat_log_joint(num_samples)
         monitor = ChainMonitor(log_joint)
         monitor.flag = healthy
@@ -1355,18 +1356,19 @@ def short_run(
         compile: ``False`` (default) runs eagerly. ``True`` or a ``torch.compile`` mode
             (``"default"``, ``"reduce-overhead"``, ``"max-autotune"``,
             ``"max-autotune-no-cudagraphs"``) makes `ShortRunPosterior.sample` run each step
-            $(x, z_k, \epsilon_k, s_k) \mapsto z_{k+1}$ (``log_joint``, its gradient by
-            ``torch.func.grad`` and the update) as one compiled function, cached per
-            ``log_joint`` and mode: the first call compiles (seconds to minutes) and later
-            posteriors of the same ``log_joint`` reuse it; batch sizes become dynamic after the
-            first change. Same chains as eager up to float round-off. On CUDA,
+            $(x, z_k, \epsilon_k, s_k) \mapsto z_{k+1}$ compiled: the forward of
+            ``log_joint`` with its compiled backward (the score), and the update. They are
+            cached per ``log_joint`` and mode: the first call compiles (seconds to minutes)
+            and later posteriors of the same ``log_joint`` reuse it; batch sizes, and floats
+            the model reads (an annealed ``sigma``), become graph inputs after their first
+            change. Same chains as eager up to float round-off. On CUDA,
             ``"reduce-overhead"`` also records CUDA graphs, replayed once per step.
             `ShortRunPosterior.rsample`, `ShortRunPosterior.entropy`,
             `ShortRunPosterior.elbo` and `ShortRunPosterior.tune_step_size` stay eager (they
             differentiate through the chain or run it under ``torch.func`` transforms, which
             compiled steps do not support), with the same results. Needs a working
             ``torch.compile`` (on a CPU, a C++ compiler: see
-            `shortinfer._compile.compile_available`); ``docs/performance.md`` says what it
+            ``shortinfer._compile.compile_available``); ``docs/performance.md`` says what it
             gains.
 
     Returns:

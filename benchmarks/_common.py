@@ -12,6 +12,7 @@ runs one configuration; see `run_measured` and `peak_memory`.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -46,6 +47,43 @@ def set_threads(threads: int) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
+def check_device(name: str) -> torch.device:
+    """The ``--device`` option as a ``torch.device``; a clear error if CUDA is missing."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(
+            f"--device {name}: CUDA is not available here (torch {torch.__version__})"
+        )
+    return device
+
+
+def synchronize(device: torch.device | str | None) -> None:
+    """Wait for queued kernels on CUDA (a no-op on the CPU), so that timings are complete."""
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def setup(args: argparse.Namespace) -> torch.device:
+    """Apply the common options: threads, ``--results-dir``; return the checked ``--device``."""
+    global RESULTS
+    set_threads(args.threads)
+    if getattr(args, "results_dir", None):
+        RESULTS = Path(args.results_dir)
+    return check_device(getattr(args, "device", "cpu"))
+
+
+def use_default_device(device: torch.device) -> None:
+    """Make ``device`` torch's default for new tensors and modules (scripts of small float64
+    problems that build their tensors in many places; a no-op on the CPU)."""
+    if device.type != "cpu":
+        torch.set_default_device(device)
+
+
+def seeded(seed: int) -> torch.Generator:
+    """A ``torch.Generator`` on torch's default device, seeded."""
+    return torch.Generator(torch.get_default_device()).manual_seed(seed)
+
+
 def cpu_model() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
@@ -74,6 +112,8 @@ def environment() -> dict[str, Any]:
         "shortinfer": shortinfer.__version__,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "load_average_at_start": os.getloadavg(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none",
+        "cuda": torch.version.cuda,
     }
 
 
@@ -95,12 +135,14 @@ def mlp_problem(
     step_size: float = 0.005,
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
 ) -> tuple[Callable[[Tensor], Tensor], Tensor, Tensor, Tensor]:
     r"""An MLP decoder ``D -> hidden -> GELU -> obs_dim`` with Gaussian likelihood.
 
     $\log p(x, z) = -\tfrac12\lVert z\rVert^2 - \lVert x - g(z)\rVert^2 / (2\sigma^2)$,
     with ``x`` drawn from the model. Returns ``(log_joint, z0, noise, step_table)`` with
-    shapes ``(B, D) -> (B,)``, ``(B, D)``, ``(K, B, D)``, ``(K, 1)``.
+    shapes ``(B, D) -> (B,)``, ``(B, D)``, ``(K, B, D)``, ``(K, 1)``, all on ``device`` (drawn
+    on the CPU from one seed, so every device sees the same problem).
     """
     generator = torch.Generator().manual_seed(seed)
     net = torch.nn.Sequential(
@@ -122,10 +164,18 @@ def mlp_problem(
     z0 = torch.randn(batch, dim, generator=generator, dtype=dtype)
     noise = torch.randn(num_steps, batch, dim, generator=generator, dtype=dtype)
     table = torch.full((num_steps, 1), step_size, dtype=dtype)
-    return log_joint, z0, noise, table
+    net.to(device)
+    x = x.to(device)
+    return log_joint, z0.to(device), noise.to(device), table.to(device)
 
 
-def reference_generator(num_filters: int = 64, *, seed: int = 0, image_size: int = 32):
+def reference_generator(
+    num_filters: int = 64,
+    *,
+    seed: int = 0,
+    image_size: int = 32,
+    device: str | torch.device = "cpu",
+):
     """The paper's L = 5 generator (32x32x3, latent sizes 64/64/64/96/128, D = 416).
 
     Weights are a fixed random initialisation (no trained checkpoint ships with the package);
@@ -142,16 +192,22 @@ def reference_generator(num_filters: int = 64, *, seed: int = 0, image_size: int
     )
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    return model
+    return model.to(device)
 
 
 def reference_images(model, batch: int, *, seed: int = 1) -> Tensor:
-    """Observations drawn from the model itself (with pixel noise), shape ``(B, 3, H, W)``."""
+    """Observations drawn from the model itself (with pixel noise), shape ``(B, C, H, W)``.
+
+    Drawn on the CPU from ``seed`` (the same images on every device), returned on the model's
+    device.
+    """
+    device = model.output.weight.device
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        images = model.sample_images(batch, generator=generator)
-        images = images + model.sigma * torch.randn(images.shape, generator=generator)
-    return images.clamp(-1, 1)
+        cpu_model = copy.deepcopy(model).cpu() if device.type != "cpu" else model
+        images = cpu_model.sample_images(batch, generator=generator)
+        images = images + cpu_model.sigma * torch.randn(images.shape, generator=generator)
+    return images.clamp(-1, 1).to(device)
 
 
 def reference_flat_log_joint(model, x: Tensor) -> Callable[[Tensor], Tensor]:
@@ -166,9 +222,17 @@ def reference_flat_log_joint(model, x: Tensor) -> Callable[[Tensor], Tensor]:
 
 
 def interleaved(
-    candidates: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 1
+    candidates: dict[str, Callable[[], object]],
+    *,
+    repeats: int,
+    warmup: int = 1,
+    device: torch.device | str | None = None,
 ) -> dict[str, list[float]]:
-    """Wall-clock seconds of each candidate, ``repeats`` times, round-robin with rotation."""
+    """Wall-clock seconds of each candidate, ``repeats`` times, round-robin with rotation.
+
+    On CUDA (``device``) the queue is drained before each call's clock starts and before it
+    stops, so a call's time includes its kernels.
+    """
     names = list(candidates)
     for _ in range(warmup):
         for name in names:
@@ -177,8 +241,10 @@ def interleaved(
     for round_index in range(repeats):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
+            synchronize(device)
             start = time.perf_counter()
             candidates[name]()
+            synchronize(device)
             times[name].append(time.perf_counter() - start)
     return times
 
@@ -328,7 +394,18 @@ def benchmark_parser(doc: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run (minutes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    add_device_options(parser)
     return parser
+
+
+def add_device_options(parser: argparse.ArgumentParser) -> None:
+    """``--device`` (default cpu; ``cuda`` when available) and ``--results-dir``."""
+    parser.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+    parser.add_argument(
+        "--results-dir",
+        default=None,
+        help="folder for the result files (default benchmarks/results)",
+    )
 
 
 def add_render_option(parser: argparse.ArgumentParser, what: str) -> None:
@@ -346,6 +423,11 @@ def printed(lines: list[str], data: dict) -> tuple[str, dict]:
     text = "\n".join(lines)
     print(text, flush=True)
     return text, data
+
+
+def results_dir() -> Path:
+    """Where results go: ``benchmarks/results`` unless ``--results-dir`` changed it."""
+    return RESULTS
 
 
 def write_result(name: str, markdown: str, data: dict) -> None:

@@ -5,6 +5,7 @@ Run ``python benchmarks/audit_issue12.py``: one line per case, then a count per 
 
 # ruff: noqa: E501, E731 - a table of one-line cases reads best with one case per line
 
+import argparse
 import warnings
 
 import torch
@@ -12,8 +13,13 @@ from torch.distributions import Normal
 
 import shortinfer
 
+_parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+_parser.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+_device = torch.device(_parser.parse_args().device)
+if _device.type != "cpu":  # the cases build their tensors inline: make the device the default
+    torch.set_default_device(_device)
 S = shortinfer
-g = lambda: torch.Generator().manual_seed(0)
+g = lambda: torch.Generator(_device).manual_seed(0)
 std = lambda x, z: -0.5 * z.square().sum(-1) - 0.5 * (x - z).square().sum(-1)
 sup = lambda x, z: (-0.5 * (z - 5) ** 2 + torch.log(3 - z)).sum(-1)
 results = []

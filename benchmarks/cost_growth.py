@@ -35,7 +35,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    RESULTS,
     add_render_option,
     benchmark_parser,
     emit,
@@ -43,8 +42,11 @@ from _common import (  # noqa: E402
     environment_markdown,
     mlp_problem,
     peak_memory,
+    results_dir,
     run_measured,
     set_threads,
+    setup,
+    synchronize,
     write_result,
 )
 from entropy import row_loop  # noqa: E402
@@ -63,15 +65,20 @@ BASE = {"dim": 64, "batch": 16, "num_steps": 25}
 AXES = {"dim": (8, 16, 32, 64, 128, 256, 512), "batch": (4, 16, 64), "num_steps": (5, 25, 50)}
 
 
-def run_method(label: str, dim: int, batch: int, num_steps: int) -> None:
+def run_method(label: str, dim: int, batch: int, num_steps: int, device: str = "cpu") -> None:
     method, derivative = METHODS[label]
-    log_joint, z0, noise, table = mlp_problem(dim, batch, num_steps)
+    log_joint, z0, noise, table = mlp_problem(dim, batch, num_steps, device=device)
 
     def value(t):
         if method == "row":
             return row_loop(log_joint, z0, noise, t)[1].sum()
         return estimate_log_det(
-            log_joint, z0, noise, t, method=method, generator=torch.Generator().manual_seed(0)
+            log_joint,
+            z0,
+            noise,
+            t,
+            method=method,
+            generator=torch.Generator(device).manual_seed(0),
         )[1].sum()
 
     if derivative is None:
@@ -89,12 +96,15 @@ def child(config: dict) -> None:
     limit = int(config.get("memory_limit_gib", 14) * 1024**3)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     set_threads(config.get("threads", 1))
-    label = config["method"]
-    run_method(label, 4, 2, 2)  # warm-up: one-time costs out of the measurement
+    label, device = config["method"], config.get("device", "cpu")
+    run_method(label, 4, 2, 2, device)  # warm-up: one-time costs out of the measurement
+
+    def call() -> None:
+        run_method(label, config["dim"], config["batch"], config["num_steps"], device)
+        synchronize(device)
+
     try:
-        result = run_measured(
-            lambda: run_method(label, config["dim"], config["batch"], config["num_steps"])
-        )
+        result = run_measured(call)
     except (RuntimeError, MemoryError) as err:
         emit({"error": f"{type(err).__name__}: {str(err)[:200]}"})
         return
@@ -170,7 +180,7 @@ def main() -> None:
         saved = json.loads(Path(args.render).read_text())
         report(saved["environment"], saved["results"], args.quick, Path(args.render).stem)
         return
-    set_threads(args.threads)
+    device = setup(args)
     env = environment()
     results = []
     too_slow: set[str] = set()
@@ -179,7 +189,7 @@ def main() -> None:
             if label in too_slow and config["dim"] > BASE["dim"]:
                 results.append({**config, "method": label, "error": "skipped (too slow)"})
                 continue
-            run = {**config, "method": label, "threads": args.threads}
+            run = {**config, "method": label, "threads": args.threads, "device": str(device)}
             result = peak_memory("cost_growth.py", [json.dumps(run)], timeout=args.timeout)
             results.append({**run, **result})
             print(results[-1], flush=True)
@@ -235,7 +245,7 @@ def report(env: dict, results: list[dict], quick: bool, name: str) -> None:
     text = "\n".join(lines)
     print(text)
     write_result(name, text, {"environment": env, "results": results})
-    plot(results, RESULTS / f"{name}.png", base, axes)
+    plot(results, results_dir() / f"{name}.png", base, axes)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from _common import environment, environment_markdown, write_result
+from _common import add_device_options, environment, environment_markdown, setup, write_result
 
 from shortinfer import short_run
 from shortinfer.langevin import max_curvature
@@ -40,7 +40,7 @@ def measure(model: MultiLayerGenerator, x: torch.Tensor, step_size: float) -> di
         latent_shape=model.latent_shapes,
         num_steps=25,
         step_size=step_size,
-        generator=torch.Generator().manual_seed(0),
+        generator=torch.Generator(x.device).manual_seed(0),
         validate=False,
     )
     chain = post.draw_noise(1)
@@ -74,14 +74,17 @@ def main() -> None:
     parser.add_argument("--checkpoint", nargs="*", default=[])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--images", type=int, default=8)
+    add_device_options(parser)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    device = setup(args)
     torch.manual_seed(0)
     rows = []
     paper = MultiLayerGenerator(
         image_size=32, channels=3, latent_sizes=(64, 64, 64, 96, 128), num_filters=64
     )
+    paper = paper.to(device)
     images = torch.rand(args.images, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    images = images.to(device)
     for sigma in (0.3, 0.15):
         paper.sigma = sigma
         label = f"paper L=5 at init, σ={sigma}, random images"
@@ -92,6 +95,7 @@ def main() -> None:
         digits = load_dataset("mnist5k", split="test").images[: args.images]
         for path in args.checkpoint:
             model, step = trained(path)
+            model, digits = model.to(device), digits.to(device)
             label = f"{Path(path).name} trained, σ={model.sigma:g}, MNIST-5k test digits"
             rows.append((label, measure(model, digits, step), step))
     lines = [

@@ -63,6 +63,7 @@ from _common import (  # noqa: E402
     reference_images,
     run_measured,
     set_threads,
+    setup,
     summarise,
     timing_table,
     write_result,
@@ -107,7 +108,7 @@ LOG_DET = {
         *p, method="per_step_exact", mode="forward", **kw
     )[1],
     "stochastic (J=4, P=1; not exact)": lambda p, **kw: estimate_log_det(
-        *p, method="stochastic", generator=torch.Generator().manual_seed(0), **kw
+        *p, method="stochastic", generator=torch.Generator(p[1].device).manual_seed(0), **kw
     )[1],
 }
 
@@ -128,7 +129,7 @@ def value_and_derivative(name: str, problem, step: float, derivative: str, chunk
             return row_loop(log_joint, z0, noise, table, create_graph=True)[1].sum()
         return LOG_DET[name]((log_joint, z0, noise, table), **kwargs).sum()
 
-    s0 = torch.tensor(step, dtype=z0.dtype)
+    s0 = torch.tensor(step, dtype=z0.dtype, device=z0.device)
     if derivative == "reverse":
         s = s0.clone().requires_grad_(True)
         value = total(s)
@@ -148,14 +149,16 @@ def child(config: dict) -> None:
     limit = int(MEMORY_LIMIT_GIB * 1024**3)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     set_threads(config.get("threads", 1))
+    device = config.get("device", "cpu")
     if config["problem"] == "mlp":
-        problem = mlp_problem(config["dim"], config["batch"], config["num_steps"])
+        problem = mlp_problem(config["dim"], config["batch"], config["num_steps"], device=device)
     else:
-        model = reference_generator(config["num_filters"])
+        model = reference_generator(config["num_filters"], device=device)
         x = reference_images(model, config["batch"])
         generator = torch.Generator().manual_seed(5)
-        z0 = torch.randn(config["batch"], 416, generator=generator)
+        z0 = torch.randn(config["batch"], 416, generator=generator).to(device)
         noise = torch.randn(config["num_steps"], config["batch"], 416, generator=generator)
+        noise = noise.to(device)
         problem = (reference_flat_log_joint(model, x), z0, noise, None)
     out: dict = {}
 
@@ -180,7 +183,7 @@ def child(config: dict) -> None:
 
 
 def part_speed(args) -> tuple[str, dict]:
-    problem = mlp_problem(args.dim, args.batch, args.num_steps)
+    problem = mlp_problem(args.dim, args.batch, args.num_steps, device=args.device)
     reference = LOG_DET["row loop (paper)"](problem)
     errors = {}
     for name, fn in LOG_DET.items():
@@ -191,7 +194,7 @@ def part_speed(args) -> tuple[str, dict]:
         for name in ("exact, reverse (vjp rows, vmap)", "per-step exact, reverse"):
             label = f"{name}, chunk {args.chunk_size}"
             candidates[label] = lambda fn=LOG_DET[name]: fn(problem, chunk_size=args.chunk_size)
-    times = interleaved(candidates, repeats=args.repeats, warmup=1)
+    times = interleaved(candidates, repeats=args.repeats, warmup=1, device=args.device)
     rows = summarise(times, "row loop (paper)")
     exact_rows = [r for r in rows[1:] if not r["name"].startswith("stochastic")]
     best = max(exact_rows, key=lambda r: r["speedup"])
@@ -224,7 +227,7 @@ GRADIENT_CANDIDATES = [
 
 
 def part_gradient(args) -> tuple[str, dict]:
-    problem = mlp_problem(args.dim, args.batch, args.num_steps)
+    problem = mlp_problem(args.dim, args.batch, args.num_steps, device=args.device)
     step = float(problem[3][0, 0])
     candidates = {
         f"{name} + {derivative}-mode d/ds": (
@@ -235,7 +238,7 @@ def part_gradient(args) -> tuple[str, dict]:
         for name, derivative in GRADIENT_CANDIDATES
     }
     values = {label: fn() for label, fn in candidates.items()}
-    times = interleaved(candidates, repeats=args.gradient_repeats, warmup=0)
+    times = interleaved(candidates, repeats=args.gradient_repeats, warmup=0, device=args.device)
     baseline = next(iter(candidates))
     rows = summarise(times, baseline)
     memory = {}
@@ -249,6 +252,7 @@ def part_gradient(args) -> tuple[str, dict]:
             "derivative": derivative,
             "step_size": step,
             "threads": args.threads,
+            "device": str(args.device),
         }
         memory[label] = peak_memory("entropy.py", [json.dumps(config)])
         print(label, memory[label], flush=True)
@@ -301,6 +305,7 @@ def part_reference(args) -> tuple[str, dict]:
             "chunk_size": chunk,
             "step_size": 0.05,
             "threads": args.threads,
+            "device": str(args.device),
         }
         result = peak_memory("entropy.py", [json.dumps(config)])
         runs.append({**config, **result})
@@ -359,6 +364,8 @@ def part_accuracy(args) -> tuple[str, dict]:
     x = x + 0.3 * torch.randn(batch, 784, generator=generator, dtype=f64)
     z0 = torch.randn(batch, dim, generator=generator, dtype=f64)
     noise = torch.randn(num_steps, batch, dim, generator=generator, dtype=f64)
+    device = args.device
+    net64, net32, x, z0, noise = (t.to(device) for t in (net64, net32, x, z0, noise))
 
     def log_joint(net, observed):
         return lambda z: (
@@ -369,7 +376,7 @@ def part_accuracy(args) -> tuple[str, dict]:
     for step in (0.002, 0.005, 0.01, 0.02):
         out = {}
         for label, net, dtype in (("float64", net64, f64), ("float32", net32, torch.float32)):
-            table = torch.full((num_steps, 1), step, dtype=dtype)
+            table = torch.full((num_steps, 1), step, dtype=dtype, device=device)
             fn = log_joint(net, x.to(dtype))
             for method in ("exact", "per_step_exact"):
                 value = estimate_log_det(fn, z0.to(dtype), noise.to(dtype), table, method=method)[
@@ -420,7 +427,7 @@ def main() -> None:
     if args.quick:
         args.dim, args.batch, args.num_steps, args.repeats = 16, 8, 3, 2
         args.gradient_repeats, args.num_filters, args.chunk_size = 1, 8, 8
-    set_threads(args.threads)
+    args.device = setup(args)
     env = environment()
     part = {
         "speed": part_speed,

@@ -52,7 +52,9 @@ from _common import (  # noqa: E402
     reference_flat_log_joint,
     reference_generator,
     reference_images,
-    set_threads,
+    seeded,
+    setup,
+    use_default_device,
     write_result,
 )
 
@@ -106,7 +108,7 @@ def spectral_summary(matrices: Tensor, orders=ORDERS) -> dict:
 
 
 def linear_gaussian_study(dim: int, num_steps: int, batch: int, quick: bool) -> dict:
-    generator = torch.Generator().manual_seed(0)
+    generator = seeded(0)
     obs = 2 * dim
     weight = torch.randn(obs, dim, generator=generator, dtype=torch.float64) / obs**0.5
     model = LinearGaussian(weight, torch.zeros(obs, dtype=torch.float64), sigma=0.5)
@@ -129,7 +131,7 @@ def linear_gaussian_study(dim: int, num_steps: int, batch: int, quick: bool) -> 
             table,
             order=DEFAULT_ORDER,
             num_probes=1,
-            generator=torch.Generator().manual_seed(1 + index),
+            generator=seeded(1 + index),
         )
         rows.append(
             {
@@ -177,7 +179,7 @@ def reference_study(args: argparse.Namespace) -> dict:
         latent_shape=model.latent_shapes,
         num_steps=num_steps,
         step_size=0.05,
-        generator=torch.Generator().manual_seed(2),
+        generator=seeded(2),
     )
     started = time.perf_counter()
     grid = (0.01, 0.02, 0.03) if args.quick else None
@@ -200,7 +202,7 @@ def reference_study(args: argparse.Namespace) -> dict:
         latent_shape=model.latent_shapes,
         num_steps=num_steps,
         step_size=step,
-        generator=torch.Generator().manual_seed(3),
+        generator=seeded(3),
     ).draw_noise()
     started = time.perf_counter()
     matrices, _ = hessians_along_chain(log_joint, chain.z0, chain.noise, step, args.chunk_size)
@@ -232,7 +234,7 @@ def reference_study(args: argparse.Namespace) -> dict:
                 table,
                 order=order,
                 num_probes=1,
-                generator=torch.Generator().manual_seed(100 + seed),
+                generator=seeded(100 + seed),
             )
             seconds.append(time.perf_counter() - started)
             estimates.append(estimate.detach())
@@ -404,7 +406,7 @@ def main() -> None:
     if args.quick:
         args.num_filters, args.num_steps, args.tune_batch = 8, 3, 2
         args.exact_batch, args.seeds = 1, 2
-    set_threads(args.threads)
+    use_default_device(setup(args))
     env = environment()
     linear = linear_gaussian_study(64, args.num_steps, 256 if not args.quick else 32, args.quick)
     print("linear-Gaussian done", flush=True)

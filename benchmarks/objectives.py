@@ -54,12 +54,14 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    RESULTS,
     benchmark_parser,
     environment,
     environment_markdown,
     interleaved,
-    set_threads,
+    results_dir,
+    seeded,
+    setup,
+    use_default_device,
     write_result,
 )
 
@@ -110,12 +112,12 @@ def linear_gaussian_setting(
     dim: int, sigma: float, num_steps: int, *, num_examples: int = 8, chains: int = 64
 ) -> Setting:
     """``W ~ N(0, 1/P)`` with ``P = 2d``, ``b ~ N(0, 1)``, observations drawn from the model."""
-    generator = torch.Generator().manual_seed(0)
+    generator = seeded(0)
     obs_dim = 2 * dim
     weight = torch.randn(obs_dim, dim, generator=generator, dtype=torch.float64) / obs_dim**0.5
     bias = torch.randn(obs_dim, generator=generator, dtype=torch.float64)
     model = LinearGaussian(weight, bias, sigma).requires_grad_(False)
-    x = model.sample_observations(num_examples, generator=torch.Generator().manual_seed(1))
+    x = model.sample_observations(num_examples, generator=seeded(1))
     rows = x.repeat(chains, 1)
     eigenvalues = torch.linalg.eigvalsh(model.precision())
 
@@ -164,7 +166,7 @@ def decoder_log_joint(seed: int = 3, hidden: int = 16, obs_dim: int = 6, sigma: 
 
     Random weights (seed 3), 16 hidden units, 6 observed coordinates, ``x`` drawn from the model.
     """
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded(seed)
     kw = {"generator": generator, "dtype": torch.float64}
     w1, b1 = 1.5 * torch.randn(hidden, 2, **kw), torch.randn(hidden, **kw)
     w2 = torch.randn(obs_dim, hidden, **kw) / hidden**0.5
@@ -202,7 +204,7 @@ def grid_kl_2d(
         log_post = log_joint(grid).reshape(cells, cells)
     log_post = log_post - torch.logsumexp(log_post.flatten(), 0) - 2 * math.log(h)
     hist = torch.zeros(cells, cells, dtype=torch.float64)
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded(seed)
     score = autograd_score(log_joint)
     steps = torch.full((num_steps, 1), step_size, dtype=torch.float64)
     for first in range(0, num_chains, block):
@@ -276,7 +278,7 @@ def nonlinear_setting(
 
 
 def draw(setting: Setting, seed: int) -> tuple[Tensor, Tensor]:
-    generator = torch.Generator().manual_seed(1000 + seed)
+    generator = seeded(1000 + seed)
     count = setting.chains * setting.num_examples
     z0 = torch.randn(count, setting.dim, generator=generator, dtype=torch.float64)
     noise = torch.randn(
@@ -657,7 +659,7 @@ def main() -> None:
     parser.add_argument("--kl-chains", type=int, default=200_000)
     parser.add_argument("--gradient-iterations", type=int, default=40)
     args = parser.parse_args()
-    set_threads(args.threads)
+    use_default_device(setup(args))
     if args.quick:
         args.seeds, args.grid_points, args.repeats = 1, 12, 2
         args.kl_chains, args.gradient_iterations = 20_000, 5
@@ -693,8 +695,8 @@ def main() -> None:
     print("\n" + tables)
     if args.quick:
         return
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(results, RESULTS / "objectives.png")
+    results_dir().mkdir(parents=True, exist_ok=True)
+    plot(results, results_dir() / "objectives.png")
     markdown = "\n".join(
         [
             "# Step-size objectives against the KL-optimal step size",

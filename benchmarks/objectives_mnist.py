@@ -22,7 +22,14 @@ import tempfile
 import time
 
 import torch
-from _common import RESULTS, environment, environment_markdown, set_threads, write_result
+from _common import (
+    add_device_options,
+    environment,
+    environment_markdown,
+    results_dir,
+    setup,
+    write_result,
+)
 
 from shortinfer.cli import DEMO_SETTINGS, demo_training
 from shortinfer.data import load_dataset
@@ -42,23 +49,26 @@ def run(
     test: torch.Tensor,
     iterations: int,
     seed: int,
+    device: torch.device,
 ) -> dict:
     torch.manual_seed(seed)
     model, options = demo_training(iterations, objective=objective, num_samples=num_samples)
     with tempfile.TemporaryDirectory() as folder:
-        trainer = Trainer(model, train, output_dir=folder, seed=seed, progress=False, **options)
+        trainer = Trainer(
+            model, train, output_dir=folder, seed=seed, progress=False, device=device, **options
+        )
         start = time.perf_counter()
         result = trainer.fit()
         seconds = time.perf_counter() - start
-    generator = torch.Generator().manual_seed(seed + 1)
+    generator = torch.Generator(device).manual_seed(seed + 1)
     x_hat = reconstruct(
         model,
-        test,
+        test.to(device),
         num_steps=options["num_steps"],
         step_size=result.step_size,
         generator=generator,
     )
-    mse = reconstruction_mse(test, x_hat)
+    mse = reconstruction_mse(test.to(device), x_hat)
     return {
         "objective": objective,
         "num_samples": num_samples,
@@ -75,19 +85,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--iterations", type=int, default=DEMO_SETTINGS["iterations"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    add_device_options(parser)
     args = parser.parse_args()
-    set_threads(args.threads)
+    device = setup(args)
     train = load_dataset("mnist5k", split="train").images
     test = load_dataset("mnist5k", split="test").images
     # Resumable: rows already in the saved JSON (same iterations) are kept, not rerun.
-    saved = RESULTS / "objectives_mnist.json"
+    saved = results_dir() / "objectives_mnist.json"
     rows = json.loads(saved.read_text())["results"] if saved.is_file() else []
     rows = [r for r in rows if r.get("iterations", args.iterations) == args.iterations]
     for seed in args.seeds:
         for objective, num_samples in OBJECTIVES:
             if any(r["objective"] == objective and r.get("seed", 0) == seed for r in rows):
                 continue
-            row = run(objective, num_samples, train, test, args.iterations, seed)
+            row = run(objective, num_samples, train, test, args.iterations, seed, device)
             rows.append({**row, "seed": seed, "iterations": args.iterations})
             print(rows[-1], flush=True)
             write_result("objectives_mnist", "", {"environment": environment(), "results": rows})

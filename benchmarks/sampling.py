@@ -46,7 +46,7 @@ from _common import (  # noqa: E402
     interleaved,
     reference_generator,
     reference_images,
-    set_threads,
+    setup,
     summarise,
     timing_table,
     write_result,
@@ -76,7 +76,7 @@ def research_loop(model, x, blocks, step_size, num_steps, noise=None, generator=
             eps = (
                 noise[index][k]
                 if noise is not None
-                else torch.randn(var.shape, generator=generator)
+                else torch.randn(var.shape, generator=generator, device=var.device)
             )
             var.data += root * eps
         z = [var.detach() for var in z]
@@ -106,9 +106,9 @@ def bench_sample(args: argparse.Namespace) -> tuple[str, dict]:
     sections, data = [], []
     configs = [(args.num_filters, args.batch)] + ([(8, args.batch)] if not args.quick else [])
     for num_filters, batch in configs:
-        model = reference_generator(num_filters)
+        model = reference_generator(num_filters, device=args.device)
         x = reference_images(model, batch)
-        generator = torch.Generator().manual_seed(0)
+        generator = torch.Generator(args.device).manual_seed(0)
         post = short_run(
             model.log_joint,
             x,
@@ -119,18 +119,21 @@ def bench_sample(args: argparse.Namespace) -> tuple[str, dict]:
         )
         same = check_same_z(model, x, post, args.step_size, args.num_steps)
         sizes = list(model.latent_sizes)
-        research_generator = torch.Generator().manual_seed(1)
+        research_generator = torch.Generator(args.device).manual_seed(1)
 
         def research(
             model=model, x=x, sizes=sizes, research_generator=research_generator, batch=batch
         ):
-            blocks = [torch.randn(batch, d, generator=research_generator) for d in sizes]
+            blocks = [
+                torch.randn(batch, d, generator=research_generator, device=args.device)
+                for d in sizes
+            ]
             return research_loop(
                 model, x, blocks, args.step_size, args.num_steps, generator=research_generator
             )
 
         candidates = {"research loop": research, "ShortRunPosterior.sample": post.sample}
-        times = interleaved(candidates, repeats=args.repeats, warmup=1)
+        times = interleaved(candidates, repeats=args.repeats, warmup=1, device=args.device)
         rows = summarise(times, "research loop")
         ratio = rows[1]["ratio"]
         verdict = "met" if ratio <= GOAL_SAMPLE and same else "not met"
@@ -161,7 +164,7 @@ def bench_sample(args: argparse.Namespace) -> tuple[str, dict]:
 def bench_train(args: argparse.Namespace) -> tuple[str, dict]:
     from shortinfer.train import Trainer, train_step
 
-    base = reference_generator(args.num_filters)
+    base = reference_generator(args.num_filters, device=args.device)
     for parameter in base.parameters():
         parameter.requires_grad_(True)
     x = reference_images(base, args.batch)
@@ -173,10 +176,12 @@ def bench_train(args: argparse.Namespace) -> tuple[str, dict]:
         return model, torch.optim.Adam(model.parameters(), lr=1e-4)
 
     ref_model, ref_opt = fresh()
-    ref_generator = torch.Generator().manual_seed(1)
+    ref_generator = torch.Generator(args.device).manual_seed(1)
 
     def reference_step():
-        blocks = [torch.randn(args.batch, d, generator=ref_generator) for d in sizes]
+        blocks = [
+            torch.randn(args.batch, d, generator=ref_generator, device=args.device) for d in sizes
+        ]
         z = research_loop(ref_model, x, blocks, step, num_steps, generator=ref_generator)
         ref_opt.zero_grad()
         loss = -ref_model.log_joint(x, dict(zip(ref_model.latent_shapes, z, strict=True))).mean()
@@ -184,7 +189,7 @@ def bench_train(args: argparse.Namespace) -> tuple[str, dict]:
         ref_opt.step()
 
     step_model, step_opt = fresh()
-    step_generator = torch.Generator().manual_seed(2)
+    step_generator = torch.Generator(args.device).manual_seed(2)
 
     def library_train_step():
         train_step(
@@ -198,7 +203,7 @@ def bench_train(args: argparse.Namespace) -> tuple[str, dict]:
         )
 
     post_model, post_opt = fresh()
-    post_generator = torch.Generator().manual_seed(3)
+    post_generator = torch.Generator(args.device).manual_seed(3)
 
     def posterior_step():
         z = short_run(
@@ -226,6 +231,7 @@ def bench_train(args: argparse.Namespace) -> tuple[str, dict]:
         learning_rate=1e-4,
         sigma=None,
         progress=False,
+        device=args.device,
     )
 
     candidates = {
@@ -234,7 +240,7 @@ def bench_train(args: argparse.Namespace) -> tuple[str, dict]:
         "short_run().sample() + θ step": posterior_step,
         "Trainer.step": trainer.step,
     }
-    times = interleaved(candidates, repeats=args.repeats, warmup=1)
+    times = interleaved(candidates, repeats=args.repeats, warmup=1, device=args.device)
     rows = summarise(times, "reference loop")
     for row in rows:
         row["images_per_second"] = args.batch / row["median_s"]
@@ -280,7 +286,7 @@ def main() -> None:
         args.batch = 100 if args.what == "sample" else 32
     if args.quick:
         args.num_filters, args.batch, args.num_steps, args.repeats = 8, 8, 3, 2
-    set_threads(args.threads)
+    args.device = setup(args)
     env = environment()
     body, data = bench_sample(args) if args.what == "sample" else bench_train(args)
     title = "Sampling" if args.what == "sample" else "Training throughput"

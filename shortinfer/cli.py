@@ -162,6 +162,22 @@ def _add_runtime(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_compile(parser: argparse.ArgumentParser) -> None:
+    from shortinfer._compile import COMPILE_MODES
+
+    parser.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        default=False,
+        choices=COMPILE_MODES,
+        metavar="MODE",
+        help="run the short-run chains through torch.compile (MODE: "
+        f"{', '.join(COMPILE_MODES)}; default mode 'default'; 'reduce-overhead' adds CUDA "
+        "graphs on CUDA); off by default. See docs/performance.md",
+    )
+
+
 def _add_progress(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
@@ -254,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     demo.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    _add_compile(demo)
     _add_progress(demo)
 
     train = commands.add_parser(
@@ -436,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-report", dest="report", action="store_false", help="skip the PNG report at the end"
     )
     _add_runtime(train)
+    _add_compile(train)
     _add_progress(train)
 
     for name, text in (
@@ -834,7 +852,7 @@ def _command_demo(args: argparse.Namespace) -> int:
         args=args,
         settings=summary_settings,
         output_dir=output_dir,
-        trainer_options={**trainer_options, "device": device},
+        trainer_options={**trainer_options, "device": device, "compile": args.compile},
         resume=False,
         report=True,
         title="shortinfer demo: MNIST-5k",
@@ -1005,6 +1023,7 @@ def _train_in(
             "checkpoint_interval": args.checkpoint_interval,
             "log_interval": args.log_interval,
             "device": device,
+            "compile": args.compile,
         },
         resume=args.resume,
         report=args.report,

@@ -66,7 +66,11 @@ def gaussian_log_likelihood(
     if event_dims is None:
         event_dims = x.dim() - 1
     residual = (x - mean) / sigma
-    log_sigma = torch.log(torch.as_tensor(sigma, dtype=residual.dtype, device=residual.device))
+    if not isinstance(sigma, Tensor):
+        # torch.full, not torch.as_tensor: the same value, and under torch.compile a changing
+        # float sigma (annealed in training) stays a graph input instead of recompiling.
+        sigma = torch.full((), sigma, dtype=residual.dtype, device=residual.device)
+    log_sigma = torch.log(sigma.to(dtype=residual.dtype, device=residual.device))
     per_entry = -0.5 * residual.square() - log_sigma - 0.5 * _LOG_2PI
     if mask is not None:
         hint = "Pass a mask shaped like x (1 = observed)."

@@ -12,7 +12,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -37,6 +37,7 @@ from shortinfer._checks import (
     probe_log_joint,
     warn_if_training_batch_norm,
 )
+from shortinfer._compile import CompileOption, check_compile, step_fn
 from shortinfer._constraints import LatentTransform
 from shortinfer._latents import Latent, LatentLayout, ShapeLike
 from shortinfer._step_size import (
@@ -255,6 +256,7 @@ class ShortRunPosterior:
             encoder's output); see `short_run`.
         generator: A ``torch.Generator`` for reproducible draws.
         validate: Probe ``log_joint`` once at construction (without advancing ``generator``).
+        compile: Run `sample`'s chain compiled (``torch.compile``), see `short_run`.
 
     Examples:
         >>> def log_joint(x, z):  # x = 2 z + noise, z ~ N(0, I)
@@ -277,6 +279,7 @@ class ShortRunPosterior:
         init: Init = None,
         generator: torch.Generator | None = None,
         validate: bool = True,
+        compile: CompileOption = False,
     ) -> None:
         if not callable(log_joint):
             raise ArgumentTypeError(
@@ -291,6 +294,7 @@ class ShortRunPosterior:
         check_step_size_not_trainable(step_size)
         self._table = canonical_step_size(step_size, self.num_steps, self.layout)
         self.generator = check_generator(generator)
+        self.compile_mode = check_compile(compile)
         self.trace: TuningTrace | None = None
         self.batch_size = leaves[0].shape[0] if leaves[0].dim() > 0 else 0
         if self.batch_size < 1 or any(
@@ -696,7 +700,40 @@ class ShortRunPosterior:
         """
         sample_shape = check_sample_shape(sample_shape)
         chain = self.draw_noise(max(math.prod(sample_shape), 1))
+        if self.compile_mode is not None:
+            return self._structured(self._run_compiled(chain), sample_shape)
         return self._structured(self.run_chain(chain).detach(), sample_shape)
+
+    def _run_compiled(self, chain: ChainNoise) -> Tensor:
+        """`run_chain` without gradients, each step one ``torch.compile``-d function."""
+        transform = self._transform
+        layout_key = (self.layout.describe(), "identity" if transform.is_identity else transform)
+        step = step_fn(
+            self.log_joint,
+            self.layout.unflatten,
+            transform,
+            layout_key=layout_key,
+            mode=cast(str, self.compile_mode),
+        )
+        num_samples = chain.z0.shape[0] // self.batch_size
+        x = _repeat(self.x, num_samples)
+        step_sizes = self._step_table().detach()
+        graphs = self.compile_mode == "reduce-overhead" and self.device.type == "cuda"
+        u_k, healthy = chain.z0.detach(), None
+        with torch.no_grad():
+            for k in range(self.num_steps):
+                if graphs:  # CUDA graphs: each step is a new replay of the recorded graphs
+                    torch.compiler.cudagraph_mark_step_begin()
+                u_k, ok = step(x, u_k, chain.noise[k], step_sizes[k])
+                healthy = ok.clone() if healthy is None else healthy & ok
+                if graphs:  # a replay overwrites its outputs: keep z_k out of the graphs' pool
+                    u_k = u_k.clone()
+        log_joint = self._flat_log_joint(num_samples)
+        monitor = ChainMonitor(log_joint)
+        monitor.flag = healthy
+        if not monitor.healthy(u_k):
+            self._raise_divergence(log_joint, chain, step_sizes)
+        return self._transform.forward(u_k).detach()
 
     def rsample(self, sample_shape: Sequence[int] = torch.Size()) -> Latent:
         r"""Draw $z_K$ with the graph kept (reparameterised through the K steps).
@@ -1384,6 +1421,7 @@ def short_run(
     init: Init = None,
     generator: torch.Generator | None = None,
     validate: bool = True,
+    compile: CompileOption = False,
 ) -> ShortRunPosterior:
     r"""Wrap any ``log_joint(x, z)`` into a short-run Langevin posterior $q_s(z \mid x)$.
 
@@ -1432,6 +1470,23 @@ def short_run(
         validate: Check ``x`` for non-finite values and probe ``log_joint`` once (recommended).
             The probe's latent is a prior draw after which ``generator`` (or the global random
             state, without one) is restored, so validation does not change later samples.
+        compile: ``False`` (default) runs eagerly. ``True`` or a ``torch.compile`` mode
+            (``"default"``, ``"reduce-overhead"``, ``"max-autotune"``,
+            ``"max-autotune-no-cudagraphs"``) makes `ShortRunPosterior.sample` run each step
+            $(x, z_k, \epsilon_k, s_k) \mapsto z_{k+1}$ compiled: the forward of
+            ``log_joint`` with its compiled backward (the score), and the update. They are
+            cached per ``log_joint`` and mode: the first call compiles (seconds to minutes)
+            and later posteriors of the same ``log_joint`` reuse it; batch sizes, and floats
+            the model reads (an annealed ``sigma``), become graph inputs after their first
+            change. Same chains as eager up to float round-off. On CUDA,
+            ``"reduce-overhead"`` also records CUDA graphs, replayed once per step.
+            `ShortRunPosterior.rsample`, `ShortRunPosterior.entropy`,
+            `ShortRunPosterior.elbo` and `ShortRunPosterior.tune_step_size` stay eager (they
+            differentiate through the chain or run it under ``torch.func`` transforms, which
+            compiled steps do not support), with the same results. Needs a working
+            ``torch.compile`` (on a CPU, a C++ compiler: see
+            ``shortinfer._compile.compile_available``); ``docs/performance.md`` says what it
+            gains.
 
     Returns:
         A `ShortRunPosterior`.
@@ -1439,7 +1494,9 @@ def short_run(
     Raises:
         LogJointError: If ``log_joint`` returns the wrong shape, non-finite values, or a value
             that does not depend on ``z``.
-        ValueError: For a non-positive or mis-shaped ``step_size``, ``num_steps < 1``,
+        TypeError: If ``compile`` is not a bool or a string.
+        ValueError: For a non-positive or mis-shaped ``step_size``, ``num_steps < 1``, an
+            unknown ``compile`` mode,
             non-finite ``x``, a mis-shaped ``prior`` or ``init``, a prior support that
             ``biject_to`` does not map element-wise, or ``init`` draws outside it.
 
@@ -1462,4 +1519,5 @@ def short_run(
         init=init,
         generator=generator,
         validate=validate,
+        compile=compile,
     )

@@ -61,6 +61,7 @@ from shortinfer._checks import (
     ShortinferError,
     check_int,
 )
+from shortinfer._compile import CompileOption, check_compile
 from shortinfer._lock import folder_lock
 from shortinfer._step_size import delta_of, describe_step_size
 from shortinfer._version import __version__
@@ -321,6 +322,7 @@ def train_step(
     update_module: Callable[[Tensor, Any], Tensor] | None = None,
     all_reduce: Callable[[Tensor], Tensor] | None = None,
     validate: bool = False,
+    compile: CompileOption = False,
 ) -> StepOutput:
     r"""Steps 2-4 of Algorithm 1: short-run inference, then one optimiser step on θ.
 
@@ -345,6 +347,8 @@ def train_step(
         all_reduce: Maps a local scalar to its mean over processes; used to agree on a
             non-finite loss before ``backward`` so that no process waits on the others.
         validate: Probe ``log_joint`` once (see `shortinfer.short_run`).
+        compile: Run the chain through ``torch.compile`` (``True`` or a mode string), see
+            `shortinfer.short_run`; the θ update stays eager.
 
     Returns:
         A `StepOutput`.
@@ -379,6 +383,7 @@ def train_step(
                 step_size=step_size,
                 generator=generator,
                 validate=validate,
+                compile=compile,
             )
             z = posterior.sample()
     except ChainDivergenceError as err:
@@ -596,6 +601,10 @@ class Trainer:
             `shortinfer.train.methods.TrainingMethod` (`LadderVAEMethod`,
             `PersistentChainsMethod`) trains the same model with another loss under the same
             data order, schedules, checkpoints and logs (``tuning`` is then ignored).
+        compile: ``False`` (default), ``True`` or a ``torch.compile`` mode: run each
+            update's short-run chain compiled (`shortinfer.short_run`'s ``compile``; cached,
+            so it compiles once per run, plus once more when the batch size or σ first
+            changes). Step-size tuning and the θ update stay eager.
 
     Raises:
         TypeError: If the model lacks ``log_joint``, the latent shape is unknown, or an
@@ -639,6 +648,7 @@ class Trainer:
         progress: bool | None = None,
         device: str | torch.device | None = None,
         method: TrainingMethod | None = None,
+        compile: CompileOption = False,
     ) -> None:
         if method is not None:
             if not isinstance(method, TrainingMethod):
@@ -653,6 +663,8 @@ class Trainer:
                 )
             tuning = None  # step-size tuning belongs to short-run inference
         self.method = method
+        check_compile(compile)
+        self.compile: CompileOption = compile
         if method is None and not (
             isinstance(model, nn.Module) and isinstance(model, LogJointModel)
         ):
@@ -1111,6 +1123,7 @@ class Trainer:
                 update_module=self.update_module,
                 all_reduce=mean_all_reduce if is_distributed() else None,
                 validate=self._validate_next,
+                compile=self.compile,
             )
         except TrainingDivergedError as err:
             raise TrainingDivergedError(

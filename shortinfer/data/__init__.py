@@ -5,7 +5,7 @@ Every loader returns `ImageData` ``(images, labels)`` with images of shape
 arrays as ``.npy`` files. Nothing here downloads anything: loaders read local paths.
 """
 
-from shortinfer.data._cache import ImageData
+from shortinfer.data._image_data import ImageData
 from shortinfer.data.celeba import CELEBA_SPLITS, load_celeba, make_synthetic_celeba
 from shortinfer.data.folder import load_image_folder
 from shortinfer.data.mnist import (

@@ -28,20 +28,15 @@ from shortinfer._checks import (
     MissingFileError,
     NotAFolderError,
 )
-from shortinfer.data._cache import (
-    ImageData,
-    cached_arrays,
+from shortinfer.data._arguments import (
     check_choice,
     check_image_size,
     check_num_workers,
     check_path,
-    decode_images,
-    file_fingerprint,
-    files_fingerprint,
-    list_image_files,
-    require_pillow,
-    to_image_data,
 )
+from shortinfer.data._image_data import ImageData, to_image_data
+from shortinfer.data._images import decode_images, list_image_files, require_pillow
+from shortinfer.data._npy_cache import cached_arrays, file_fingerprint, files_fingerprint
 
 __all__ = ["CELEBA_SPLITS", "load_celeba", "make_synthetic_celeba"]
 

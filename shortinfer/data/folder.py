@@ -13,19 +13,15 @@ from typing import Literal
 import numpy as np
 
 from shortinfer._checks import ArgumentTypeError, MissingFileError
-from shortinfer.data._cache import (
-    IMAGE_EXTENSIONS,
-    ImageData,
-    cached_arrays,
+from shortinfer.data._arguments import (
     check_choice,
     check_image_size,
     check_num_workers,
     check_path,
-    decode_images,
-    files_fingerprint,
-    list_image_files,
-    to_image_data,
 )
+from shortinfer.data._image_data import ImageData, to_image_data
+from shortinfer.data._images import IMAGE_EXTENSIONS, decode_images, list_image_files
+from shortinfer.data._npy_cache import cached_arrays, files_fingerprint
 
 __all__ = ["load_image_folder"]
 

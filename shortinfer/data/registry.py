@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from shortinfer._checks import ArgumentError, ArgumentTypeError
-from shortinfer.data._cache import ImageData, check_choice
+from shortinfer.data._arguments import check_choice
+from shortinfer.data._image_data import ImageData
 from shortinfer.data.celeba import load_celeba
 from shortinfer.data.folder import load_image_folder
 from shortinfer.data.mnist import load_fashion_mnist, load_mnist, load_mnist5k

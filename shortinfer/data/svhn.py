@@ -21,14 +21,9 @@ from typing import Any, Literal
 import numpy as np
 
 from shortinfer._checks import ArgumentError, MissingDependencyError, MissingFileError
-from shortinfer.data._cache import (
-    ImageData,
-    cached_split,
-    check_choice,
-    check_image_size,
-    check_path,
-    file_fingerprint,
-)
+from shortinfer.data._arguments import check_choice, check_image_size, check_path
+from shortinfer.data._image_data import ImageData
+from shortinfer.data._npy_cache import cached_split, file_fingerprint
 
 __all__ = ["SVHN_SPLITS", "load_svhn"]
 

@@ -6,17 +6,15 @@ arrays as ``.npy`` files. Nothing here downloads anything: loaders read local pa
 """
 
 from shortinfer.data._image_data import ImageData
-from shortinfer.data.celeba import CELEBA_SPLITS, load_celeba, make_synthetic_celeba
+from shortinfer.data.celeba import CELEBA_SPLITS, load_celeba
 from shortinfer.data.folder import load_image_folder
 from shortinfer.data.mnist import (
-    FASHION_MNIST_DEFAULT_ROOT,
     MNIST5K_INSTALL_HINT,
     find_mnist5k_csv,
     load_fashion_mnist,
     load_mnist,
     load_mnist5k,
     read_idx,
-    write_idx,
 )
 from shortinfer.data.registry import DATASETS, load_dataset
 from shortinfer.data.svhn import SVHN_SPLITS, load_svhn
@@ -24,7 +22,6 @@ from shortinfer.data.svhn import SVHN_SPLITS, load_svhn
 __all__ = [
     "CELEBA_SPLITS",
     "DATASETS",
-    "FASHION_MNIST_DEFAULT_ROOT",
     "MNIST5K_INSTALL_HINT",
     "SVHN_SPLITS",
     "ImageData",
@@ -36,7 +33,5 @@ __all__ = [
     "load_mnist",
     "load_mnist5k",
     "load_svhn",
-    "make_synthetic_celeba",
     "read_idx",
-    "write_idx",
 ]

@@ -1,12 +1,34 @@
-r"""CelebA (aligned and cropped faces), read from a local copy, plus a synthetic fixture.
+r"""CelebA (aligned and cropped faces), read from a local copy.
 
 The expected layout is torchvision's::
 
     ROOT/celeba/img_align_celeba/000001.jpg ... 202599.jpg     (178×218, W×H)
     ROOT/celeba/list_eval_partition.txt                        (optional: "000001.jpg 0")
 
-``ROOT/img_align_celeba/`` (with the partition file beside it) and a bare folder of images
-also work. Pillow is an optional dependency: ``pip install "shortinfer[bench]"``.
+Pillow is an optional dependency: ``pip install "shortinfer[bench]"``.
+
+**Layout.** ``root`` may be torchvision's root (holding ``celeba/img_align_celeba/``), the
+``celeba`` folder (holding ``img_align_celeba/``), or a bare folder of images (not
+searched recursively). ``list_eval_partition.txt`` is looked for beside and inside the image
+folder; each line is ``<file name> <code>`` with 0 = train, 1 = valid, 2 = test.
+
+**Split without a partition file.** Images are sorted by file name and cut at the official
+fractions: the first ``floor(N · 162770 / 202599)`` are train, those up to
+``floor(N · 182637 / 202599)`` valid, the rest test. The official partition is contiguous in
+file-name order, so for the full 202,599-image folder this rule gives exactly the official
+split.
+
+**Preprocessing** (torchvision's ``CenterCrop(crop)`` then ``Resize(image_size)``): decode
+with Pillow as RGB, cut the centered ``crop``×``crop`` square (``crop="none"``: no crop),
+then resize with Pillow's ``BILINEAR`` filter (antialiased when shrinking) to cover
+``image_size`` keeping the aspect ratio, and center-crop to it; scale by
+$u / 127.5 - 1$. The default 140×140 crop keeps the face and drops most background;
+it is a crop widely used for 64×64 CelebA in latent-variable and autoencoder work (e.g.
+Ghosh et al. 2020, "From Variational to Deterministic Autoencoders",
+https://arxiv.org/abs/1903.12436). ``"148"`` is a slightly looser crop also in use.
+
+**Subset.** ``subset=40000`` keeps the first 40,000 images of the split in file-name order:
+the size of the CelebA training subset the short-run inference authors used.
 
 References:
     Deep Learning Face Attributes in the Wild. Ziwei Liu, Ping Luo, Xiaogang Wang, Xiaoou Tang,
@@ -24,7 +46,6 @@ import numpy as np
 from shortinfer._checks import (
     ArgumentError,
     ArgumentTypeError,
-    ExistingFileError,
     MissingFileError,
     NotAFolderError,
 )
@@ -35,10 +56,10 @@ from shortinfer.data._arguments import (
     check_path,
 )
 from shortinfer.data._image_data import ImageData, to_image_data
-from shortinfer.data._images import decode_images, list_image_files, require_pillow
+from shortinfer.data._images import decode_images, list_image_files
 from shortinfer.data._npy_cache import cached_arrays, file_fingerprint, files_fingerprint
 
-__all__ = ["CELEBA_SPLITS", "load_celeba", "make_synthetic_celeba"]
+__all__ = ["CELEBA_SPLITS", "load_celeba"]
 
 #: Valid ``split`` values; the partition file codes them as 0 (train), 1 (valid), 2 (test).
 CELEBA_SPLITS = ("train", "valid", "test", "all")
@@ -52,8 +73,6 @@ _OFFICIAL_TOTAL = 202_599
 _OFFICIAL_TRAIN_END = 162_770
 _OFFICIAL_VALID_END = 182_637
 
-# The size of an img_align_celeba image (W, H), used by the synthetic fixture.
-_CELEBA_WIDTH, _CELEBA_HEIGHT = 178, 218
 _CROPS = {"none": None, "140": 140, "148": 148}
 _PARTITION_NAME = "list_eval_partition.txt"
 
@@ -104,7 +123,56 @@ def _split_by_rule(names: list[str]) -> list[tuple[str, int]]:
     return [(n, 0 if i < train_end else 1 if i < valid_end else 2) for i, n in enumerate(names)]
 
 
-# The Arguments repeat other loaders' wording on purpose: each public loader documents itself.
+def _check_subset(subset: object) -> None:
+    if subset is None:
+        return
+    if isinstance(subset, bool) or not isinstance(subset, int):
+        raise ArgumentTypeError(
+            f"subset must be None or an int, got {subset!r}; e.g. subset=40000"
+        )
+    if subset <= 0:
+        raise ArgumentError(f"subset must be positive, got {subset}; e.g. subset=40000")
+
+
+def _split_files(
+    root: Path, split: str, subset: int | None
+) -> tuple[Path, Path | None, list[Path]]:
+    """(image folder, partition file or None, the split's image files in name order)."""
+    image_dir, partition = _locate(root)
+    if partition is not None:
+        entries = _read_partition(partition, image_dir)
+    else:
+        files = list_image_files(image_dir, recursive=False, what="CelebA image folder")
+        if not files:
+            raise MissingFileError(
+                f"no CelebA images under {str(root)!r}: expected "
+                "celeba/img_align_celeba/*.jpg (torchvision's layout) or a folder of images"
+            )
+        entries = _split_by_rule([p.name for p in files])
+    names = sorted(n for n, code in entries if split == "all" or code == _SPLIT_CODES[split])
+    if subset is not None:
+        if subset > len(names):
+            raise ArgumentError(
+                f"subset={subset} but split {split!r} has only {len(names)} images under "
+                f"{str(image_dir)!r}; pass a smaller subset, or subset=None for all of them"
+            )
+        names = names[:subset]
+    if not names:
+        raise ArgumentError(
+            f"split {split!r} of the CelebA images under {str(image_dir)!r} is empty; "
+            f"choose another split from {', '.join(CELEBA_SPLITS)}"
+        )
+    paths = [image_dir / name for name in names]
+    missing = [path.name for path in paths if not path.is_file()]
+    if missing:
+        raise MissingFileError(
+            f"{len(missing)} image(s) of split {split!r} listed in {partition} are missing from "
+            f"{image_dir} (first: {missing[0]}); re-extract img_align_celeba, or remove the "
+            "partition file to split the images that are present by the file-name rule"
+        )
+    return image_dir, partition, paths
+
+
 def load_celeba(
     root: str | os.PathLike[str],
     *,
@@ -118,31 +186,10 @@ def load_celeba(
 ) -> ImageData:
     r"""Load CelebA faces, center-cropped and resized, as one tensor in [-1, 1].
 
-    **Layout.** ``root`` may be torchvision's root (holding ``celeba/img_align_celeba/``), the
-    ``celeba`` folder (holding ``img_align_celeba/``), or a bare folder of images (not
-    searched recursively). ``list_eval_partition.txt`` is looked for beside and inside the image
-    folder; each line is ``<file name> <code>`` with 0 = train, 1 = valid, 2 = test.
-
-    **Split without a partition file.** Images are sorted by file name and cut at the official
-    fractions: the first ``floor(N · 162770 / 202599)`` are train, those up to
-    ``floor(N · 182637 / 202599)`` valid, the rest test. The official partition is contiguous in
-    file-name order, so for the full 202,599-image folder this rule gives exactly the official
-    split.
-
-    **Preprocessing** (torchvision's ``CenterCrop(crop)`` then ``Resize(image_size)``): decode
-    with Pillow as RGB, cut the centered ``crop``×``crop`` square (``crop="none"``: no crop),
-    then resize with Pillow's ``BILINEAR`` filter (antialiased when shrinking) to cover
-    ``image_size`` keeping the aspect ratio, and center-crop to it; scale by
-    $u / 127.5 - 1$. The default 140×140 crop keeps the face and drops most background;
-    it is a crop widely used for 64×64 CelebA in latent-variable and autoencoder work (e.g.
-    Ghosh et al. 2020, "From Variational to Deterministic Autoencoders",
-    https://arxiv.org/abs/1903.12436). ``"148"`` is a slightly looser crop also in use.
-
-    **Subset.** ``subset=40000`` keeps the first 40,000 images of the split in file-name order:
-    the size of the CelebA training subset the short-run inference authors used.
-
-    Decoding runs once, in ``num_workers`` processes; the result is cached as ``.npy`` keyed by
-    the options and by every selected file's name, size and modification time.
+    The layout, the split rule, the preprocessing and ``subset`` are described in
+    `shortinfer.data.celeba` (the module). Decoding runs once, in ``num_workers`` processes; the
+    result is cached as ``.npy`` keyed by the options and by every selected file's name, size
+    and modification time.
 
     Arguments:
         root: The CelebA root, as described above.
@@ -171,9 +218,14 @@ def load_celeba(
         ImportError: If Pillow is not installed.
 
     Examples:
+        A bare folder of eight 178×218 images (no partition file: 6 train, 1 valid, 1 test):
+
         >>> import tempfile
+        >>> from PIL import Image
         >>> with tempfile.TemporaryDirectory() as root:
-        ...     _ = make_synthetic_celeba(root, num_images=8, seed=0)
+        ...     for index in range(1, 9):
+        ...         face = Image.new("RGB", (178, 218), (index * 30, 90, 160))
+        ...         face.save(f"{root}/{index:06d}.jpg")
         ...     data = load_celeba(root, split="train", image_size=32, use_cache=False)
         >>> data.images.shape
         torch.Size([6, 3, 32, 32])
@@ -187,47 +239,9 @@ def load_celeba(
         raise ArgumentError("image_size must be given for CelebA, e.g. image_size=64 or 32")
     crop_name = str(crop) if isinstance(crop, int) and not isinstance(crop, bool) else crop
     crop_name = check_choice("crop", crop_name, tuple(_CROPS))
-    if subset is not None:
-        if isinstance(subset, bool) or not isinstance(subset, int):
-            raise ArgumentTypeError(
-                f"subset must be None or an int, got {subset!r}; e.g. subset=40000"
-            )
-        if subset <= 0:
-            raise ArgumentError(f"subset must be positive, got {subset}; e.g. subset=40000")
+    _check_subset(subset)
     workers = check_num_workers(num_workers)
-
-    image_dir, partition = _locate(root_path)
-    if partition is not None:
-        entries = _read_partition(partition, image_dir)
-    else:
-        files = list_image_files(image_dir, recursive=False, what="CelebA image folder")
-        if not files:
-            raise MissingFileError(
-                f"no CelebA images under {str(root_path)!r}: expected "
-                "celeba/img_align_celeba/*.jpg (torchvision's layout) or a folder of images"
-            )
-        entries = _split_by_rule([p.name for p in files])
-    names = sorted(n for n, code in entries if split == "all" or code == _SPLIT_CODES[split])
-    if subset is not None:
-        if subset > len(names):
-            raise ArgumentError(
-                f"subset={subset} but split {split!r} has only {len(names)} images under "
-                f"{str(image_dir)!r}; pass a smaller subset, or subset=None for all of them"
-            )
-        names = names[:subset]
-    if not names:
-        raise ArgumentError(
-            f"split {split!r} of the CelebA images under {str(image_dir)!r} is empty; "
-            f"choose another split from {', '.join(CELEBA_SPLITS)}"
-        )
-    paths = [image_dir / name for name in names]
-    missing = [path.name for path in paths if not path.is_file()]
-    if missing:
-        raise MissingFileError(
-            f"{len(missing)} image(s) of split {split!r} listed in {partition} are missing from "
-            f"{image_dir} (first: {missing[0]}); re-extract img_align_celeba, or remove the "
-            "partition file to split the images that are present by the file-name rule"
-        )
+    image_dir, partition, paths = _split_files(root_path, split, subset)
 
     def build() -> dict[str, np.ndarray]:
         images, _ = decode_images(
@@ -258,70 +272,3 @@ def load_celeba(
         use_cache=use_cache,
     )
     return to_image_data(arrays["images"], None)
-
-
-def make_synthetic_celeba(
-    root: str | os.PathLike[str],
-    *,
-    num_images: int = 16,
-    seed: int = 0,
-    partition_file: bool = True,
-) -> Path:
-    r"""Write a small fake CelebA in torchvision's layout, for tests and smoke benchmarks.
-
-    Creates ``root/celeba/img_align_celeba/000001.jpg ...`` — 178×218 (W×H) RGB JPEGs of smooth
-    random colour fields (a 9×11 grid of random colours upsampled bicubically), like the real
-    aligned faces in size and format but not in content — and, with ``partition_file``,
-    ``root/celeba/list_eval_partition.txt`` assigning them to train/valid/test at the official
-    fractions (see `load_celeba`). The same ``seed`` gives the same files.
-
-    Arguments:
-        root: Directory to write into (created if missing).
-        num_images: How many images to write, >= 1.
-        seed: Seed of the numpy random generator for the pixel values.
-        partition_file: Whether to write ``list_eval_partition.txt``.
-
-    Returns:
-        ``root`` as a `pathlib.Path`, ready for `load_celeba`.
-
-    Raises:
-        FileExistsError: If ``root/celeba/img_align_celeba`` already holds ``.jpg`` files (so a
-            real dataset is never overwritten).
-        ValueError: If ``num_images`` < 1.
-        ImportError: If Pillow is not installed.
-
-    Examples:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     root = make_synthetic_celeba(tmp, num_images=4, seed=1)
-        ...     sorted(p.name for p in (root / "celeba" / "img_align_celeba").iterdir())
-        ['000001.jpg', '000002.jpg', '000003.jpg', '000004.jpg']
-    """
-    root_path = check_path("root", root)
-    if isinstance(num_images, bool) or not isinstance(num_images, int):
-        raise ArgumentTypeError(f"num_images must be an int, got {num_images!r}")
-    if num_images < 1:
-        raise ArgumentError(f"num_images must be >= 1, got {num_images}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ArgumentTypeError(f"seed must be an int, got {seed!r}")
-    image_module = require_pillow()
-    image_dir = root_path / "celeba" / "img_align_celeba"
-    if image_dir.is_dir() and any(image_dir.glob("*.jpg")):
-        raise ExistingFileError(
-            f"{image_dir} already holds .jpg files; make_synthetic_celeba never overwrites "
-            "images: pass an empty directory as root"
-        )
-    image_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    names = [f"{index:06d}.jpg" for index in range(1, num_images + 1)]
-    resample = getattr(image_module, "Resampling", image_module).BICUBIC
-    for name in names:
-        coarse = rng.integers(0, 256, size=(11, 9, 3), dtype=np.uint8)
-        image = image_module.fromarray(coarse).resize(
-            (_CELEBA_WIDTH, _CELEBA_HEIGHT), resample=resample
-        )
-        image.save(image_dir / name, format="JPEG", quality=90)
-    if partition_file:
-        lines = [f"{name} {code}\n" for name, code in _split_by_rule(names)]
-        (root_path / "celeba" / _PARTITION_NAME).write_text("".join(lines), encoding="utf-8")
-    return root_path

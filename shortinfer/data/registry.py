@@ -83,11 +83,13 @@ def load_dataset(
 
     Examples:
         >>> import tempfile
-        >>> from shortinfer.data import make_synthetic_celeba
+        >>> from PIL import Image
         >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     root = make_synthetic_celeba(tmp, num_images=8)
-        ...     data = load_dataset("celeba", root=root, split="all", image_size=32,
-        ...                         cache_dir=tmp, crop="148")
+        ...     for index in range(1, 9):
+        ...         face = Image.new("RGB", (178, 218), (index * 30, 90, 160))
+        ...         face.save(f"{tmp}/{index:06d}.jpg")
+        ...     data = load_dataset("celeba", root=tmp, split="all", image_size=32,
+        ...                         use_cache=False, crop="148")
         >>> data.images.shape, data.labels
         (torch.Size([8, 3, 32, 32]), None)
     """

@@ -5,9 +5,8 @@ Three presets ship with ``shortinfer bench``:
 * ``"smoke"``: a few CPU minutes on a small subset; CI runs it on the synthetic CelebA-layout
   fixture. It checks that every cell trains, evaluates, resumes and reports, not that the
   numbers mean anything.
-* ``"cpu"``: the budget behind the committed MNIST-5k results (``benchmarks/results/``),
-  about an hour of one shared CPU core for all nine cells (FID on 200 images only:
-  the CPU Inception-v3 takes about half a second per image).
+* ``"cpu"``: the budget behind the committed MNIST-5k results (``benchmarks/results/``), sized
+  for one shared CPU core (FID on 200 images only); its run time is in ``docs/benchmark.md``.
 * ``"paper"``: the paper's experiments (Appendix 7.1, and the authors' code where the text is
   silent or ambiguous): $T = 3 \times 10^5$ Adam updates, batch 100, learning rate
   $10^{-4}, 5 \cdot 10^{-5}, 10^{-5}$ for each third, $\sigma$ annealed from 0.3 to 0.15,
@@ -290,8 +289,8 @@ PRESETS: dict[str, Preset] = {
         checkpoint_every=5,
         log_every=5,
     ),
-    # Sized so that the nine cells fit in about an hour of one shared CPU core on 28x28
-    # images. The learning rates are 10x the paper's because the run is ~1000x shorter.
+    # Sized for one shared CPU core on 28x28 images (run time: docs/benchmark.md, Presets).
+    # The learning rates are 10x the paper's because the run is 1000x shorter.
     "cpu": Preset(
         name="cpu",
         num_iterations=300,

@@ -123,10 +123,14 @@ def _split_by_rule(names: list[str]) -> list[tuple[str, int]]:
     return [(n, 0 if i < train_end else 1 if i < valid_end else 2) for i, n in enumerate(names)]
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check_subset(subset: object) -> None:
     if subset is None:
         return
-    if isinstance(subset, bool) or not isinstance(subset, int):
+    if not _is_int(subset):
         raise ArgumentTypeError(
             f"subset must be None or an int, got {subset!r}; e.g. subset=40000"
         )
@@ -187,34 +191,27 @@ def load_celeba(
     r"""Load CelebA faces, center-cropped and resized, as one tensor in [-1, 1].
 
     The layout, the split rule, the preprocessing and ``subset`` are described in
-    `shortinfer.data.celeba` (the module). Decoding runs once, in ``num_workers`` processes; the
-    result is cached as ``.npy`` keyed by the options and by every selected file's name, size
-    and modification time.
+    `shortinfer.data.celeba` (the module); the decoded images are cached (`shortinfer.data`).
 
     Arguments:
-        root: The CelebA root, as described above.
-        split: ``"train"``, ``"valid"``, ``"test"`` or ``"all"``.
+        root: The CelebA root (see the module).
+        split: One of `CELEBA_SPLITS`.
         image_size: Output size, an int ``s`` (s×s, usually 32 or 64) or ``(H, W)``.
         crop: ``"140"`` (default), ``"148"`` or ``"none"``; the ints 140 and 148 also work.
         subset: If given, keep only the first ``subset`` images of the split (sorted by name).
-        num_workers: Decoding processes; ``0`` decodes in this process, ``None`` picks 0 for
-            fewer than 512 images and otherwise one per CPU core (at most 8). Workers are
-            started with ``fork`` on Linux and ``spawn`` elsewhere (there, call this from under
-            ``if __name__ == "__main__":``).
-        cache_dir: Where the preprocessed ``.npy`` arrays are cached; defaults to
-            ``$SHORTINFER_CACHE`` or ``~/.cache/shortinfer``.
+        num_workers: Decoding processes (``None``: automatic; see `shortinfer.data`).
+        cache_dir: The ``.npy`` cache folder (``None``: the shared one; see `shortinfer.data`).
         use_cache: If false, neither read nor write the cache.
 
     Returns:
-        `shortinfer.data.ImageData` with images float32 (N, 3, H, W) in [-1, 1] and
-        ``labels=None`` (attributes are not loaded).
+        `shortinfer.data.ImageData`: float32 images (N, 3, H, W) in [-1, 1], ``labels=None``.
 
     Raises:
         FileNotFoundError: If ``root`` is missing, holds no images, or the partition file lists
             images that are missing.
         NotADirectoryError: If ``root`` is a file.
-        ValueError: If the partition file is malformed, an image cannot be decoded or is
-            smaller than the crop, ``subset`` exceeds the split's size, or an option is invalid.
+        ValueError: If the partition file is malformed, an image is undecodable or smaller than
+            the crop, ``subset`` exceeds the split, or an option is invalid.
         ImportError: If Pillow is not installed.
 
     Examples:
@@ -237,38 +234,34 @@ def load_celeba(
     size = check_image_size(image_size)
     if size is None:
         raise ArgumentError("image_size must be given for CelebA, e.g. image_size=64 or 32")
-    crop_name = str(crop) if isinstance(crop, int) and not isinstance(crop, bool) else crop
-    crop_name = check_choice("crop", crop_name, tuple(_CROPS))
+    crop_name = check_choice("crop", str(crop) if _is_int(crop) else crop, tuple(_CROPS))
     _check_subset(subset)
     workers = check_num_workers(num_workers)
     image_dir, partition, paths = _split_files(root_path, split, subset)
 
-    def build() -> dict[str, np.ndarray]:
-        images, _ = decode_images(
-            paths,
-            mode="RGB",
-            crop=_CROPS[crop_name],
-            size=size,
-            skip_corrupt=False,
-            num_workers=workers,
-        )
-        return {"images": images}
-
-    options = {
-        "split": split,
-        "image_size": size,
-        "crop": crop_name,
-        "subset": subset,
-        "files": files_fingerprint(paths, image_dir),
-        "partition": None if partition is None else file_fingerprint(partition),
-    }
     arrays = cached_arrays(
         dataset="celeba",
         tag=f"{split}-{size[0]}x{size[1]}",
-        options=options,
+        options={
+            "split": split,
+            "image_size": size,
+            "crop": crop_name,
+            "subset": subset,
+            "files": files_fingerprint(paths, image_dir),
+            "partition": None if partition is None else file_fingerprint(partition),
+        },
         names=("images",),
-        build=build,
+        build=lambda: {"images": _decode(paths, _CROPS[crop_name], size, workers)},
         cache_dir=cache_dir,
         use_cache=use_cache,
     )
     return to_image_data(arrays["images"], None)
+
+
+def _decode(
+    paths: list[Path], crop: int | None, size: tuple[int, int], workers: int | None
+) -> np.ndarray:
+    images, _ = decode_images(
+        paths, mode="RGB", crop=crop, size=size, skip_corrupt=False, num_workers=workers
+    )
+    return images

@@ -527,10 +527,8 @@ def write_report(
     ``step_size.png`` and ``objective.png`` (when there was tuning), ``training.png`` (when
     ``metrics.jsonl`` is in the folder) and ``summary.md``.
 
-    The held-out reconstruction error is
-    ``reconstruction_mse(test_images, reconstruct(...)).mean()``: per pixel, on the
-    $[-1, 1]$ scale (divide by 4 for the $[0, 1]$ scale), averaged over all of
-    ``test_images``.
+    The held-out error is ``reconstruction_mse(test_images, reconstruct(...)).mean()``: per
+    pixel on the $[-1, 1]$ scale (divide by 4 for $[0, 1]$), averaged over ``test_images``.
 
     Arguments:
         model: A trained model with ``log_joint``, ``decode``, ``sample_latents`` (or
@@ -546,8 +544,7 @@ def write_report(
         num_images: Images per grid.
         seed: Seed of the samples, masks and chains.
         title: The summary's heading.
-        started: A ``time.perf_counter()`` reading at the start of the whole job; if given,
-            the summary reports the total wall time up to its writing.
+        started: ``time.perf_counter()`` at the start of the job: report the total wall time.
 
     Returns:
         ``{"mse": float, "inpainting_mse": {pattern: float}, "files": [Path, ...]}``.
@@ -563,14 +560,12 @@ def write_report(
         ...     sorted(p.name for p in out["files"])[:3]
         ['inpainting-bottom.png', 'inpainting-centre.png', 'inpainting-left.png']
     """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    grids = _ReportFiles(Path(output_dir))
     generator = torch.Generator().manual_seed(seed)
     device = next(iter(model.parameters())).device
     test_images = test_images.to(device)
     chains = torch.Generator(device=device).manual_seed(seed + 1)
     inference = {"num_steps": num_steps, "step_size": step_size, "generator": chains}
-    grids = _ReportFiles(output_dir)
     _write_samples(model, grids, num_images=num_images, generator=generator)
     mse, subset = _write_reconstructions(model, grids, test_images, num_images, inference)
     inpainting_mse = _write_inpainting(model, grids, subset, inference, generator=generator)
@@ -578,35 +573,30 @@ def write_report(
     headline = {
         "held-out reconstruction MSE (per pixel, [-1, 1] scale)": mse,
         "held-out images": int(test_images.shape[0]),
+        **{f"inpainting MSE on missing pixels, {k}": v for k, v in inpainting_mse.items()},
+        **(figures or {}),
     }
-    headline.update(
-        {f"inpainting MSE on missing pixels, {k}": v for k, v in inpainting_mse.items()}
-    )
-    headline.update(figures or {})
     if started is not None:
-        headline["total wall time incl. data loading and this report (s)"] = round(
-            time.perf_counter() - started, 1
-        )
-    note = (
-        "MSE is the mean over images of the per-pixel squared error on the [-1, 1] pixel "
-        "scale (divide by 4 for the [0, 1] scale), with reconstructions g(z_K) from "
-        f"short-run inference (K = {num_steps}) at the final step size."
-    )
-    summary = write_summary(
-        output_dir / SUMMARY_NAME,
-        title=title,
-        figures=headline,
-        settings=settings or {},
-        images=grids.images,
-        notes=[note],
-    )
-    return {"mse": mse, "inpainting_mse": inpainting_mse, "files": [*grids.files, summary]}
+        headline[_TOTAL_TIME] = round(time.perf_counter() - started, 1)
+    note = _MSE_NOTE.format(num_steps=num_steps)
+    summary = {"title": title, "figures": headline, "settings": settings or {}, "notes": [note]}
+    path = write_summary(grids.folder / SUMMARY_NAME, images=grids.images, **summary)
+    return {"mse": mse, "inpainting_mse": inpainting_mse, "files": [*grids.files, path]}
+
+
+_TOTAL_TIME = "total wall time incl. data loading and this report (s)"
+_MSE_NOTE = (
+    "MSE is the mean over images of the per-pixel squared error on the [-1, 1] pixel scale "
+    "(divide by 4 for the [0, 1] scale), with reconstructions g(z_K) from short-run inference "
+    "(K = {num_steps}) at the final step size."
+)
 
 
 class _ReportFiles:
     """The report folder, the files written to it, and each image's caption for the summary."""
 
     def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.files: list[Path] = []
         self.images: dict[str, str] = {}

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import numpy as np
 
@@ -123,7 +123,7 @@ def _split_by_rule(names: list[str]) -> list[tuple[str, int]]:
     return [(n, 0 if i < train_end else 1 if i < valid_end else 2) for i, n in enumerate(names)]
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
     "HelpFormatter",
+    "add_library_options",
     "floats",
     "ints",
     "library_default",
@@ -73,6 +75,25 @@ def library_default(owner: Any, name: str) -> Any:
         if parameter is not None and parameter.default is not inspect.Parameter.empty:
             return parameter.default
     raise KeyError(f"{getattr(owner, '__qualname__', owner)!r} has no default for {name!r}")
+
+
+def add_library_options(group: Any, rows: Iterable[tuple[Any, ...]]) -> None:
+    r"""Add one option per row ``(flags, owner, field, kind, help)``, its default read by
+    `library_default` from ``owner``'s ``field``; ``kind`` is the ``type=`` callable, or a
+    tuple of ``choices``.
+
+    Examples:
+        >>> from typing import NamedTuple
+        >>> class Options(NamedTuple):
+        ...     interval: int = 100
+        >>> parser = argparse.ArgumentParser()
+        >>> add_library_options(parser, [(("--interval",), Options, "interval", int, "every")])
+        >>> parser.parse_args([]).interval
+        100
+    """
+    for flags, owner, field, kind, text in rows:
+        kind_option = {"choices": kind} if isinstance(kind, tuple) else {"type": kind}
+        group.add_argument(*flags, default=library_default(owner, field), help=text, **kind_option)
 
 
 def floats(text: str) -> tuple[float, ...]:

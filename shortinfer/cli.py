@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, get_args, get_type_hints
 
 from shortinfer._argtypes import (
     HelpFormatter,
+    add_library_options,
     floats,
     ints,
     library_default,
@@ -224,31 +225,57 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_inference_options(parser: argparse.ArgumentParser) -> None:
-    from shortinfer.train.trainer import StepSizeTuning, Trainer
+    from shortinfer.train.trainer import StepSizeTuning as Tuning
+    from shortinfer.train.trainer import Trainer
     from shortinfer.tuning import DEFAULT_GRID
 
     inference = parser.add_argument_group("short-run inference")
+    mixture = "for semi_implicit and sandwich"
+    add_library_options(
+        inference,
+        [
+            (("--num-steps", "-K"), Trainer, "num_steps", positive_int, "Langevin steps K"),
+            (("--step-size", "-s"), Trainer, "step_size", positive_float, "initial step size s"),
+            (("--tune",), Tuning, "method", _tuning_methods(), "step-size tuning method"),
+            (("--tune-interval",), Tuning, "interval", positive_int, "tune every T_s iterations"),
+            (("--tune-refine",), Tuning, "refine", int, "golden-section steps after the grid"),
+            (
+                ("--tune-iterations",),
+                Tuning,
+                "num_iterations",
+                positive_int,
+                "gradient tuner steps",
+            ),
+            (
+                ("--objective",),
+                Tuning,
+                "objective",
+                _objectives(),
+                "the tuning objective's entropy "
+                "estimate (our study: docs/objectives.md; the paper's is conditional)",
+            ),
+            (
+                ("--entropy-method",),
+                Tuning,
+                "entropy_method",
+                _entropy_methods(),
+                "log-determinant estimator in the tuning objective",
+            ),
+            (
+                ("--num-mixture",),
+                Tuning,
+                "num_mixture",
+                positive_int,
+                f"most other chains in each chain's mixture {mixture}",
+            ),
+        ],
+    )
     inference.add_argument(
-        "--num-steps",
-        "-K",
+        "--tune-batch-size",
         type=positive_int,
-        default=library_default(Trainer, "num_steps"),
-        help="Langevin steps K",
+        default=None,
+        help="examples of the batch used for tuning (default: all)",
     )
-    inference.add_argument(
-        "--step-size",
-        "-s",
-        type=positive_float,
-        default=library_default(Trainer, "step_size"),
-        help="initial step size s (delta = sqrt(2s))",
-    )
-    inference.add_argument(
-        "--tune",
-        choices=_tuning_methods(),
-        default=library_default(StepSizeTuning, "method"),
-        help="step-size tuning method",
-    )
-    _add_tuning_options(inference, StepSizeTuning)
     inference.add_argument(
         "--tune-grid",
         type=floats,
@@ -262,59 +289,13 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=None,
         help="short-run chains per example in the tuning objective (default: the library's, "
-        f"and at least {_MIXTURE_TUNE_SAMPLES} per example for semi_implicit and sandwich)",
-    )
-
-
-def _add_tuning_options(group: Any, tuning: Any) -> None:
-    """The `StepSizeTuning` fields that are flags, each with the field's default."""
-    group.add_argument(
-        "--tune-interval",
-        type=positive_int,
-        default=library_default(tuning, "interval"),
-        help="tune every T_s iterations",
-    )
-    group.add_argument(
-        "--tune-batch-size",
-        type=positive_int,
-        default=None,
-        help="examples of the batch used for tuning (default: all)",
-    )
-    group.add_argument(
-        "--tune-refine",
-        type=int,
-        default=library_default(tuning, "refine"),
-        help="golden-section refinement steps after the grid (0: plain grid)",
-    )
-    group.add_argument(
-        "--entropy-method",
-        default=library_default(tuning, "entropy_method"),
-        choices=_entropy_methods(),
-        help="log-determinant estimator in the tuning objective",
-    )
-    group.add_argument(
-        "--tune-iterations",
-        type=positive_int,
-        default=library_default(tuning, "num_iterations"),
-        help="iterations of the gradient tuner",
-    )
-    group.add_argument(
-        "--objective",
-        default=library_default(tuning, "objective"),
-        choices=_objectives(),
-        help="entropy estimate defining the tuning objective (our study: docs/objectives.md; "
-        "the paper's is conditional)",
-    )
-    group.add_argument(
-        "--num-mixture",
-        type=positive_int,
-        default=library_default(tuning, "num_mixture"),
-        help="most other chains in each chain's mixture for semi_implicit and sandwich",
+        f"and at least {_MIXTURE_TUNE_SAMPLES} per example {mixture})",
     )
 
 
 def _add_optimisation_options(parser: argparse.ArgumentParser) -> None:
-    from shortinfer.train.schedules import PAPER_NUM_ITERATIONS, LearningRateSchedule
+    from shortinfer.train.schedules import PAPER_NUM_ITERATIONS
+    from shortinfer.train.schedules import LearningRateSchedule as Rate
     from shortinfer.train.schedules import SigmaSchedule as Sigma
     from shortinfer.train.trainer import Trainer
 
@@ -325,41 +306,22 @@ def _add_optimisation_options(parser: argparse.ArgumentParser) -> None:
         default=PAPER_NUM_ITERATIONS,
         help="training iterations T (the paper's)",
     )
-    optimisation.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=library_default(Trainer, "batch_size"),
-        help="batch size per process",
-    )
-    optimisation.add_argument(
-        "--lr",
-        type=positive_float,
-        default=library_default(LearningRateSchedule, "base"),
-        help="base learning rate",
-    )
-    optimisation.add_argument(
-        "--lr-factors",
-        type=floats,
-        default=library_default(LearningRateSchedule, "factors"),
-        help="step-wise decay factors of the base rate over equal phases",
-    )
-    optimisation.add_argument(
-        "--sigma-start",
-        type=positive_float,
-        default=library_default(Sigma, "start"),
-        help="initial observation noise sigma",
-    )
-    optimisation.add_argument(
-        "--sigma-end",
-        type=positive_float,
-        default=library_default(Sigma, "end"),
-        help="annealed sigma",
-    )
-    optimisation.add_argument(
-        "--sigma-anneal-fraction",
-        type=float,
-        default=library_default(Sigma, "anneal_fraction"),
-        help="part of the run spent annealing sigma",
+    add_library_options(
+        optimisation,
+        [
+            (("--batch-size",), Trainer, "batch_size", positive_int, "batch size per process"),
+            (("--lr",), Rate, "base", positive_float, "base learning rate"),
+            (("--lr-factors",), Rate, "factors", floats, "decay factors over equal phases"),
+            (("--sigma-start",), Sigma, "start", positive_float, "initial observation noise"),
+            (("--sigma-end",), Sigma, "end", positive_float, "annealed sigma"),
+            (
+                ("--sigma-anneal-fraction",),
+                Sigma,
+                "anneal_fraction",
+                float,
+                "part of the run spent annealing sigma",
+            ),
+        ],
     )
 
 
@@ -392,17 +354,24 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start afresh even if OUTPUT_DIR holds a checkpoint",
     )
-    output.add_argument(
-        "--checkpoint-interval",
-        type=positive_int,
-        default=library_default(Trainer, "checkpoint_interval"),
-        help="checkpoint every this many iterations",
-    )
-    output.add_argument(
-        "--log-interval",
-        type=positive_int,
-        default=library_default(Trainer, "log_interval"),
-        help="metrics row every this many iterations",
+    add_library_options(
+        output,
+        [
+            (
+                ("--checkpoint-interval",),
+                Trainer,
+                "checkpoint_interval",
+                positive_int,
+                "checkpoint every this many iterations",
+            ),
+            (
+                ("--log-interval",),
+                Trainer,
+                "log_interval",
+                positive_int,
+                "metrics row every this many iterations",
+            ),
+        ],
     )
     output.add_argument(
         "--no-report", dest="report", action="store_false", help="skip the PNG report at the end"

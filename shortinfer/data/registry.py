@@ -122,7 +122,10 @@ def load_dataset(
     if root is not None:
         arguments[source] = root
     elif parameters[source].default is inspect.Parameter.empty:
-        raise ArgumentError(f"load_dataset({name!r}) needs root=, the dataset's local directory")
+        raise ArgumentError(
+            f"load_dataset({name!r}) needs root=, the local directory of the dataset; "
+            "no code here downloads data"
+        )
     if split is not None:
         if "split" not in parameters:
             raise ArgumentError(

@@ -96,6 +96,15 @@ def add_library_options(group: Any, rows: Iterable[tuple[Any, ...]]) -> None:
         group.add_argument(*flags, default=library_default(owner, field), help=text, **kind_option)
 
 
+def _comma_separated(text: str, convert: Any, example: str) -> tuple[Any, ...]:
+    try:
+        return tuple(convert(v) for v in text.split(",") if v.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated {example}; received {text!r}"
+        ) from err
+
+
 def floats(text: str) -> tuple[float, ...]:
     r"""argparse ``type=`` for comma-separated numbers such as ``0.01,0.05``.
 
@@ -103,12 +112,7 @@ def floats(text: str) -> tuple[float, ...]:
         >>> floats("0.01,0.05")
         (0.01, 0.05)
     """
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers such as 0.01,0.05,0.1; received {text!r}"
-        ) from err
+    values = _comma_separated(text, float, "numbers such as 0.01,0.05,0.1")
     if not values:
         raise argparse.ArgumentTypeError(f"expected at least one number; received {text!r}")
     return values
@@ -121,12 +125,7 @@ def ints(text: str) -> tuple[int, ...]:
         >>> ints("32,64,128")
         (32, 64, 128)
     """
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers such as 32,64,128; received {text!r}"
-        ) from err
+    values = _comma_separated(text, int, "integers such as 32,64,128")
     if not values or any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive integers; received {text!r}")
     return values

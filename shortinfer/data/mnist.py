@@ -251,8 +251,7 @@ def load_mnist(
         image_size: ``None`` keeps 28×28; an int ``s`` or ``(H, W)`` resizes with bilinear
             interpolation (antialiased when shrinking) to cover H×W, then center-crops, so
             ``image_size=32`` maps 28×28 to 32×32.
-        cache_dir: Where the preprocessed ``.npy`` arrays are cached; defaults to
-            ``$SHORTINFER_CACHE`` or ``~/.cache/shortinfer``.
+        cache_dir: The ``.npy`` cache folder (``None``: the shared one; see `shortinfer.data`).
         use_cache: If false, neither read nor write the cache.
 
     Returns:
@@ -309,8 +308,7 @@ def load_fashion_mnist(
         root: Directory holding the idx files (default: Debian's folder above).
         split: ``"train"`` (60,000), ``"test"`` (10,000) or ``"all"`` (train then test).
         image_size: ``None`` keeps 28×28; otherwise as in `load_mnist`.
-        cache_dir: Where the preprocessed ``.npy`` arrays are cached; defaults to
-            ``$SHORTINFER_CACHE`` or ``~/.cache/shortinfer``.
+        cache_dir: The ``.npy`` cache folder (``None``: the shared one; see `shortinfer.data`).
         use_cache: If false, neither read nor write the cache.
 
     Returns:
@@ -442,7 +440,6 @@ def _mnist5k_test_mask(labels: np.ndarray) -> np.ndarray:
     return mask
 
 
-# The Arguments repeat other loaders' wording on purpose: each public loader documents itself.
 def load_mnist5k(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -470,8 +467,7 @@ def load_mnist5k(
         split: ``"train"``, ``"test"`` or ``"all"``.
         image_size: ``None`` keeps 28×28; an int ``s`` or ``(H, W)`` resizes with bilinear
             interpolation (antialiased when shrinking) to cover H×W, then center-crops.
-        cache_dir: Where the preprocessed ``.npy`` arrays are cached; defaults to
-            ``$SHORTINFER_CACHE`` or ``~/.cache/shortinfer``.
+        cache_dir: The ``.npy`` cache folder (``None``: the shared one; see `shortinfer.data`).
         use_cache: If false, neither read nor write the cache.
 
     Returns:

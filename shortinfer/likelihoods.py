@@ -146,28 +146,30 @@ def observation_log_prob(
         >>> log_joint(binary, z).shape
         torch.Size([4])
     """
-    if event_dims is None:
-        event_dims = x.dim() - 1
     own = len(distribution.event_shape)
-    summed = event_dims - own
+    summed = (x.dim() - 1 if event_dims is None else event_dims) - own
     if summed < 0:
         raise ValueError(
-            f"event_dims={event_dims} is smaller than the distribution's own event dimensions "
+            f"event_dims={summed + own} is smaller than the distribution's own event dimensions "
             f"(event_shape {tuple(distribution.event_shape)}). Pass event_dims >= {own}: the "
             "number of trailing dimensions of x that form one example."
         )
-    per_entry = distribution.log_prob(x)
-    if mask is not None:
-        hint = (
-            "Pass a mask shaped like x without the distribution's event dimensions "
-            f"(event_shape {tuple(distribution.event_shape)}), 1 = observed."
-        )
-        per_entry = per_entry * broadcast_mask(
-            mask, per_entry.shape, per_entry.dtype, "the per-entry log-probabilities'", hint
-        )
+    per_entry = _masked(distribution.log_prob(x), mask, distribution)
     if summed == 0:
         return per_entry
     return per_entry.flatten(-summed).sum(-1)
+
+
+def _masked(per_entry: Tensor, mask: Tensor | None, distribution: Distribution) -> Tensor:
+    if mask is None:
+        return per_entry
+    hint = (
+        "Pass a mask shaped like x without the distribution's event dimensions "
+        f"(event_shape {tuple(distribution.event_shape)}), 1 = observed."
+    )
+    return per_entry * broadcast_mask(
+        mask, per_entry.shape, per_entry.dtype, "the per-entry log-probabilities'", hint
+    )
 
 
 def _check_sigma(sigma: float | Tensor) -> None:

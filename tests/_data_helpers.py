@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from shortinfer.data import ImageData, _cache
+from shortinfer.data import ImageData, _images
 
 
 def assert_second_load_reads_the_cache(
@@ -23,6 +23,6 @@ def assert_second_load_reads_the_cache(
     def broken(path: str, **kwargs: object) -> None:
         raise AssertionError(f"decoder called for {path}; the cache was not used")
 
-    monkeypatch.setattr(_cache, "_decode_one", broken)
+    monkeypatch.setattr(_images, "_decode_one", broken)
     second = load()
     torch.testing.assert_close(first.images, second.images, atol=0, rtol=0)

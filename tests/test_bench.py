@@ -10,14 +10,16 @@ import pytest
 import torch
 
 import shortinfer
-from shortinfer.bench import BenchData, Cell, get_preset, latent_sizes_for, plan_cells, run_cell
+from shortinfer.bench import BenchData, Cell, get_preset, plan_cells, run_cell
 from shortinfer.bench.cli import add_bench_subparser, main, run_bench
 from shortinfer.bench.runner import run_fid
 from shortinfer.cli import main as cli_main
-from shortinfer.data import make_synthetic_celeba
+from shortinfer.models import latent_sizes_for
 from shortinfer.train.checkpoint import CheckpointError, load_checkpoint
 from shortinfer.train.schedules import SigmaSchedule, step_decay_learning_rate
 from shortinfer.tuning import DEFAULT_OBJECTIVE, PAPER_GRID
+
+from .fixtures import make_synthetic_celeba
 
 # A budget small enough that every cell trains in well under a second on one CPU core. It names
 # preset fields like `PRESETS` does, on purpose: the test's own values, not a copy of a preset.

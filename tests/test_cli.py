@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 import shortinfer
+import shortinfer._runtime as _runtime
 import shortinfer.cli as cli
 import shortinfer.data.mnist
 from shortinfer.train import load_checkpoint
@@ -273,13 +274,13 @@ def test_busy_cores_sees_a_spinning_process():
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.3)  # let it start spinning
-        busy = cli._busy_cores(0.5)
+        busy = _runtime.busy_cores(0.5)
     finally:
         spinner.kill()
         spinner.wait()
     assert busy is not None
     assert busy >= 0.5  # one core's worth of spinning, less scheduler noise
-    spare = cli._spare_cores(0.1)
+    spare = _runtime.spare_cores(0.1)
     assert spare is not None and 1 <= spare <= (os.cpu_count() or 1)
 
 
@@ -295,11 +296,11 @@ def test_busy_cores_sees_a_spinning_process():
 )
 def test_spare_cores_counts_only_sustained_work(monkeypatch, readings, spare):
     values = iter(readings)
-    monkeypatch.setattr(cli, "_busy_cores", lambda window: next(values))
-    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_runtime, "busy_cores", lambda window: next(values))
+    monkeypatch.setattr(_runtime.os, "cpu_count", lambda: 2)
     if spare is None:
-        monkeypatch.delattr(cli.os, "getloadavg")
-    assert cli._spare_cores(0.0) == spare
+        monkeypatch.delattr(_runtime.os, "getloadavg")
+    assert _runtime.spare_cores(0.0) == spare
 
 
 # -- issue 12: files, folders and the command line's error contract -----------------------------

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from shortinfer.data import celeba as celeba_module
-from shortinfer.data import load_celeba, make_synthetic_celeba
+from shortinfer.data import load_celeba
 
 from ._data_helpers import assert_second_load_reads_the_cache
+from .fixtures import make_synthetic_celeba
 
 Image = pytest.importorskip("PIL.Image")
 

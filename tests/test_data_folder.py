@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from shortinfer.data import _cache, load_image_folder
+from shortinfer.data import _images, load_image_folder
 
 from ._data_helpers import assert_second_load_reads_the_cache
 
@@ -163,7 +163,7 @@ def test_root_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         onerror(err)  # type: ignore[operator]
         return iter(())
 
-    monkeypatch.setattr(_cache.os, "walk", unreadable_walk)
+    monkeypatch.setattr(_images.os, "walk", unreadable_walk)
     with pytest.raises(PermissionError, match="cannot read directory .*check its permissions"):
         load_image_folder(tmp_path / "empty")
 

@@ -15,16 +15,17 @@ import torch
 
 # Imported through the package, as users do, so the list mirrors shortinfer/data/__init__.py.
 from shortinfer.data import (
-    FASHION_MNIST_DEFAULT_ROOT,
     ImageData,
     find_mnist5k_csv,
     load_fashion_mnist,
     load_mnist,
     load_mnist5k,
     read_idx,
-    write_idx,
 )
 from shortinfer.data import mnist as mnist_module
+from shortinfer.data.mnist import _DEBIAN_FASHION_MNIST_ROOT as FASHION_MNIST_DEFAULT_ROOT
+
+from .fixtures import write_idx
 
 
 @pytest.fixture(autouse=True)

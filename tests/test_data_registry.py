@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 import shortinfer.data
-from shortinfer.data import DATASETS, load_dataset, make_synthetic_celeba, write_idx
+from shortinfer.data import DATASETS, load_dataset
+
+from .fixtures import make_synthetic_celeba, write_idx
 
 DATA_DIR = Path(shortinfer.data.__file__).parent
 

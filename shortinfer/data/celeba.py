@@ -1,12 +1,34 @@
-r"""CelebA (aligned and cropped faces), read from a local copy, plus a synthetic fixture.
+r"""CelebA (aligned and cropped faces), read from a local copy.
 
 The expected layout is torchvision's::
 
     ROOT/celeba/img_align_celeba/000001.jpg ... 202599.jpg     (178×218, W×H)
     ROOT/celeba/list_eval_partition.txt                        (optional: "000001.jpg 0")
 
-``ROOT/img_align_celeba/`` (with the partition file beside it) and a bare folder of images
-also work. Pillow is an optional dependency: ``pip install "shortinfer[bench]"``.
+Pillow is an optional dependency: ``pip install "shortinfer[bench]"``.
+
+**Layout.** ``root`` may be torchvision's root (holding ``celeba/img_align_celeba/``), the
+``celeba`` folder (holding ``img_align_celeba/``), or a bare folder of images (not
+searched recursively). ``list_eval_partition.txt`` is looked for beside and inside the image
+folder; each line is ``<file name> <code>`` with 0 = train, 1 = valid, 2 = test.
+
+**Split without a partition file.** Images are sorted by file name and cut at the official
+fractions: the first ``floor(N · 162770 / 202599)`` are train, those up to
+``floor(N · 182637 / 202599)`` valid, the rest test. The official partition is contiguous in
+file-name order, so for the full 202,599-image folder this rule gives exactly the official
+split.
+
+**Preprocessing** (torchvision's ``CenterCrop(crop)`` then ``Resize(image_size)``): decode
+with Pillow as RGB, cut the centered ``crop``×``crop`` square (``crop="none"``: no crop),
+then resize with Pillow's ``BILINEAR`` filter (antialiased when shrinking) to cover
+``image_size`` keeping the aspect ratio, and center-crop to it; scale by
+$u / 127.5 - 1$. The default 140×140 crop keeps the face and drops most background;
+it is a crop widely used for 64×64 CelebA in latent-variable and autoencoder work (e.g.
+Ghosh et al. 2020, "From Variational to Deterministic Autoencoders",
+https://arxiv.org/abs/1903.12436). ``"148"`` is a slightly looser crop also in use.
+
+**Subset.** ``subset=40000`` keeps the first 40,000 images of the split in file-name order:
+the size of the CelebA training subset the short-run inference authors used.
 
 References:
     Deep Learning Face Attributes in the Wild. Ziwei Liu, Ping Luo, Xiaogang Wang, Xiaoou Tang,
@@ -17,33 +39,27 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import numpy as np
 
 from shortinfer._checks import (
     ArgumentError,
     ArgumentTypeError,
-    ExistingFileError,
     MissingFileError,
     NotAFolderError,
 )
-from shortinfer.data._cache import (
-    ImageData,
-    cached_arrays,
+from shortinfer.data._arguments import (
     check_choice,
     check_image_size,
     check_num_workers,
     check_path,
-    decode_images,
-    file_fingerprint,
-    files_fingerprint,
-    list_image_files,
-    require_pillow,
-    to_image_data,
 )
+from shortinfer.data._image_data import ImageData, to_image_data
+from shortinfer.data._images import decode_images, list_image_files
+from shortinfer.data._npy_cache import cached_arrays, file_fingerprint, files_fingerprint
 
-__all__ = ["CELEBA_SPLITS", "load_celeba", "make_synthetic_celeba"]
+__all__ = ["CELEBA_SPLITS", "load_celeba"]
 
 #: Valid ``split`` values; the partition file codes them as 0 (train), 1 (valid), 2 (test).
 CELEBA_SPLITS = ("train", "valid", "test", "all")
@@ -57,8 +73,6 @@ _OFFICIAL_TOTAL = 202_599
 _OFFICIAL_TRAIN_END = 162_770
 _OFFICIAL_VALID_END = 182_637
 
-# The size of an img_align_celeba image (W, H), used by the synthetic fixture.
-_CELEBA_WIDTH, _CELEBA_HEIGHT = 178, 218
 _CROPS = {"none": None, "140": 140, "148": 148}
 _PARTITION_NAME = "list_eval_partition.txt"
 
@@ -109,106 +123,33 @@ def _split_by_rule(names: list[str]) -> list[tuple[str, int]]:
     return [(n, 0 if i < train_end else 1 if i < valid_end else 2) for i, n in enumerate(names)]
 
 
-# The Arguments repeat other loaders' wording on purpose: each public loader documents itself.
-def load_celeba(
-    root: str | os.PathLike[str],
-    *,
-    split: Literal["train", "valid", "test", "all"] = "train",
-    image_size: int | tuple[int, int] = 64,
-    crop: Literal["none", "140", "148", 140, 148] = "140",
-    subset: int | None = None,
-    num_workers: int | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    use_cache: bool = True,
-) -> ImageData:
-    r"""Load CelebA faces, center-cropped and resized, as one tensor in [-1, 1].
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
-    **Layout.** ``root`` may be torchvision's root (holding ``celeba/img_align_celeba/``), the
-    ``celeba`` folder (holding ``img_align_celeba/``), or a bare folder of images (not
-    searched recursively). ``list_eval_partition.txt`` is looked for beside and inside the image
-    folder; each line is ``<file name> <code>`` with 0 = train, 1 = valid, 2 = test.
 
-    **Split without a partition file.** Images are sorted by file name and cut at the official
-    fractions: the first ``floor(N · 162770 / 202599)`` are train, those up to
-    ``floor(N · 182637 / 202599)`` valid, the rest test. The official partition is contiguous in
-    file-name order, so for the full 202,599-image folder this rule gives exactly the official
-    split.
+def _check_subset(subset: object) -> None:
+    if subset is None:
+        return
+    if not _is_int(subset):
+        raise ArgumentTypeError(
+            f"subset must be None or an int, got {subset!r}; e.g. subset=40000"
+        )
+    if subset <= 0:
+        raise ArgumentError(f"subset must be positive, got {subset}; e.g. subset=40000")
 
-    **Preprocessing** (torchvision's ``CenterCrop(crop)`` then ``Resize(image_size)``): decode
-    with Pillow as RGB, cut the centered ``crop``×``crop`` square (``crop="none"``: no crop),
-    then resize with Pillow's ``BILINEAR`` filter (antialiased when shrinking) to cover
-    ``image_size`` keeping the aspect ratio, and center-crop to it; scale by
-    $u / 127.5 - 1$. The default 140×140 crop keeps the face and drops most background;
-    it is a crop widely used for 64×64 CelebA in latent-variable and autoencoder work (e.g.
-    Ghosh et al. 2020, "From Variational to Deterministic Autoencoders",
-    https://arxiv.org/abs/1903.12436). ``"148"`` is a slightly looser crop also in use.
 
-    **Subset.** ``subset=40000`` keeps the first 40,000 images of the split in file-name order:
-    the size of the CelebA training subset the short-run inference authors used.
-
-    Decoding runs once, in ``num_workers`` processes; the result is cached as ``.npy`` keyed by
-    the options and by every selected file's name, size and modification time.
-
-    Arguments:
-        root: The CelebA root, as described above.
-        split: ``"train"``, ``"valid"``, ``"test"`` or ``"all"``.
-        image_size: Output size, an int ``s`` (s×s, usually 32 or 64) or ``(H, W)``.
-        crop: ``"140"`` (default), ``"148"`` or ``"none"``; the ints 140 and 148 also work.
-        subset: If given, keep only the first ``subset`` images of the split (sorted by name).
-        num_workers: Decoding processes; ``0`` decodes in this process, ``None`` picks 0 for
-            fewer than 512 images and otherwise one per CPU core (at most 8). Workers are
-            started with ``fork`` on Linux and ``spawn`` elsewhere (there, call this from under
-            ``if __name__ == "__main__":``).
-        cache_dir: Where the preprocessed ``.npy`` arrays are cached; defaults to
-            ``$SHORTINFER_CACHE`` or ``~/.cache/shortinfer``.
-        use_cache: If false, neither read nor write the cache.
-
-    Returns:
-        `shortinfer.data.ImageData` with images float32 (N, 3, H, W) in [-1, 1] and
-        ``labels=None`` (attributes are not loaded).
-
-    Raises:
-        FileNotFoundError: If ``root`` is missing, holds no images, or the partition file lists
-            images that are missing.
-        NotADirectoryError: If ``root`` is a file.
-        ValueError: If the partition file is malformed, an image cannot be decoded or is
-            smaller than the crop, ``subset`` exceeds the split's size, or an option is invalid.
-        ImportError: If Pillow is not installed.
-
-    Examples:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as root:
-        ...     _ = make_synthetic_celeba(root, num_images=8, seed=0)
-        ...     data = load_celeba(root, split="train", image_size=32, use_cache=False)
-        >>> data.images.shape
-        torch.Size([6, 3, 32, 32])
-        >>> bool(data.images.min() >= -1.0 and data.images.max() <= 1.0)
-        True
-    """
-    root_path = check_path("root", root)
-    check_choice("split", split, CELEBA_SPLITS)
-    size = check_image_size(image_size)
-    if size is None:
-        raise ArgumentError("image_size must be given for CelebA, e.g. image_size=64 or 32")
-    crop_name = str(crop) if isinstance(crop, int) and not isinstance(crop, bool) else crop
-    crop_name = check_choice("crop", crop_name, tuple(_CROPS))
-    if subset is not None:
-        if isinstance(subset, bool) or not isinstance(subset, int):
-            raise ArgumentTypeError(
-                f"subset must be None or an int, got {subset!r}; e.g. subset=40000"
-            )
-        if subset <= 0:
-            raise ArgumentError(f"subset must be positive, got {subset}; e.g. subset=40000")
-    workers = check_num_workers(num_workers)
-
-    image_dir, partition = _locate(root_path)
+def _split_files(
+    root: Path, split: str, subset: int | None
+) -> tuple[Path, Path | None, list[Path]]:
+    """(image folder, partition file or None, the split's image files in name order)."""
+    image_dir, partition = _locate(root)
     if partition is not None:
         entries = _read_partition(partition, image_dir)
     else:
         files = list_image_files(image_dir, recursive=False, what="CelebA image folder")
         if not files:
             raise MissingFileError(
-                f"no CelebA images under {str(root_path)!r}: expected "
+                f"no CelebA images under {str(root)!r}: expected "
                 "celeba/img_align_celeba/*.jpg (torchvision's layout) or a folder of images"
             )
         entries = _split_by_rule([p.name for p in files])
@@ -233,100 +174,94 @@ def load_celeba(
             f"{image_dir} (first: {missing[0]}); re-extract img_align_celeba, or remove the "
             "partition file to split the images that are present by the file-name rule"
         )
+    return image_dir, partition, paths
 
-    def build() -> dict[str, np.ndarray]:
-        images, _ = decode_images(
-            paths,
-            mode="RGB",
-            crop=_CROPS[crop_name],
-            size=size,
-            skip_corrupt=False,
-            num_workers=workers,
-        )
-        return {"images": images}
 
-    options = {
-        "split": split,
-        "image_size": size,
-        "crop": crop_name,
-        "subset": subset,
-        "files": files_fingerprint(paths, image_dir),
-        "partition": None if partition is None else file_fingerprint(partition),
-    }
+def load_celeba(
+    root: str | os.PathLike[str],
+    *,
+    split: Literal["train", "valid", "test", "all"] = "train",
+    image_size: int | tuple[int, int] = 64,
+    crop: Literal["none", "140", "148", 140, 148] = "140",
+    subset: int | None = None,
+    num_workers: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+) -> ImageData:
+    r"""Load CelebA faces, center-cropped and resized, as one tensor in [-1, 1].
+
+    The layout, the split rule, the preprocessing and ``subset`` are described in
+    `shortinfer.data.celeba` (the module); the decoded images are cached (`shortinfer.data`).
+
+    Arguments:
+        root: The CelebA root (see the module).
+        split: One of `CELEBA_SPLITS`.
+        image_size: Output size, an int ``s`` (s×s, usually 32 or 64) or ``(H, W)``.
+        crop: ``"140"`` (default), ``"148"`` or ``"none"``; the ints 140 and 148 also work.
+        subset: If given, keep only the first ``subset`` images of the split (sorted by name).
+        num_workers: Decoding processes (``None``: automatic; see `shortinfer.data`).
+        cache_dir: The ``.npy`` cache folder (``None``: the shared one; see `shortinfer.data`).
+        use_cache: If false, neither read nor write the cache.
+
+    Returns:
+        `shortinfer.data.ImageData`: float32 images (N, 3, H, W) in [-1, 1], ``labels=None``.
+
+    Raises:
+        FileNotFoundError: If ``root`` is missing, holds no images, or the partition file lists
+            images that are missing.
+        NotADirectoryError: If ``root`` is a file.
+        ValueError: If the partition file is malformed, an image is undecodable or smaller than
+            the crop, ``subset`` exceeds the split, or an option is invalid.
+        ImportError: If Pillow is not installed.
+
+    Examples:
+        A bare folder of eight 178×218 images (no partition file: 6 train, 1 valid, 1 test):
+
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> with tempfile.TemporaryDirectory() as root:
+        ...     for index in range(1, 9):
+        ...         face = Image.new("RGB", (178, 218), (index * 30, 90, 160))
+        ...         face.save(f"{root}/{index:06d}.jpg")
+        ...     data = load_celeba(root, split="train", image_size=32, use_cache=False)
+        >>> data.images.shape
+        torch.Size([6, 3, 32, 32])
+        >>> bool(data.images.min() >= -1.0 and data.images.max() <= 1.0)
+        True
+    """
+    root_path = check_path("root", root)
+    check_choice("split", split, CELEBA_SPLITS)
+    size = check_image_size(image_size)
+    if size is None:
+        raise ArgumentError("image_size must be given for CelebA, e.g. image_size=64 or 32")
+    crop_name = check_choice("crop", str(crop) if _is_int(crop) else crop, tuple(_CROPS))
+    _check_subset(subset)
+    workers = check_num_workers(num_workers)
+    image_dir, partition, paths = _split_files(root_path, split, subset)
+
     arrays = cached_arrays(
         dataset="celeba",
         tag=f"{split}-{size[0]}x{size[1]}",
-        options=options,
+        options={
+            "split": split,
+            "image_size": size,
+            "crop": crop_name,
+            "subset": subset,
+            "files": files_fingerprint(paths, image_dir),
+            "partition": None if partition is None else file_fingerprint(partition),
+        },
         names=("images",),
-        build=build,
+        build=lambda: {"images": _decode(paths, _CROPS[crop_name], size, workers)},
         cache_dir=cache_dir,
         use_cache=use_cache,
     )
     return to_image_data(arrays["images"], None)
 
 
-def make_synthetic_celeba(
-    root: str | os.PathLike[str],
-    *,
-    num_images: int = 16,
-    seed: int = 0,
-    partition_file: bool = True,
-) -> Path:
-    r"""Write a small fake CelebA in torchvision's layout, for tests and smoke benchmarks.
-
-    Creates ``root/celeba/img_align_celeba/000001.jpg ...`` — 178×218 (W×H) RGB JPEGs of smooth
-    random colour fields (a 9×11 grid of random colours upsampled bicubically), like the real
-    aligned faces in size and format but not in content — and, with ``partition_file``,
-    ``root/celeba/list_eval_partition.txt`` assigning them to train/valid/test at the official
-    fractions (see `load_celeba`). The same ``seed`` gives the same files.
-
-    Arguments:
-        root: Directory to write into (created if missing).
-        num_images: How many images to write, >= 1.
-        seed: Seed of the numpy random generator for the pixel values.
-        partition_file: Whether to write ``list_eval_partition.txt``.
-
-    Returns:
-        ``root`` as a `pathlib.Path`, ready for `load_celeba`.
-
-    Raises:
-        FileExistsError: If ``root/celeba/img_align_celeba`` already holds ``.jpg`` files (so a
-            real dataset is never overwritten).
-        ValueError: If ``num_images`` < 1.
-        ImportError: If Pillow is not installed.
-
-    Examples:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     root = make_synthetic_celeba(tmp, num_images=4, seed=1)
-        ...     sorted(p.name for p in (root / "celeba" / "img_align_celeba").iterdir())
-        ['000001.jpg', '000002.jpg', '000003.jpg', '000004.jpg']
-    """
-    root_path = check_path("root", root)
-    if isinstance(num_images, bool) or not isinstance(num_images, int):
-        raise ArgumentTypeError(f"num_images must be an int, got {num_images!r}")
-    if num_images < 1:
-        raise ArgumentError(f"num_images must be >= 1, got {num_images}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ArgumentTypeError(f"seed must be an int, got {seed!r}")
-    image_module = require_pillow()
-    image_dir = root_path / "celeba" / "img_align_celeba"
-    if image_dir.is_dir() and any(image_dir.glob("*.jpg")):
-        raise ExistingFileError(
-            f"{image_dir} already holds .jpg files; make_synthetic_celeba never overwrites "
-            "images: pass an empty directory as root"
-        )
-    image_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    names = [f"{index:06d}.jpg" for index in range(1, num_images + 1)]
-    resample = getattr(image_module, "Resampling", image_module).BICUBIC
-    for name in names:
-        coarse = rng.integers(0, 256, size=(11, 9, 3), dtype=np.uint8)
-        image = image_module.fromarray(coarse).resize(
-            (_CELEBA_WIDTH, _CELEBA_HEIGHT), resample=resample
-        )
-        image.save(image_dir / name, format="JPEG", quality=90)
-    if partition_file:
-        lines = [f"{name} {code}\n" for name, code in _split_by_rule(names)]
-        (root_path / "celeba" / _PARTITION_NAME).write_text("".join(lines), encoding="utf-8")
-    return root_path
+def _decode(
+    paths: list[Path], crop: int | None, size: tuple[int, int], workers: int | None
+) -> np.ndarray:
+    images, _ = decode_images(
+        paths, mode="RGB", crop=crop, size=size, skip_corrupt=False, num_workers=workers
+    )
+    return images

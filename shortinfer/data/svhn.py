@@ -21,14 +21,9 @@ from typing import Any, Literal
 import numpy as np
 
 from shortinfer._checks import ArgumentError, MissingDependencyError, MissingFileError
-from shortinfer.data._cache import (
-    ImageData,
-    cached_split,
-    check_choice,
-    check_image_size,
-    check_path,
-    file_fingerprint,
-)
+from shortinfer.data._arguments import check_choice, check_image_size, check_path
+from shortinfer.data._image_data import ImageData
+from shortinfer.data._npy_cache import cached_split, file_fingerprint
 
 __all__ = ["SVHN_SPLITS", "load_svhn"]
 
@@ -92,7 +87,6 @@ def _read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(pixels.transpose(3, 2, 0, 1)), labels
 
 
-# The Arguments repeat other loaders' wording on purpose: each public loader documents itself.
 def load_svhn(
     root: str | os.PathLike[str],
     *,
@@ -111,8 +105,7 @@ def load_svhn(
         split: ``"train"`` (73,257 images), ``"test"`` (26,032) or ``"extra"`` (531,131).
         image_size: ``None`` keeps 32×32; an int ``s`` or ``(H, W)`` resizes with bilinear
             interpolation (antialiased when shrinking) to cover H×W, then center-crops.
-        cache_dir: Where the preprocessed ``.npy`` arrays are cached; defaults to
-            ``$SHORTINFER_CACHE`` or ``~/.cache/shortinfer``.
+        cache_dir: The ``.npy`` cache folder (``None``: the shared one; see `shortinfer.data`).
         use_cache: If false, neither read nor write the cache.
 
     Returns:

@@ -1,13 +1,7 @@
 r"""Evaluation metrics: reconstruction error and FID with a plain-PyTorch Inception-v3."""
 
-from .frechet import (
-    FIDStatistics,
-    feature_statistics,
-    fid,
-    frechet_distance,
-    load_inception,
-    resolve_inception_weights,
-)
+from ._weights import load_inception, resolve_inception_weights
+from .frechet import FIDStatistics, feature_statistics, fid, frechet_distance
 from .inception import FIDInceptionV3
 from .reconstruction import reconstruction_mse
 

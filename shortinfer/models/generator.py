@@ -45,10 +45,10 @@ from torch import Tensor, nn
 from shortinfer._checks import ArgumentError, ArgumentTypeError
 from shortinfer.likelihoods import gaussian_log_likelihood, standard_normal_log_prob
 
-__all__ = ["MultiLayerGenerator"]
+__all__ = ["IMAGE_SIZES", "MultiLayerGenerator", "latent_sizes_for"]
 
 #: Image sizes with a documented layout; each is 4 times the projection's spatial size.
-_IMAGE_SIZES = (28, 32, 64)
+IMAGE_SIZES = (28, 32, 64)
 _CHANNELS = (1, 3)
 #: Lower bound added to every softplus scale so that log-scales (used by the Ladder-VAE's
 #: precision weighting and KL) stay finite. A numerical choice, not from the paper.
@@ -118,6 +118,37 @@ class _Head(nn.Module):
 def _scale(raw: Tensor) -> Tensor:
     """Map an unconstrained output to a positive scale, ``softplus(raw) + 1e-3``."""
     return F.softplus(raw) + _MIN_SCALE
+
+
+def latent_sizes_for(num_layers: int, bottom_size: int) -> tuple[int, ...]:
+    r"""Latent sizes $(d_L, \dots, d_1)$ that halve from the bottom layer up.
+
+    $d_l = \max(1, d_1 / 2^{l-1})$, so ``bottom_size=128`` with three layers gives
+    Table 4's ``(32, 64, 128)``. The paper states sizes only for L = 3; this rule extends them
+    to other L. ``shortinfer train --num-layers`` and the benchmark presets both use it.
+
+    Arguments:
+        num_layers: L, at least 1.
+        bottom_size: $d_1$, the size of the layer closest to the image.
+
+    Returns:
+        The sizes from the top layer down, a tuple of length L.
+
+    Raises:
+        ValueError: If ``num_layers`` or ``bottom_size`` is not positive.
+
+    Examples:
+        >>> latent_sizes_for(3, 128)
+        (32, 64, 128)
+        >>> latent_sizes_for(5, 32)
+        (2, 4, 8, 16, 32)
+    """
+    if num_layers < 1 or bottom_size < 1:
+        raise ArgumentError(
+            f"num_layers and bottom_size must be positive; received num_layers={num_layers}, "
+            f"bottom_size={bottom_size}."
+        )
+    return tuple(max(1, bottom_size >> (layer - 1)) for layer in range(num_layers, 0, -1))
 
 
 class MultiLayerGenerator(nn.Module):
@@ -198,9 +229,9 @@ class MultiLayerGenerator(nn.Module):
         sigma: float = 0.3,
     ) -> None:
         super().__init__()
-        if not _is_int(image_size) or image_size not in _IMAGE_SIZES:
+        if not _is_int(image_size) or image_size not in IMAGE_SIZES:
             raise ArgumentError(
-                f"image_size must be one of {_IMAGE_SIZES}; received {image_size!r}. Resize the "
+                f"image_size must be one of {IMAGE_SIZES}; received {image_size!r}. Resize the "
                 "images to 28, 32 or 64 pixels (the layout uses H/4 x W/4 projections)."
             )
         if not _is_int(channels) or channels not in _CHANNELS:

@@ -27,14 +27,14 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
 from shortinfer._checks import ArgumentError, ShortinferError
+from shortinfer._modules import model_method as _model_method  # trainer imports it here
 
 __all__ = [
     "LogJointModule",
@@ -284,17 +284,6 @@ def shard_indices(
     if total > num_examples:
         order = order.repeat(-(-total // num_examples))[:total]
     return order[rank:total:world_size]
-
-
-def _model_method(model: nn.Module, name: str) -> Callable[..., Any]:
-    """``getattr(model, name)``, typed as a callable.
-
-    The models here are duck-typed ``nn.Module`` subclasses (``log_joint``, ``decode``, ...),
-    but torch annotates ``nn.Module.__getattr__`` as returning ``Tensor | Module``, which a
-    type checker does not accept as a function. A missing method still raises
-    ``AttributeError``, exactly as ``model.name`` would.
-    """
-    return cast(Callable[..., Any], getattr(model, name))
 
 
 class LogJointModule(nn.Module):

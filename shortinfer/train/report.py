@@ -28,13 +28,15 @@ import torch
 from torch import Tensor, nn
 
 from shortinfer._checks import ArgumentError, MissingDependencyError
+from shortinfer._markdown import cell, image_section, table
+from shortinfer._modules import model_method
 from shortinfer.metrics.reconstruction import reconstruction_mse
 from shortinfer.posterior import short_run
-from shortinfer.train.distributed import _model_method
-from shortinfer.train.trainer import _latent_shape_of, frozen_parameters
+from shortinfer.train.trainer import METRICS_NAME, _latent_shape_of, frozen_parameters
 
 __all__ = [
     "INPAINTING_MASKS",
+    "SUMMARY_NAME",
     "image_grid",
     "inpainting_mask",
     "plot_objective_curves",
@@ -50,6 +52,9 @@ MaskPattern = Literal["centre", "left", "bottom", "random"]
 
 #: Mask patterns of `inpainting_mask`, each naming the *missing* region.
 INPAINTING_MASKS: tuple[MaskPattern, ...] = ("centre", "left", "bottom", "random")
+
+#: File name of the Markdown summary that `write_report` writes into the report folder.
+SUMMARY_NAME = "summary.md"
 
 _EXTRA_HINT = 'pip install "shortinfer[demo]" (or pip install Pillow matplotlib)'
 
@@ -262,8 +267,8 @@ def reconstruct(
         torch.Size([3, 1, 28, 28])
     """
     shape = _latent_shape_of(model, latent_shape)
-    model_log_joint = _model_method(model, "log_joint")
-    decode = _model_method(model, "decode")
+    model_log_joint = model_method(model, "log_joint")
+    decode = model_method(model, "decode")
     outputs = []
     with frozen_parameters(model):
         for start in range(0, x.shape[0], batch_size):
@@ -451,6 +456,10 @@ def _plot_training_curves(rows: Sequence[Mapping[str, Any]], path: Path) -> Path
     return _save_figure(figure, path)
 
 
+def _rows(values: Mapping[str, Any]) -> list[list[str]]:
+    return [[cell(name), cell(value)] for name, value in values.items()]
+
+
 def write_summary(
     path: str | os.PathLike[str],
     *,
@@ -482,17 +491,10 @@ def write_summary(
         # Run
     """
 
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        return str(value).replace("|", "\\|")
-
-    lines = [f"# {title}", "", "| figure | value |", "| --- | --- |"]
-    lines += [f"| {name} | {cell(value)} |" for name, value in figures.items()]
-    lines += ["", "## Settings", "", "| setting | value |", "| --- | --- |"]
-    lines += [f"| {name} | {cell(value)} |" for name, value in settings.items()]
+    lines = [f"# {title}", "", *table(["figure", "value"], _rows(figures))]
+    lines += ["", "## Settings", "", *table(["setting", "value"], _rows(settings))]
     for caption, image in images.items():
-        lines += ["", f"## {caption}", "", f"![{caption}]({image})"]
+        lines += image_section(caption, image)
     for note in notes:
         lines += ["", note]
     path = Path(path)
@@ -525,10 +527,8 @@ def write_report(
     ``step_size.png`` and ``objective.png`` (when there was tuning), ``training.png`` (when
     ``metrics.jsonl`` is in the folder) and ``summary.md``.
 
-    The held-out reconstruction error is
-    ``reconstruction_mse(test_images, reconstruct(...)).mean()``: per pixel, on the
-    $[-1, 1]$ scale (divide by 4 for the $[0, 1]$ scale), averaged over all of
-    ``test_images``.
+    The held-out error is ``reconstruction_mse(test_images, reconstruct(...)).mean()``: per
+    pixel on the $[-1, 1]$ scale (divide by 4 for $[0, 1]$), averaged over ``test_images``.
 
     Arguments:
         model: A trained model with ``log_joint``, ``decode``, ``sample_latents`` (or
@@ -544,8 +544,7 @@ def write_report(
         num_images: Images per grid.
         seed: Seed of the samples, masks and chains.
         title: The summary's heading.
-        started: A ``time.perf_counter()`` reading at the start of the whole job; if given,
-            the summary reports the total wall time up to its writing.
+        started: ``time.perf_counter()`` at the start of the job: report the total wall time.
 
     Returns:
         ``{"mse": float, "inpainting_mse": {pattern: float}, "files": [Path, ...]}``.
@@ -561,105 +560,124 @@ def write_report(
         ...     sorted(p.name for p in out["files"])[:3]
         ['inpainting-bottom.png', 'inpainting-centre.png', 'inpainting-left.png']
     """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    grids = _ReportFiles(Path(output_dir))
     generator = torch.Generator().manual_seed(seed)
-    files: list[Path] = []
-    images: dict[str, str] = {}
     device = next(iter(model.parameters())).device
     test_images = test_images.to(device)
+    chains = torch.Generator(device=device).manual_seed(seed + 1)
+    inference = {"num_steps": num_steps, "step_size": step_size, "generator": chains}
+    _write_samples(model, grids, num_images=num_images, generator=generator)
+    mse, subset = _write_reconstructions(model, grids, test_images, num_images, inference)
+    inpainting_mse = _write_inpainting(model, grids, subset, inference, generator=generator)
+    _write_plots(grids, history=history, traces=traces)
+    headline = {
+        "held-out reconstruction MSE (per pixel, [-1, 1] scale)": mse,
+        "held-out images": int(test_images.shape[0]),
+        **{f"inpainting MSE on missing pixels, {k}": v for k, v in inpainting_mse.items()},
+        **(figures or {}),
+    }
+    if started is not None:
+        headline[_TOTAL_TIME] = round(time.perf_counter() - started, 1)
+    note = _MSE_NOTE.format(num_steps=num_steps)
+    summary = {"title": title, "figures": headline, "settings": settings or {}, "notes": [note]}
+    path = write_summary(grids.folder / SUMMARY_NAME, images=grids.images, **summary)
+    return {"mse": mse, "inpainting_mse": inpainting_mse, "files": [*grids.files, path]}
 
+
+_TOTAL_TIME = "total wall time incl. data loading and this report (s)"
+_MSE_NOTE = (
+    "MSE is the mean over images of the per-pixel squared error on the [-1, 1] pixel scale "
+    "(divide by 4 for the [0, 1] scale), with reconstructions g(z_K) from short-run inference "
+    "(K = {num_steps}) at the final step size."
+)
+
+
+class _ReportFiles:
+    """The report folder, the files written to it, and each image's caption for the summary."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.files: list[Path] = []
+        self.images: dict[str, str] = {}
+
+    def add(self, caption: str, path: Path | None) -> None:
+        if path is not None:
+            self.files.append(path)
+            self.images[caption] = path.name
+
+    def grid(self, caption: str, name: str, images: Tensor, num_columns: int) -> None:
+        self.add(caption, save_image_grid(images, self.folder / name, num_columns=num_columns))
+
+
+def _write_samples(
+    model: nn.Module, files: _ReportFiles, *, num_images: int, generator: torch.Generator
+) -> None:
     with torch.no_grad():
         if hasattr(model, "sample_latents"):
-            latents = _model_method(model, "sample_latents")(num_images, generator=generator)
-            samples = _model_method(model, "decode")(latents)
+            latents = model_method(model, "sample_latents")(num_images, generator=generator)
+            samples = model_method(model, "decode")(latents)
         else:
-            samples = _model_method(model, "sample_images")(num_images)
-    files.append(save_image_grid(samples, output_dir / "samples.png", num_columns=8))
-    images["Samples g(z), z ~ N(0, I)"] = "samples.png"
+            samples = model_method(model, "sample_images")(num_images)
+    files.grid("Samples g(z), z ~ N(0, I)", "samples.png", samples, 8)
 
-    chain_generator = torch.Generator(device=device).manual_seed(seed + 1)
-    recon = reconstruct(
-        model,
-        test_images,
-        num_steps=num_steps,
-        step_size=step_size,
-        generator=chain_generator,
-    )
+
+def _write_reconstructions(
+    model: nn.Module,
+    files: _ReportFiles,
+    test_images: Tensor,
+    num_images: int,
+    inference: dict[str, Any],
+) -> tuple[float, Tensor]:
+    """Reconstruct every held-out image; draw a grid of some. Returns the MSE and one row."""
+    recon = reconstruct(model, test_images, **inference)
     mse = float(reconstruction_mse(test_images, recon).mean())
     # Evenly spaced examples: test splits are often sorted by class (MNIST-5k is).
     shown = min(num_images, test_images.shape[0])
-    picked = torch.linspace(0, test_images.shape[0] - 1, shown).round().long().to(device)
+    picked = torch.linspace(0, test_images.shape[0] - 1, shown).round().long()
+    picked = picked.to(test_images.device)
     columns = min(8, shown)
     pairs = []
     for start in range(0, shown, columns):
         rows = picked[start : start + columns]
         pairs += [test_images[rows], recon[rows]]
-    files.append(
-        save_image_grid(torch.cat(pairs), output_dir / "reconstructions.png", num_columns=columns)
-    )
-    images["Reconstructions (odd rows: data; even rows: g(z_K))"] = "reconstructions.png"
+    caption = "Reconstructions (odd rows: data; even rows: g(z_K))"
+    files.grid(caption, "reconstructions.png", torch.cat(pairs), columns)
+    return mse, test_images[picked[:columns]]
 
+
+def _write_inpainting(
+    model: nn.Module,
+    files: _ReportFiles,
+    subset: Tensor,
+    inference: dict[str, Any],
+    *,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """One grid per `INPAINTING_MASKS` pattern; returns the MSE on the missing pixels of each."""
     inpainting_mse = {}
-    subset = test_images[picked[:columns]]
     for pattern in INPAINTING_MASKS:
-        mask = inpainting_mask(pattern, tuple(subset.shape), generator=generator).to(device)
-        filled = reconstruct(
-            model,
-            subset,
-            num_steps=num_steps,
-            step_size=step_size,
-            mask=mask,
-            generator=chain_generator,
-        )
-        observed = subset * mask + (1 - mask) * 0.0  # missing pixels shown mid-grey
+        mask = inpainting_mask(pattern, tuple(subset.shape), generator=generator)
+        mask = mask.to(subset.device)
+        filled = reconstruct(model, subset, mask=mask, **inference)
+        observed = subset * mask  # missing pixels shown mid-grey (0 on the [-1, 1] scale)
         missing = (1 - mask).expand_as(subset)
         inpainting_mse[pattern] = float(reconstruction_mse(subset, filled, mask=missing).mean())
-        name = f"inpainting-{pattern}.png"
-        files.append(
-            save_image_grid(
-                torch.cat([subset, observed, filled]), output_dir / name, num_columns=columns
-            )
-        )
-        images[f"Inpainting, {pattern} missing (rows: data, observed, inpainted)"] = name
+        caption = f"Inpainting, {pattern} missing (rows: data, observed, inpainted)"
+        images = torch.cat([subset, observed, filled])
+        files.grid(caption, f"inpainting-{pattern}.png", images, subset.shape[0])
+    return inpainting_mse
 
+
+def _write_plots(
+    files: _ReportFiles, *, history: Sequence[Any], traces: Sequence[Mapping[str, Any]]
+) -> None:
+    folder = files.folder
     if history:
-        files.append(plot_step_size_history(history, output_dir / "step_size.png"))
-        images["Step size over training (cf. Fig. 6a/b)"] = "step_size.png"
+        path = plot_step_size_history(history, folder / "step_size.png")
+        files.add("Step size over training (cf. Fig. 6a/b)", path)
     if traces:
-        files.append(plot_objective_curves(traces, output_dir / "objective.png"))
-        images["Step-size objective J(s) (cf. Fig. 6c)"] = "objective.png"
-    curves = _plot_training_curves(
-        read_metrics(output_dir / "metrics.jsonl"), output_dir / "training.png"
-    )
-    if curves is not None:
-        files.append(curves)
-        images["Training curves"] = "training.png"
-
-    headline = {
-        "held-out reconstruction MSE (per pixel, [-1, 1] scale)": mse,
-        "held-out images": int(test_images.shape[0]),
-    }
-    headline.update(
-        {f"inpainting MSE on missing pixels, {k}": v for k, v in inpainting_mse.items()}
-    )
-    headline.update(figures or {})
-    if started is not None:
-        headline["total wall time incl. data loading and this report (s)"] = round(
-            time.perf_counter() - started, 1
-        )
-    files.append(
-        write_summary(
-            output_dir / "summary.md",
-            title=title,
-            figures=headline,
-            settings=settings or {},
-            images=images,
-            notes=[
-                "MSE is the mean over images of the per-pixel squared error on the [-1, 1] pixel "
-                "scale (divide by 4 for the [0, 1] scale), with reconstructions g(z_K) from "
-                f"short-run inference (K = {num_steps}) at the final step size.",
-            ],
-        )
-    )
-    return {"mse": mse, "inpainting_mse": inpainting_mse, "files": files}
+        path = plot_objective_curves(traces, folder / "objective.png")
+        files.add("Step-size objective J(s) (cf. Fig. 6c)", path)
+    rows = read_metrics(folder / METRICS_NAME)
+    files.add("Training curves", _plot_training_curves(rows, folder / "training.png"))

@@ -27,6 +27,7 @@ from shortinfer._checks import ArgumentError, ArgumentTypeError, check_int
 
 __all__ = [
     "PAPER_LEARNING_RATE_FACTORS",
+    "PAPER_NUM_ITERATIONS",
     "LearningRateSchedule",
     "SigmaSchedule",
     "annealed_sigma",
@@ -35,6 +36,9 @@ __all__ = [
 
 #: The paper's step-wise decay 1e-4, 5e-5, 1e-5 (Appendix 7.1), as factors of the base rate.
 PAPER_LEARNING_RATE_FACTORS: tuple[float, ...] = (1.0, 0.5, 0.1)
+
+#: The paper's training length T = 3e5 Adam updates (Appendix 7.1).
+PAPER_NUM_ITERATIONS = 300_000
 
 
 def _check_iteration(iteration: object, num_iterations: object) -> tuple[int, int]:

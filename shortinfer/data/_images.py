@@ -1,78 +1,45 @@
-r"""Private helpers shared by the dataset loaders.
+r"""Image preprocessing shared by the loaders: geometry, listing and decoding image files.
 
-Three concerns live here, because every loader needs all three:
-
-* the result type `ImageData` and the uint8 → ``[-1, 1]`` scaling;
-* the ``.npy`` cache: keys, atomic writes, and loading with ``allow_pickle=False``;
-* image preprocessing: argument checks, listing image files, decoding with Pillow in worker
-  processes, and the shared "resize to cover, then center-crop" geometry.
-
-Pillow is imported lazily, inside the functions that need it, so that ``import shortinfer.data``
-works with only torch and numpy installed.
+The "resize to cover, then center-crop" geometry serves both the array path (torch) and the
+image path (Pillow). Pillow is imported lazily, inside the functions that need it, so that
+``import shortinfer.data`` works with only torch and numpy installed; decoding runs in worker
+processes for large folders.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import hashlib
-import json
 import math
 import multiprocessing
 import os
 import sys
 import warnings
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Generator, Sequence
 from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from shortinfer._atomic import atomic_write
 from shortinfer._checks import (
     AccessError,
     ArgumentError,
-    ArgumentTypeError,
     MissingDependencyError,
     MissingFileError,
     NotAFolderError,
 )
 
 __all__ = [
-    "CACHE_ENV_VAR",
-    "CACHE_FORMAT_VERSION",
     "IMAGE_EXTENSIONS",
-    "ImageData",
-    "atomic_save_npy",
-    "cache_key",
-    "cached_arrays",
-    "cached_split",
     "center_crop_box",
-    "check_choice",
-    "check_image_size",
-    "check_num_workers",
-    "check_path",
     "cover_size",
     "decode_images",
-    "default_cache_dir",
-    "file_fingerprint",
-    "files_fingerprint",
     "list_image_files",
     "require_pillow",
     "resize_uint8",
-    "resolve_cache_dir",
-    "to_image_data",
-    "uint8_to_float",
 ]
-
-#: Environment variable that overrides the default cache directory.
-CACHE_ENV_VAR = "SHORTINFER_CACHE"
-
-#: Bumped whenever the cached arrays' meaning changes, so that old cache files are not reused.
-CACHE_FORMAT_VERSION = 1
 
 #: File extensions (lower case) that the folder and CelebA loaders treat as images.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -85,117 +52,6 @@ _MAX_CHUNK = 256
 _PILLOW_HINT = 'pip install "shortinfer[bench]" (or: pip install Pillow)'
 
 
-class ImageData(NamedTuple):
-    r"""Images and, where the format has them, labels, as returned by every loader.
-
-    Pixel values are scaled from uint8 $u \in \{0, \dots, 255\}$ to
-    $x = u / 127.5 - 1 \in [-1, 1]$, so 0 maps to -1.0 and 255 to 1.0 exactly.
-
-    Arguments:
-        images: float32 tensor with shape (N, C, H, W), values in [-1, 1].
-        labels: int64 tensor with shape (N,), or ``None`` for unlabeled formats (image folders,
-            CelebA).
-
-    Examples:
-        >>> data = ImageData(torch.zeros(2, 1, 28, 28), torch.tensor([3, 7]))
-        >>> images, labels = data
-        >>> images.shape, labels.tolist()
-        (torch.Size([2, 1, 28, 28]), [3, 7])
-    """
-
-    images: Tensor
-    labels: Tensor | None
-
-
-def uint8_to_float(array: np.ndarray) -> Tensor:
-    r"""Convert uint8 pixels to a float32 tensor in [-1, 1] via $u / 127.5 - 1$.
-
-    Arguments:
-        array: uint8 array of any shape, e.g. (N, C, H, W).
-
-    Returns:
-        A float32 tensor with the same shape as ``array``.
-
-    Examples:
-        >>> uint8_to_float(np.array([0, 255], dtype=np.uint8)).tolist()
-        [-1.0, 1.0]
-    """
-    if array.dtype != np.uint8:
-        raise ArgumentTypeError(f"expected a uint8 array, got dtype {array.dtype}")
-    # The division by 127.5 and subtraction of 1 are exact for 0 and 255 in float32.
-    return torch.from_numpy(np.ascontiguousarray(array)).to(torch.float32).div_(127.5).sub_(1.0)
-
-
-def to_image_data(images: np.ndarray, labels: np.ndarray | None) -> ImageData:
-    r"""Build `ImageData` from cached uint8 images (N, C, H, W) and labels (N,)."""
-    label_tensor = None
-    if labels is not None:
-        label_tensor = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
-    return ImageData(uint8_to_float(images), label_tensor)
-
-
-# --------------------------------------------------------------------------------------------
-# Argument checks
-# --------------------------------------------------------------------------------------------
-
-
-def check_path(name: str, value: object) -> Path:
-    r"""Return ``value`` as an expanded `pathlib.Path`, or raise ``TypeError``."""
-    if not isinstance(value, (str, os.PathLike)):
-        raise ArgumentTypeError(
-            f"{name} must be a str or os.PathLike, got {type(value).__name__} ({value!r}); "
-            f"pass the path as a string, e.g. {name}='/data/celeba'"
-        )
-    return Path(os.fspath(value)).expanduser()
-
-
-def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
-    r"""Return ``value`` if it is one of ``choices``, else raise ``ValueError`` listing them."""
-    if not isinstance(value, str) or value not in choices:
-        raise ArgumentError(
-            f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}"
-        )
-    return value
-
-
-def check_image_size(image_size: object) -> tuple[int, int] | None:
-    r"""Normalise ``image_size`` (None, int s, or (H, W)) to ``None`` or ``(H, W)``."""
-    if image_size is None:
-        return None
-    if isinstance(image_size, bool):
-        raise ArgumentTypeError(
-            f"image_size must be an int or a (height, width) pair, got {image_size!r}"
-        )
-    if isinstance(image_size, int):
-        pair: tuple[object, ...] = (image_size, image_size)
-    elif isinstance(image_size, (tuple, list)) and len(image_size) == 2:
-        pair = tuple(image_size)
-    else:
-        raise ArgumentTypeError(
-            "image_size must be None, an int s (for s×s) or a (height, width) pair, "
-            f"got {image_size!r}; e.g. image_size=32"
-        )
-    for side in pair:
-        if isinstance(side, bool) or not isinstance(side, int):
-            raise ArgumentTypeError(f"image_size entries must be ints, got {image_size!r}")
-        if side <= 0:
-            raise ArgumentError(f"image_size must be positive, got {image_size!r}; e.g. 32 or 64")
-    return (int(pair[0]), int(pair[1]))  # type: ignore[arg-type]
-
-
-def check_num_workers(num_workers: object) -> int | None:
-    r"""Validate ``num_workers``: ``None`` (automatic) or an int >= 0."""
-    if num_workers is None:
-        return None
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int):
-        raise ArgumentTypeError(f"num_workers must be None or an int >= 0, got {num_workers!r}")
-    if num_workers < 0:
-        raise ArgumentError(
-            f"num_workers must be >= 0, got {num_workers}; use 0 to decode in this process"
-        )
-    return num_workers
-
-
 def require_pillow() -> Any:
     r"""Import and return ``PIL.Image``, or raise ``ImportError`` naming the extra to install."""
     try:
@@ -205,178 +61,6 @@ def require_pillow() -> Any:
             f"decoding image files needs Pillow, which is not installed; {_PILLOW_HINT}"
         ) from err
     return Image
-
-
-# --------------------------------------------------------------------------------------------
-# The .npy cache
-# --------------------------------------------------------------------------------------------
-
-
-def default_cache_dir() -> Path:
-    r"""The cache directory: ``$SHORTINFER_CACHE`` if set and non-empty, else
-    ``~/.cache/shortinfer``."""
-    env = os.environ.get(CACHE_ENV_VAR, "")
-    if env:
-        return Path(env).expanduser()
-    return Path("~/.cache/shortinfer").expanduser()
-
-
-def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
-    r"""``cache_dir`` as a Path if given, else `default_cache_dir`."""
-    if cache_dir is None:
-        return default_cache_dir()
-    return check_path("cache_dir", cache_dir)
-
-
-def file_fingerprint(path: Path) -> list[object]:
-    r"""Identify a source file by absolute path, size and modification time (ns)."""
-    stat = path.stat()
-    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
-
-
-def files_fingerprint(paths: Iterable[Path], root: Path) -> str:
-    r"""A sha256 over (path relative to ``root``, size, mtime) of many files, plus ``root``."""
-    digest = hashlib.sha256(str(root.resolve()).encode())
-    for path in paths:
-        stat = path.stat()
-        digest.update(f"\0{path.relative_to(root).as_posix()}\0{stat.st_size}\0".encode())
-        digest.update(str(stat.st_mtime_ns).encode())
-    return digest.hexdigest()
-
-
-def cache_key(options: Mapping[str, object]) -> str:
-    r"""A short hex key for a mapping of JSON-serialisable preprocessing options."""
-    payload = json.dumps(
-        {"format": CACHE_FORMAT_VERSION, **options}, sort_keys=True, separators=(",", ":")
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
-
-
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    r"""Write ``array`` to ``path`` in ``.npy`` format so that ``path`` is never partial.
-
-    The array goes to a temporary file in the same directory, is flushed to disk, and is then
-    renamed over ``path`` with `os.replace` (atomic on POSIX and Windows). If anything
-    fails, the temporary file is removed and the exception propagates.
-
-    Arguments:
-        path: Destination file; its directory must exist.
-        array: Any non-object numpy array.
-
-    Raises:
-        OSError: If writing or renaming fails (nothing is left behind).
-    """
-    atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False))
-
-
-def _load_cached(paths: Mapping[str, Path]) -> dict[str, np.ndarray] | None:
-    if not all(path.is_file() for path in paths.values()):
-        return None
-    arrays = {}
-    try:
-        for name, path in paths.items():
-            arrays[name] = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
-        # Unreadable or damaged cache entry: rebuild it from the source.
-        return None
-    images = arrays.get("images")
-    if images is None or images.dtype != np.uint8 or images.ndim != 4:
-        return None
-    labels = arrays.get("labels")
-    if labels is not None and labels.shape != (images.shape[0],):
-        return None
-    return arrays
-
-
-def cached_arrays(
-    *,
-    dataset: str,
-    tag: str,
-    options: Mapping[str, object],
-    names: Sequence[str],
-    build: Callable[[], Mapping[str, np.ndarray]],
-    cache_dir: str | os.PathLike[str] | None,
-    use_cache: bool,
-) -> dict[str, np.ndarray]:
-    r"""Return the arrays ``build()`` makes, reading/writing them as ``.npy`` files.
-
-    Files are ``{cache_dir}/{dataset}-{tag}-{key}.{name}.npy`` with ``key =``
-    `cache_key` ``(options)``. ``"images"`` is written last and so marks a complete entry.
-    A cache that cannot be written produces a warning, not an error: the data is still returned.
-    """
-    if not isinstance(use_cache, bool):
-        raise ArgumentTypeError(f"use_cache must be a bool, got {use_cache!r}")
-    if not use_cache:
-        return dict(build())
-    directory = resolve_cache_dir(cache_dir)
-    key = cache_key({"dataset": dataset, **options})
-    paths = {name: directory / f"{dataset}-{tag}-{key}.{name}.npy" for name in names}
-    hit = _load_cached(paths)
-    if hit is not None:
-        return hit
-    arrays = dict(build())
-    if sorted(arrays) != sorted(names):  # internal invariant, not user input
-        raise RuntimeError(f"cache build returned {sorted(arrays)}, expected {sorted(names)}")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        for name in sorted(names, key=lambda n: n == "images"):
-            atomic_save_npy(paths[name], arrays[name])
-    except OSError as err:
-        warnings.warn(
-            f"could not write the {dataset} cache to {directory} ({err}); the data is returned "
-            f"uncached. Pass cache_dir= a writable directory, set ${CACHE_ENV_VAR}, "
-            "or pass use_cache=False to silence this",
-            stacklevel=3,
-        )
-    return arrays
-
-
-def cached_split(
-    dataset: str,
-    split: str,
-    size: tuple[int, int] | None,
-    sources: Mapping[str, object],
-    read: Callable[[], tuple[np.ndarray, np.ndarray]],
-    *,
-    cache_dir: str | os.PathLike[str] | None,
-    use_cache: bool,
-) -> ImageData:
-    r"""One labelled split: ``read()``'s images resized to ``size``, cached with the labels.
-
-    The shared tail of the MNIST, Fashion-MNIST, MNIST-5k and SVHN loaders.
-
-    Arguments:
-        dataset: Cache file prefix and part of the key, e.g. ``"svhn"``.
-        split: The split's name; part of the key and of the file name.
-        size: Output ``(H, W)``, or ``None`` to keep the stored size.
-        sources: Fingerprints of the files read (`file_fingerprint`), added to the key.
-        read: Returns uint8 images ``(N, C, H, W)`` and labels ``(N,)``; called on a miss.
-        cache_dir: Cache folder, or ``None`` for `default_cache_dir`.
-        use_cache: If false, neither read nor write the cache.
-
-    Returns:
-        `ImageData` with images in [-1, 1] and int64 labels.
-    """
-
-    def build() -> dict[str, np.ndarray]:
-        images, labels = read()
-        return {"images": resize_uint8(images, size), "labels": labels}
-
-    arrays = cached_arrays(
-        dataset=dataset,
-        tag=split,
-        options={"split": split, "image_size": size, **sources},
-        names=("images", "labels"),
-        build=build,
-        cache_dir=cache_dir,
-        use_cache=use_cache,
-    )
-    return to_image_data(arrays["images"], arrays["labels"])
-
-
-# --------------------------------------------------------------------------------------------
-# Geometry shared by the array path (torch) and the image path (Pillow)
-# --------------------------------------------------------------------------------------------
 
 
 def cover_size(width: int, height: int, target: tuple[int, int]) -> tuple[int, int]:
@@ -424,11 +108,6 @@ def resize_uint8(images: np.ndarray, size: tuple[int, int] | None) -> np.ndarray
         resized = resized[:, :, top : top + size[0], left : left + size[1]]
         out[start : start + step] = resized.round_().clamp_(0, 255).to(torch.uint8).numpy()
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Image files: listing and decoding
-# --------------------------------------------------------------------------------------------
 
 
 def list_image_files(root: Path, *, recursive: bool, what: str = "image folder") -> list[Path]:

@@ -143,6 +143,28 @@ def check_trainer_checkpoint(state: Mapping[str, Any], where: str = "checkpoint"
         )
 
 
+_ESTIMATOR_KEYS = {
+    "objective": "objective",
+    "entropy_method": "log_det",
+    "mode": "mode",
+    "chunk_size": "chunk_size",
+    "num_mixture": "num_mixture",
+}
+
+
+def _current_tuning_layout(tuning: Any) -> Any:
+    """Stored tuning settings in today's layout: checkpoints written before the entropy options
+    became one ``estimator`` hold them as flat keys (``objective``, ``entropy_method``, ...)."""
+    if not isinstance(tuning, Mapping) or "estimator" in tuning or "objective" not in tuning:
+        return tuning
+    flat = {k: v for k, v in tuning.items() if k not in _ESTIMATOR_KEYS}
+    estimator = {new: tuning[old] for old, new in _ESTIMATOR_KEYS.items() if old in tuning}
+    order = ["method", "interval", "estimator", "grid", "batch_size", "num_samples"]
+    rebuilt = {key: flat[key] for key in order if key in flat and key != "estimator"}
+    rebuilt["estimator"] = estimator
+    return {**rebuilt, **flat}
+
+
 def compare_settings(
     stored: Mapping[str, Any] | None, own: Mapping[str, Any], *, iteration: int
 ) -> None:
@@ -169,6 +191,7 @@ def compare_settings(
     """  # noqa: E501
     if not isinstance(stored, Mapping):
         return
+    stored = {**stored, "tuning": _current_tuning_layout(stored.get("tuning"))}
     differ = [
         f"{key} ({_FLAGS[key]}): checkpoint {stored[key]!r}, now {own.get(key)!r}"
         for key in RESUME_MUST_MATCH

@@ -704,12 +704,14 @@ def _describe_tuning(tuning: Any) -> str:
     """One line for the summary, read off a `StepSizeTuning` (or ``None``)."""
     if tuning is None:
         return "none"
-    grid = "the default grid" if tuning.grid is None else f"grid s = {list(tuning.grid)}"
-    if tuning.grid is not None:
-        grid += f" (delta = sqrt(2s) = {delta_of(list(tuning.grid))})"
-    examples = "all" if tuning.batch_size is None else tuning.batch_size
+    method = tuning.method or ("grid" if tuning.grid is not None else "bracket")
+    if tuning.grid is None:
+        grid = "in log s from the current step size" if method == "bracket" else "default grid"
+    else:
+        grid = f"grid s = {list(tuning.grid)} (delta = sqrt(2s) = {delta_of(list(tuning.grid))})"
+    examples = "the default number of" if tuning.batch_size is None else tuning.batch_size
     return (
-        f"{tuning.method} search, objective {tuning.objective}, {grid}, every "
+        f"{method} search, objective {tuning.estimator.objective}, {grid}, every "
         f"{tuning.interval} iterations on {examples} examples of the batch"
     )
 

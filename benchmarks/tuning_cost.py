@@ -54,7 +54,6 @@ GOAL = 50.0  # issue 14: default tuning at most 50x one sample()
 
 def main() -> None:
     parser = benchmark_parser(__doc__)
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--batch", type=int, default=100, help="held-out digits B")
     parser.add_argument("--epochs", type=int, default=5, help="VAE training epochs")
     args = parser.parse_args()

@@ -213,6 +213,7 @@ def _add_demo_parser(commands: Any) -> None:
         "work on them)",
     )
     _add_progress(demo)
+    _add_compile(demo)
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -120,7 +120,18 @@ def measured_rate(method: str, data: BenchData, args: argparse.Namespace) -> flo
     """Updates per training second of ``method`` in a short probe on a throw-away trainer."""
     probe = make_trainer(method, data, args, 10**6)
     probe.fit(max_seconds=args.probe_seconds)
+    # The first step-size tuning can outlast a short probe; a rate from a handful of updates
+    # would make T (and so the whole schedule) far too short. Probe on to enough updates.
+    for _ in range(_PROBE_MAX_ROUNDS):
+        if probe.iteration >= _PROBE_MIN_UPDATES:
+            break
+        probe.fit(resume=False, max_seconds=args.probe_seconds)
     return probe.iteration / max(probe.train_seconds, 1e-9)
+
+
+#: A probe runs until at least this many updates (at most this many extra rounds).
+_PROBE_MIN_UPDATES = 30
+_PROBE_MAX_ROUNDS = 10
 
 
 def warm_compile(trainer: Any, data: BenchData, args: argparse.Namespace) -> float:

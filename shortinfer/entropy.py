@@ -131,7 +131,7 @@ def jacobian(
             z_k, vjp_fn, *_ = torch.func.vjp(run, z0)
             rows = torch.func.vmap(vjp_fn, chunk_size=chunk_size)(basis)[0]  # (D, B, D): j, b, :
             jac = rows.transpose(0, 1)
-        elif mode == "forward":
+        else:  # "forward" (check_mode refused anything else)
 
             def push(tangent: Tensor) -> tuple[Tensor, Tensor]:
                 output, column, *_ = torch.func.jvp(run, (z0,), (tangent,))
@@ -140,8 +140,6 @@ def jacobian(
             outputs, columns = torch.func.vmap(push, chunk_size=chunk_size)(basis)
             z_k = outputs[0]
             jac = columns.permute(1, 2, 0)  # (D_j, B, D_i) -> (B, D_i, D_j)
-        else:
-            check_mode(mode)
     return z_k, jac
 
 

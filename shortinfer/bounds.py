@@ -16,6 +16,9 @@ from torch import Tensor
 
 from shortinfer import objectives
 
+#: Nothing new is exported from here: every name is a deprecated alias (see the module docstring).
+__all__: list[str] = []
+
 _RENAMED = {
     "EntropyBound": "ObjectiveName",
     "MIXTURE_BOUNDS": "MIXTURE_OBJECTIVES",

@@ -962,7 +962,7 @@ def _train_in(
     data = f"{args.dataset} ({args.split}), {images.shape[0]} images {channels}x{height}x{width}"
     settings = _run_settings(model, options, data=data, seed=args.seed, device=device)
     if options["tuning"] is not None:
-        settings["entropy method"] = options["tuning"].entropy_method
+        settings["entropy method"] = options["tuning"].estimator.log_det
     if is_main_process():
         _print(f"shortinfer train: {data} -> {output_dir}")
     outcome = _run_training(

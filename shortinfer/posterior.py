@@ -443,12 +443,14 @@ class ShortRunPosterior:
     def _check_init(self, init: Init) -> Init:
         return self._check_shapes(init, "init")
 
-    def _replace(self, table: Tensor, trace: TuningTrace | None) -> ShortRunPosterior:
+    def _copy_with(self, **changes: Any) -> ShortRunPosterior:
+        """A shallow copy with some attributes replaced (no validation, no probe)."""
         new = object.__new__(ShortRunPosterior)
-        new.__dict__.update(self.__dict__)
-        new._table = table.detach().to(torch.float64).cpu()
-        new.trace = trace
+        new.__dict__.update(self.__dict__, **changes)
         return new
+
+    def _replace(self, table: Tensor, trace: TuningTrace | None) -> ShortRunPosterior:
+        return self._copy_with(_table=table.detach().to(torch.float64).cpu(), trace=trace)
 
     def _user_log_joint(
         self, num_samples: int, *, x: Observations | None = None
@@ -1167,10 +1169,7 @@ class ShortRunPosterior:
                 "start distribution shared by all examples; this one has one per example. "
                 "Pass num_examples=None to tune on all of them."
             )
-        sub = object.__new__(ShortRunPosterior)
-        sub.__dict__.update(self.__dict__)
-        sub.x = _first(self.x, num_examples)
-        sub.batch_size = num_examples
+        sub = self._copy_with(x=_first(self.x, num_examples), batch_size=num_examples)
         try:
             probe_log_joint(sub._user_log_joint(1), sub._probe_latents(), num_examples)
         except LogJointError:
@@ -1293,15 +1292,17 @@ class _Progress:
         self.start = time.perf_counter()
         self.count = 0
 
-    def report(self, step_size: float, value: float) -> None:
+    def report(self, table: Tensor, value: Tensor) -> None:
+        """Count one evaluation of $J$ at ``table``; print it when due (only then read it)."""
         self.count += 1
         elapsed = time.perf_counter() - self.start
         if self.enabled is False or (self.enabled is None and elapsed < PROGRESS_AFTER_SECONDS):
             return
-        delta = math.sqrt(2 * step_size)
+        step_size = float(table.detach().double().mean())
+        delta = float(delta_from_step_size(step_size))
         print(
             f"tune_step_size: evaluation {self.count} ({elapsed:.1f} s): s = {step_size:.4g} "
-            f"(delta = {delta:.4g}), J = {value:.6g}",
+            f"(delta = {delta:.4g}), J = {float(value.detach()):.6g}",
             file=sys.stderr,
             flush=True,
         )
@@ -1340,10 +1341,9 @@ class _Search:
         """$J$ at a step-size table, differentiable."""
         posterior = self.posterior
         if self.replay is not None:
-            posterior = posterior._replace(posterior._table, posterior.trace)
-            posterior.generator = self.replay()
+            posterior = posterior._copy_with(generator=self.replay())
         value = posterior.step_size_objective(self.chain, table, estimator=self.estimator)
-        self.progress.report(float(table.detach().double().mean()), float(value.detach()))
+        self.progress.report(table, value)
         return value
 
     def screened(self, table: Tensor) -> Tensor:

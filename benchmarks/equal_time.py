@@ -119,6 +119,7 @@ def held_out_mse(trainer: Any, data: BenchData, args: argparse.Namespace) -> flo
 def measured_rate(method: str, data: BenchData, args: argparse.Namespace) -> float:
     """Updates per training second of ``method`` in a short probe on a throw-away trainer."""
     probe = make_trainer(method, data, args, 10**6)
+    warm_compile(probe, data, args)  # compiling is not part of the rate
     probe.fit(max_seconds=args.probe_seconds)
     # The first step-size tuning can outlast a short probe; a rate from a handful of updates
     # would make T (and so the whole schedule) far too short. Probe on to enough updates.

@@ -152,14 +152,10 @@ epsilon of its dtype. $J$ is a product of $K$ steps, so strongly contracting ste
 ($\lvert 1 - s\lambda\rvert \ll 1$ for a Hessian eigenvalue $\lambda$) push its smallest
 singular values below the rounding of its largest: computing $J$ and factorising it then
 loses $\log\lvert\det J\rvert$ by about $c\,\kappa\varepsilon$ nats, or returns
-$-\infty$. Measured against the per-step sum on the 2-D tanh decoder of
-``benchmarks/objectives.py`` in float64 (2 seeds of 512 chains, $s = 0.01$ to $0.06$):
-$c$ up to 300; errors of 10-30 nats or $-\infty$ once $\kappa > 10^{15}$;
-and at most $10^{-3}$ nats on the chains below this threshold (the others, up to 78% of
-them at $s = 0.03$, fall back). On a small `shortinfer.models.MultiLayerGenerator` in
-float32, $c \approx 0.01$. The threshold is $\kappa \ge 4.5 \cdot 10^{11}$ in float64 and
-$\kappa \ge 840$ in float32. Each factor $I + S_k H_k$ of the per-step
-sum is well conditioned, so `per_step_log_abs_det` keeps full accuracy there.
+$-\infty$; chains at or above the threshold ($\kappa \ge 10^{-4} / \varepsilon$) fall back to
+`per_step_log_abs_det`, whose factors $I + S_k H_k$ are each well conditioned. The
+measurements behind the value are in ``docs/performance.md`` ("Where the defaults come
+from").
 """
 
 
@@ -263,31 +259,26 @@ r"""Largest latent dimension $D$ for which ``method="auto"`` computes the log-de
 
 Above it, ``"auto"`` uses ``"stochastic"``. The exact methods cost $K D$ Hessian-vector
 products, the stochastic one $K \lceil J/2 \rceil P$ (2 per step by default), so their
-ratio grows linearly in $D$. Up to $D = 64$ the exact log-det costs at most about
-8 times the stochastic estimate and carries neither bias nor variance; beyond, the ratio keeps
-doubling with $D$ (measured on a 2-core CPU with an MLP decoder, $B = 16$,
-$K = 25$: 1.3× at $D = 8$, 7.8× at 64, 11× at 128, 69× at 512;
-``benchmarks/results/cost_growth.md``).
+ratio grows linearly in $D$; below the threshold the exact log-det, which carries neither bias
+nor variance, is worth its cost. Measured in ``docs/performance.md`` ("Where the defaults
+come from").
 """
 
 DEFAULT_ORDER: int = 4
 r"""Default truncation order $J$ of the stochastic estimator's series.
 
 Orders $2m - 1$ and $2m$ share a Hessian-vector product, so $J = 4$ costs
-two products per probe and step. On the reference generator (L = 5, D = 416) its bias is
-0.001% of the exact log-det at the grid-tuned $s = 0.01$ and 0.85% at $s = 0.05$
-(largest $s\lambda = 0.79$), against 0.13% and 4.9% for $J = 2$
-(``benchmarks/results/estimators.md``, ``estimators_s0.05.md``). Raise it when
-$s \lambda_{\max}(-H)$ approaches 1.
+two products per probe and step. The truncation bias grows with $s \lambda_{\max}(-H)$: raise
+the order when that approaches 1. Bias against the exact log-det: ``docs/performance.md``
+("Where the defaults come from").
 """
 
 DEFAULT_NUM_PROBES: int = 1
 r"""Default number of Hutchinson probes per step for the stochastic estimator.
 
-With one probe per step the per-example standard deviation is about 0.7% of the log-det on the
-reference generator (2% on the linear-Gaussian oracle); objectives average it over examples, and
-$P$ probes divide the variance by $P$ at $P$ times the cost
-(``benchmarks/results/estimators.md``).
+Objectives average the estimator's noise over examples; $P$ probes divide its variance by
+$P$ at $P$ times the cost. Its measured size: ``docs/performance.md`` ("Where the defaults
+come from").
 """
 
 

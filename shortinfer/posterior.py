@@ -88,7 +88,7 @@ __all__ = [
 TUNING_COORDINATES = 320
 #: The fewest and most chains in all of the default tuning objective.
 TUNING_CHAINS = (8, 64)
-#: ``tune_step_size(progress=None)`` reports each evaluation once the search has run this long.
+#: ``tune_step_size(progress=None)`` prints one evaluation line per this many seconds of search.
 PROGRESS_AFTER_SECONDS = 5.0
 #: Chains per example of the stability check after tuning: this many times the tuning's.
 STABILITY_CHAINS_FACTOR = 8
@@ -860,6 +860,7 @@ class ShortRunPosterior:
         chunk_size: int | None = None,
         num_mixture: int = DEFAULT_NUM_MIXTURE,
         estimator: EntropyEstimator | None = None,
+        differentiable: bool = False,
     ) -> Tensor:
         r"""Per-example ELBO estimate under the short-run posterior.
 
@@ -898,9 +899,17 @@ class ShortRunPosterior:
             estimator: All of the above bound once (`shortinfer.objectives.EntropyEstimator`);
                 it replaces ``objective``, ``entropy_method``, ``mode``, ``chunk_size`` and
                 ``num_mixture``.
+            differentiable: ``False`` (default): evaluate under ``torch.no_grad()``, so no
+                graph is kept for the model's parameters (or any other tensor ``log_joint``
+                captures). The chain's own gradients and the exact Jacobian still run:
+                ``torch.func`` transforms ignore an outer ``no_grad``. ``True``: keep that
+                graph, so the result can be back-propagated to the parameters. The graph
+                holds every step's activations, times $D$ Jacobian rows with
+                ``entropy_method="exact"``, so it costs far more memory than the value.
 
         Returns:
-            The ELBO estimate, with shape ``(B,)``.
+            The ELBO estimate, with shape ``(B,)``; it requires grad only with
+            ``differentiable=True``.
 
         Raises:
             ValueError: For an invalid option (`shortinfer.objectives.EntropyEstimator`), both
@@ -924,8 +933,9 @@ class ShortRunPosterior:
                 f"pass the objective either as estimator= or as objective=, not both; received "
                 f"estimator={estimator!r} and objective={objective!r}."
             )
-        log_p, entropy = self._terms(self.draw_noise(num_samples), None, estimator)
-        elbo = self._per_example(log_p + entropy)
+        with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+            log_p, entropy = self._terms(self.draw_noise(num_samples), None, estimator)
+            elbo = self._per_example(log_p + entropy)
         if not bool(torch.isfinite(elbo).all()):
             raise ChainDivergenceError(
                 f"elbo() is not finite: {elbo.detach().cpu().tolist()} (log p(x, z_K) and the "
@@ -1086,8 +1096,8 @@ class ShortRunPosterior:
             estimator: ``objective``, ``entropy_method``, ``mode``, ``chunk_size`` and
                 ``num_mixture`` bound once (`shortinfer.objectives.EntropyEstimator`); it
                 replaces them.
-            progress: Print one line per evaluation to standard error (``None``: once the
-                search has run for ``PROGRESS_AFTER_SECONDS``).
+            progress: Print one line per evaluation to standard error (``None``: one line per
+                ``PROGRESS_AFTER_SECONDS`` of search, none for a faster search).
 
         Returns:
             A new `ShortRunPosterior` with the tuned step size; its ``trace`` is a
@@ -1285,24 +1295,29 @@ def _first(x: Observations, count: int) -> Observations:
 
 
 class _Progress:
-    """One line per evaluation on standard error: always, never, or after a while (``None``)."""
+    """Evaluation lines on standard error: every one (``True``), none (``False``), or
+    (``None``) one line every `PROGRESS_AFTER_SECONDS` once the search has run that long."""
 
     def __init__(self, enabled: bool | None) -> None:
         self.enabled = enabled
         self.start = time.perf_counter()
+        self.printed = self.start
         self.count = 0
 
     def report(self, table: Tensor, value: Tensor) -> None:
         """Count one evaluation of $J$ at ``table``; print it when due (only then read it)."""
         self.count += 1
-        elapsed = time.perf_counter() - self.start
-        if self.enabled is False or (self.enabled is None and elapsed < PROGRESS_AFTER_SECONDS):
+        now = time.perf_counter()
+        if self.enabled is False or (
+            self.enabled is None and now - self.printed < PROGRESS_AFTER_SECONDS
+        ):
             return
+        self.printed = now
         step_size = float(table.detach().double().mean())
         delta = float(delta_from_step_size(step_size))
         print(
-            f"tune_step_size: evaluation {self.count} ({elapsed:.1f} s): s = {step_size:.4g} "
-            f"(delta = {delta:.4g}), J = {float(value.detach()):.6g}",
+            f"tune_step_size: evaluation {self.count} ({now - self.start:.1f} s): "
+            f"s = {step_size:.4g} (delta = {delta:.4g}), J = {float(value.detach()):.6g}",
             file=sys.stderr,
             flush=True,
         )

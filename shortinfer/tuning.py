@@ -35,10 +35,13 @@ __all__ = [
     "PAPER_GRID",
     "STABILITY_MARGIN",
     "STABILITY_QUANTILE",
+    "AdamState",
     "BracketState",
     "DerivativeMode",
     "GradientSearchResult",
     "GridSearchResult",
+    "adam_init",
+    "adam_update",
     "bracket_final",
     "common_random_numbers",
     "bracket_init",
@@ -58,19 +61,19 @@ r"""Largest number of step-size parameters for which ``derivative="auto"`` uses 
 
 Forward mode costs one ``torch.func.jvp`` of the whole objective per parameter and keeps no
 graph, so its memory is that of a single evaluation; reverse mode costs one backward pass but
-keeps every step's graph alive (about 10 GB for the exact log-det at $D = 128$). A scalar
-step size or one per block (up to 8 blocks) is cheaper forward; a per-step table ($K = 25$
-parameters) runs reverse. Measured in ``benchmarks/results/entropy.md``.
+keeps every step's graph alive. A scalar step size or one per block (up to 8 blocks) runs
+forward; a per-step table ($K = 25$ parameters) runs reverse. Measured in
+``docs/performance.md`` ("Where the defaults come from").
 """
 
 FORWARD_MIN_ELEMENTS: int = 8192
 r"""Smallest chain, in latent coordinates times steps $K \cdot S B \cdot D$, for which
 `default_derivative` prefers forward mode.
 
-Below it the reverse graph is small (a few MB), and forward mode's fixed per-operation cost
-(some backward formulas run as Python decompositions under ``jvp``) makes it several times
-slower than reverse; above it forward mode is within about 1.3× of reverse in time and keeps
-no graph (``benchmarks/results/entropy.md``).
+Below it the reverse graph is small and forward mode's fixed per-operation cost (some
+backward formulas run as Python decompositions under ``jvp``) dominates; above it forward mode
+costs about as much time as reverse and keeps no graph. Measured in ``docs/performance.md``
+("Where the defaults come from").
 """
 
 
@@ -152,12 +155,10 @@ r"""The quantile of the check chains' $s \hat\lambda_{\max}$ that must stay belo
 `STABILITY_MARGIN`: the median, so the typical chain is stable.
 
 For a Gaussian posterior every chain has the same curvature and this is the exact bound. For a
-nonlinear model the curvature at the chains' end points is heavy-tailed. Requiring the bound of
-every chain, or of 90% of them, refused $s = 10^{-3}$ (the authors' step is 0.00125) on
-MNIST-5k generators at $\sigma = 0.15$ and pushed training to $s = 3 \cdot 10^{-4}$, where
-25 steps barely leave the prior and held-out MSE doubled (``docs/benchmark.md``); on the same
-trained generators reconstructions are as good at a median $s\lambda$ of 1.3-1.5 as below it,
-and twice as bad at 4. Chains that actually diverge are caught by the rerun on more chains."""
+nonlinear model the curvature at the chains' end points is heavy-tailed, and a bound on every
+chain (or on 90% of them) refuses step sizes that reconstruct well; chains that actually
+diverge are caught by the rerun on more chains. The measurements behind the median are in
+``docs/benchmark.md`` and ``docs/performance.md`` ("Where the defaults come from")."""
 
 
 def grid_edge(candidates: Tensor, objectives: Tensor) -> str | None:
@@ -603,6 +604,125 @@ def objective_and_gradient(
     raise ArgumentError(f"derivative must be 'forward' or 'reverse'; received {derivative!r}.")
 
 
+class AdamState(NamedTuple):
+    r"""State of Adam on $u = \log s$ (`adam_init`, `adam_update`).
+
+    Attributes:
+        log_step_size: $u_t$, the current log step-size table.
+        first_moment: $m_t$, the running mean of gradients, shaped like $u$.
+        second_moment: $v_t$, the running mean of squared gradients, shaped like $u$.
+        count: $t$, the number of updates so far.
+    """
+
+    log_step_size: Tensor
+    first_moment: Tensor
+    second_moment: Tensor
+    count: int
+
+
+def adam_init(initial: Tensor) -> AdamState:
+    r"""Start Adam on $u = \log s$ at the positive step-size table ``initial`` (any shape).
+
+    Raises:
+        ValueError: If an entry of ``initial`` is not positive and finite.
+
+    Examples:
+        >>> state = adam_init(torch.tensor([[0.1]]))
+        >>> state.log_step_size.exp(), state.count
+        (tensor([[0.1000]]), 0)
+    """
+    if not bool(((initial > 0) & torch.isfinite(initial)).all()):
+        raise ArgumentError(
+            f"the initial step size must be positive and finite; received {initial.tolist()}."
+        )
+    log_step_size = initial.detach().log()
+    zeros = torch.zeros_like(log_step_size)
+    return AdamState(log_step_size, zeros, zeros.clone(), 0)
+
+
+def adam_update(
+    state: AdamState,
+    gradient: Tensor,
+    *,
+    learning_rate: float,
+    bounds: tuple[float, float] = (1e-4, 10.0),
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> AdamState:
+    r"""One Adam step on $u = \log s$ with the gradient $g = \nabla_u J(e^u)$, clamped.
+
+    $$
+    m_t = \beta_1 m_{t-1} + (1 - \beta_1) g, \quad
+    v_t = \beta_2 v_{t-1} + (1 - \beta_2) g^2, \quad
+    u_t = \operatorname{clamp}\Big(u_{t-1} - \eta\,
+    \frac{m_t / (1 - \beta_1^t)}{\sqrt{v_t / (1 - \beta_2^t)} + \epsilon},\;
+    \log s_{\min}, \log s_{\max}\Big),
+    $$
+
+    the update of ``torch.optim.Adam`` (Kingma and Ba, 2015) followed by a clamp of $s$ to
+    ``bounds``. A pure function: it evaluates nothing and changes nothing in place.
+
+    Arguments:
+        state: The current `AdamState`.
+        gradient: $g$, shaped like ``state.log_step_size``.
+        learning_rate: $\eta$, a relative change of $s$ per step.
+        bounds: $(s_{\min}, s_{\max})$.
+        betas: $(\beta_1, \beta_2)$.
+        eps: $\epsilon$.
+
+    Returns:
+        The next `AdamState`.
+
+    Examples:
+        >>> state = adam_init(torch.tensor([[0.1]]))
+        >>> state = adam_update(state, torch.tensor([[1.0]]), learning_rate=0.5)
+        >>> round(float(state.log_step_size.exp()), 4)  # e^(log 0.1 - 0.5)
+        0.0607
+    """
+    beta1, beta2 = betas
+    count = state.count + 1
+    first = beta1 * state.first_moment + (1 - beta1) * gradient
+    second = beta2 * state.second_moment + (1 - beta2) * gradient.square()
+    step = (first / (1 - beta1**count)) / ((second / (1 - beta2**count)).sqrt() + eps)
+    lower, upper = bounds
+    log_step_size = (state.log_step_size - learning_rate * step).clamp(
+        math.log(lower), math.log(upper)
+    )
+    return AdamState(log_step_size, first, second, count)
+
+
+def _agree_across_processes(
+    all_reduce: Callable[[Tensor], Tensor],
+    value: Tensor,
+    gradient: Tensor,
+    failure: FloatingPointError | None,
+    where: str,
+) -> tuple[Tensor, Tensor, FloatingPointError | None]:
+    """Average ``(value, gradient)`` over processes; fail on all of them if one failed.
+
+    One collective carries a 0/1 "failed here" flag, the objective and the gradient. A
+    process that raised alone would leave the others waiting in the next collective; a failed
+    process sends zeros besides its flag, so its non-finite values cannot reach the others'
+    means.
+    """
+    ok = failure is None
+    packed = torch.cat(
+        [
+            gradient.new_full((1,), float(not ok)),
+            value.detach().reshape(1).to(gradient.dtype) if ok else gradient.new_zeros(1),
+            gradient.reshape(-1) if ok else torch.zeros_like(gradient).reshape(-1),
+        ]
+    )
+    reduced = all_reduce(packed)
+    if ok and float(reduced[0]) > 0:
+        failure = FloatingPointError(
+            f"the step-size objective or its gradient became non-finite on another process "
+            f"at {where}; every process stops here. Lower the learning_rate or start from a "
+            "smaller step size."
+        )
+    return reduced[1], reduced[2:].reshape(gradient.shape), failure
+
+
 def gradient_search(
     objective: Callable[[Tensor], Tensor],
     initial: Tensor,
@@ -623,9 +743,10 @@ def gradient_search(
     u_{t+1} = u_t - \eta\,\mathrm{Adam}\big(\nabla_u J(e^{u_t})\big)
     $$
 
-    The gradient comes from `objective_and_gradient`: forward mode (one ``jvp`` per
-    parameter, no stored graph) or reverse mode (one backward pass, every step's graph
-    stored). ``"auto"`` decides by `default_derivative` from the number of parameters and
+    A loop over the pure rule `adam_init` / `adam_update` that keeps the history. The
+    gradient comes from `objective_and_gradient`: forward mode (one ``jvp`` per parameter,
+    no stored graph) or reverse mode (one backward pass, every step's graph stored).
+    ``"auto"`` decides by `default_derivative` from the number of parameters and
     ``num_elements``.
 
     Arguments:
@@ -667,13 +788,12 @@ def gradient_search(
         raise ArgumentError(
             f"derivative must be 'auto', 'forward' or 'reverse'; received {derivative!r}."
         )
-    log_s = initial.detach().clone().log().requires_grad_(True)
-    optimiser = torch.optim.Adam([log_s], lr=learning_rate)
-    lower, upper = bounds
+    state = adam_init(initial)
     tables = [initial.detach().clone()]
     values = []
     for iteration in range(num_iterations):
-        optimiser.zero_grad()
+        log_s = state.log_step_size
+        where = f"iteration {iteration} (step size {log_s.exp().tolist()})"
         failure: FloatingPointError | None = None
         try:
             value, gradient = objective_and_gradient(objective, log_s, derivative=derivative)
@@ -684,45 +804,23 @@ def gradient_search(
             value, gradient = log_s.new_full((), float("nan")), torch.zeros_like(log_s)
         if failure is None and not bool(torch.isfinite(value)):
             failure = FloatingPointError(
-                f"the step-size objective became {float(value)} at iteration {iteration} with "
-                f"step size {log_s.exp().detach().tolist()}; lower the learning_rate or start "
-                "from a smaller step size."
+                f"the step-size objective became {float(value)} at {where}; lower the "
+                "learning_rate or start from a smaller step size."
             )
         if failure is None and not bool(torch.isfinite(gradient).all()):
             failure = FloatingPointError(
-                f"the gradient of the step-size objective is non-finite at iteration "
-                f"{iteration}; start from a smaller step size."
+                f"the gradient of the step-size objective is non-finite at {where}; start "
+                "from a smaller step size."
             )
         if all_reduce is not None:
-            # One collective per iteration: the 0/1 "failed here" flag, the objective and the
-            # gradient travel together. Deciding together matters: a process that raised alone
-            # would leave the others waiting in the next collective. A failed process sends
-            # zeros besides its flag, so its non-finite values cannot reach the others' means.
-            ok = failure is None
-            packed = torch.cat(
-                [
-                    log_s.new_full((1,), float(not ok)),
-                    value.detach().reshape(1).to(log_s.dtype) if ok else log_s.new_zeros(1),
-                    gradient.reshape(-1) if ok else torch.zeros_like(gradient).reshape(-1),
-                ]
+            value, gradient, failure = _agree_across_processes(
+                all_reduce, value, gradient, failure, where
             )
-            reduced = all_reduce(packed)
-            if ok and float(reduced[0]) > 0:
-                failure = FloatingPointError(
-                    f"the step-size objective or its gradient became non-finite on another "
-                    f"process at iteration {iteration} (step size "
-                    f"{log_s.exp().detach().tolist()}); every process stops here. Lower the "
-                    "learning_rate or start from a smaller step size."
-                )
-            value, gradient = reduced[1], reduced[2:].reshape(gradient.shape)
         if failure is not None:
             raise failure
-        log_s.grad = gradient
-        optimiser.step()
-        with torch.no_grad():
-            log_s.clamp_(min=torch.log(torch.tensor(lower)), max=torch.log(torch.tensor(upper)))
+        state = adam_update(state, gradient, learning_rate=learning_rate, bounds=bounds)
         values.append(float(value))
-        tables.append(log_s.detach().exp().clone())
+        tables.append(state.log_step_size.exp())
     return GradientSearchResult(
         tables[-1], torch.stack(tables), torch.tensor(values, dtype=torch.float64)
     )

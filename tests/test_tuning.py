@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shortinfer import short_run
+from shortinfer import short_run, tuning
 from shortinfer.langevin import autograd_score, max_curvature, rollout
 from shortinfer.posterior import GridEdgeWarning
 from shortinfer.tuning import (
@@ -248,3 +248,26 @@ def test_default_tuning_is_the_bracketing_search_on_a_subset(recwarn):
     assert set(seen) == {16}  # ceil(320 / D) = 16 chains on the first 16 examples
     assert len(seen) <= 12
     assert tuned.batch_size == 100  # the returned posterior keeps the whole batch
+
+
+def test_adam_rule_matches_torch_adam_and_clamps_to_bounds() -> None:
+    # The pure rule against torch.optim.Adam on the same gradients (bounds wide enough to
+    # stay inactive), then a large step that the clamp must stop at the lower bound.
+    generator = torch.Generator().manual_seed(3)
+    initial = torch.tensor([[0.02], [0.1], [0.5]], dtype=torch.float64)
+    parameter = initial.log().clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([parameter], lr=0.07)
+    state = tuning.adam_init(initial)
+    for _ in range(20):
+        gradient = torch.randn(initial.shape, generator=generator, dtype=torch.float64)
+        parameter.grad = gradient.clone()
+        optimiser.step()
+        state = tuning.adam_update(state, gradient, learning_rate=0.07, bounds=(1e-9, 1e9))
+    torch.testing.assert_close(state.log_step_size, parameter.detach(), rtol=1e-12, atol=1e-12)
+    assert state.count == 20
+    clamped = tuning.adam_update(
+        tuning.adam_init(initial), torch.ones_like(initial), learning_rate=50.0, bounds=(1e-3, 1.0)
+    )
+    torch.testing.assert_close(clamped.log_step_size.exp(), torch.full_like(initial, 1e-3))
+    with pytest.raises(ValueError, match="positive and finite"):
+        tuning.adam_init(torch.tensor([[0.1], [0.0]]))

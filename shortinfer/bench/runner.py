@@ -383,8 +383,8 @@ def _elbo(trainer: Trainer, x: Tensor, seed: int) -> Tensor:
         with torch.no_grad():
             return trainer.model.elbo(x)
     # The paper's conditional bound: a true lower bound, comparable with the Ladder-VAE's.
-    # The exact Jacobian holds D rows of every step's activations: evaluate a few images and
-    # Jacobian rows at a time, so that K = 50 at D = 416 fits in a few GB.
+    # elbo() keeps no graph for the parameters; a few images and Jacobian rows at a time
+    # bound the memory of the exact Jacobian's transforms at large D.
     parts = [
         _posterior(trainer, part, seed + index)
         .elbo(objective="conditional", chunk_size=_ELBO_JACOBIAN_ROWS)

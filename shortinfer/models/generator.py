@@ -39,85 +39,17 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from shortinfer._checks import ArgumentError, ArgumentTypeError
 from shortinfer.likelihoods import gaussian_log_likelihood, standard_normal_log_prob
+from shortinfer.models._layers import Head, Projection, ResidualBlock, is_int, positive_scale
 
 __all__ = ["IMAGE_SIZES", "MultiLayerGenerator", "latent_sizes_for"]
 
 #: Image sizes with a documented layout; each is 4 times the projection's spatial size.
 IMAGE_SIZES = (28, 32, 64)
 _CHANNELS = (1, 3)
-#: Lower bound added to every softplus scale so that log-scales (used by the Ladder-VAE's
-#: precision weighting and KL) stay finite. A numerical choice, not from the paper.
-_MIN_SCALE = 1e-3
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-class _Projection(nn.Module):
-    r"""The projection $p_l$: a linear layer, GELU, then a stride-2 transposed conv.
-
-    Maps a latent with shape ``(N, d)`` to features with shape ``(N, n_f, H/2, W/2)``. The linear
-    layer produces ``(N, n_f, H/4, W/4)`` and the transposed conv (kernel 4, stride 2, padding
-    1) doubles the spatial size.
-    """
-
-    def __init__(self, latent_size: int, num_filters: int, base_size: int) -> None:
-        super().__init__()
-        self.num_filters = num_filters
-        self.base_size = base_size
-        self.linear = nn.Linear(latent_size, num_filters * base_size * base_size)
-        self.deconv = nn.ConvTranspose2d(num_filters, num_filters, 4, stride=2, padding=1)
-
-    def forward(self, z: Tensor) -> Tensor:
-        features = self.linear(z).reshape(-1, self.num_filters, self.base_size, self.base_size)
-        return self.deconv(F.gelu(features))
-
-
-class _ResidualBlock(nn.Module):
-    r"""The deterministic block $d_l$: two 3x3 convs with GELU and a skip connection.
-
-    $$
-    d(h) = h + \mathrm{conv}_2\big(\mathrm{GELU}(\mathrm{conv}_1(\mathrm{GELU}(h)))\big)
-    $$
-
-    (pre-activation ordering, so the residual stream itself stays linear). Shape-preserving:
-    ``(N, n_f, S, S)`` in and out.
-    """
-
-    def __init__(self, num_filters: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(num_filters, num_filters, 3, padding=1)
-        self.conv2 = nn.Conv2d(num_filters, num_filters, 3, padding=1)
-
-    def forward(self, h: Tensor) -> Tensor:
-        return h + self.conv2(F.gelu(self.conv1(F.gelu(h))))
-
-
-class _Head(nn.Module):
-    r"""One of the heads $\mu_l$ or $\sigma_l$: a conv2d and a linear layer.
-
-    A stride-2 conv (kernel 4, padding 1) halves ``(N, n_f, S, S)`` to ``(N, n_f, S/2, S/2)``,
-    then GELU, flatten and a linear layer give ``(N, d)``.
-    """
-
-    def __init__(self, num_filters: int, feature_size: int, latent_size: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(num_filters, num_filters, 4, stride=2, padding=1)
-        self.linear = nn.Linear(num_filters * (feature_size // 2) ** 2, latent_size)
-
-    def forward(self, h: Tensor) -> Tensor:
-        return self.linear(F.gelu(self.conv(h)).flatten(1))
-
-
-def _scale(raw: Tensor) -> Tensor:
-    """Map an unconstrained output to a positive scale, ``softplus(raw) + 1e-3``."""
-    return F.softplus(raw) + _MIN_SCALE
 
 
 def latent_sizes_for(num_layers: int, bottom_size: int) -> tuple[int, ...]:
@@ -229,12 +161,12 @@ class MultiLayerGenerator(nn.Module):
         sigma: float = 0.3,
     ) -> None:
         super().__init__()
-        if not _is_int(image_size) or image_size not in IMAGE_SIZES:
+        if not is_int(image_size) or image_size not in IMAGE_SIZES:
             raise ArgumentError(
                 f"image_size must be one of {IMAGE_SIZES}; received {image_size!r}. Resize the "
                 "images to 28, 32 or 64 pixels (the layout uses H/4 x W/4 projections)."
             )
-        if not _is_int(channels) or channels not in _CHANNELS:
+        if not is_int(channels) or channels not in _CHANNELS:
             raise ArgumentError(f"channels must be 1 (grey) or 3 (colour); received {channels!r}.")
         if isinstance(latent_sizes, (str, bytes)) or not isinstance(latent_sizes, Sequence):
             raise ArgumentTypeError(
@@ -247,7 +179,7 @@ class MultiLayerGenerator(nn.Module):
                 "for a single-layer generator or (32, 64, 128) for Table 4."
             )
         for index, size in enumerate(latent_sizes):
-            if not _is_int(size):
+            if not is_int(size):
                 raise ArgumentTypeError(
                     f"latent_sizes[{index}] must be an int; received {size!r} "
                     f"({type(size).__name__}). Pass e.g. latent_sizes=(32, 64, 128)."
@@ -257,7 +189,7 @@ class MultiLayerGenerator(nn.Module):
                     f"latent_sizes[{index}] must be positive; received {size} in "
                     f"latent_sizes={tuple(latent_sizes)}."
                 )
-        if not _is_int(num_filters):
+        if not is_int(num_filters):
             raise ArgumentTypeError(
                 f"num_filters must be an int; received {num_filters!r} "
                 f"({type(num_filters).__name__}). The paper uses num_filters=64."
@@ -278,14 +210,14 @@ class MultiLayerGenerator(nn.Module):
         num_layers = len(sizes)
         # Stage k (0 = top) projects layer L - k and, for k < L - 1, emits layer L - k - 1.
         self.projections = nn.ModuleList(
-            [_Projection(size, num_filters, base_size) for size in sizes]
+            [Projection(size, num_filters, base_size) for size in sizes]
         )
-        self.blocks = nn.ModuleList([_ResidualBlock(num_filters) for _ in sizes])
+        self.blocks = nn.ModuleList([ResidualBlock(num_filters) for _ in sizes])
         self.mean_heads = nn.ModuleList(
-            [_Head(num_filters, feature_size, size) for size in sizes[1:]]
+            [Head(num_filters, feature_size, size) for size in sizes[1:]]
         )
         self.scale_heads = nn.ModuleList(
-            [_Head(num_filters, feature_size, size) for size in sizes[1:]]
+            [Head(num_filters, feature_size, size) for size in sizes[1:]]
         )
         self.output = nn.ConvTranspose2d(num_filters, channels, 4, stride=2, padding=1)
         self._names = tuple(f"z{num_layers - k}" for k in range(num_layers))
@@ -509,7 +441,7 @@ class MultiLayerGenerator(nn.Module):
         stream = self.blocks[0](self.projections[0](first))
         for k in range(1, self.num_layers):
             mean = self.mean_heads[k - 1](stream)
-            scale = _scale(self.scale_heads[k - 1](stream))
+            scale = positive_scale(self.scale_heads[k - 1](stream))
             z_layer = mean + scale * choose_noise(k - 1, mean, scale)
             stream = self.blocks[k](self.projections[k](z_layer)) + stream
         return torch.tanh(self.output(stream))
@@ -631,7 +563,7 @@ class MultiLayerGenerator(nn.Module):
             >>> {k: tuple(v.shape) for k, v in model.sample_latents(5).items()}
             {'z2': (5, 4), 'z1': (5, 8)}
         """
-        if not _is_int(batch_size) or batch_size < 1:
+        if not is_int(batch_size) or batch_size < 1:
             raise ArgumentError(f"batch_size must be a positive int; received {batch_size!r}.")
         weight = self.output.weight
         return {

@@ -61,13 +61,8 @@ from torch import Tensor, nn
 
 from shortinfer._checks import ArgumentError, ArgumentTypeError
 from shortinfer.likelihoods import gaussian_log_likelihood
-from shortinfer.models.generator import (
-    MultiLayerGenerator,
-    _Head,
-    _is_int,
-    _ResidualBlock,
-    _scale,
-)
+from shortinfer.models._layers import Head, ResidualBlock, is_int, positive_scale
+from shortinfer.models.generator import MultiLayerGenerator
 
 __all__ = ["LadderPosteriorSample", "LadderVAE"]
 
@@ -119,12 +114,12 @@ class _BottomUp(nn.Module):
         feature_size = image_size // 2
         bottom_up_sizes = latent_sizes[::-1]  # layer 1 first
         self.input = nn.Conv2d(channels, num_filters, 4, stride=2, padding=1)
-        self.blocks = nn.ModuleList([_ResidualBlock(num_filters) for _ in bottom_up_sizes])
+        self.blocks = nn.ModuleList([ResidualBlock(num_filters) for _ in bottom_up_sizes])
         self.mean_heads = nn.ModuleList(
-            [_Head(num_filters, feature_size, size) for size in bottom_up_sizes]
+            [Head(num_filters, feature_size, size) for size in bottom_up_sizes]
         )
         self.scale_heads = nn.ModuleList(
-            [_Head(num_filters, feature_size, size) for size in bottom_up_sizes]
+            [Head(num_filters, feature_size, size) for size in bottom_up_sizes]
         )
 
     def forward(self, x: Tensor) -> list[tuple[Tensor, Tensor]]:
@@ -135,7 +130,7 @@ class _BottomUp(nn.Module):
             self.blocks, self.mean_heads, self.scale_heads, strict=True
         ):
             features = block(features)
-            parameters.append((mean_head(features), _scale(scale_head(features))))
+            parameters.append((mean_head(features), positive_scale(scale_head(features))))
         return parameters
 
 
@@ -196,7 +191,7 @@ class LadderVAE(nn.Module):
             )
         if num_filters is None:
             num_filters = generator.num_filters
-        if not _is_int(num_filters):
+        if not is_int(num_filters):
             raise ArgumentTypeError(
                 f"num_filters must be an int or None; received {num_filters!r} "
                 f"({type(num_filters).__name__})."

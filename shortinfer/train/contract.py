@@ -20,9 +20,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["Decodes", "HasConfig", "HasLatentShapes", "HasSigma", "LogJointModel"]
+from shortinfer._checks import ArgumentTypeError
+
+__all__ = [
+    "Decodes",
+    "HasConfig",
+    "HasLatentShapes",
+    "HasSigma",
+    "LogJointModel",
+    "latent_shape_of",
+]
 
 
 @runtime_checkable
@@ -93,3 +102,38 @@ class HasConfig(Protocol):
     """
 
     config: Mapping[str, Any]
+
+
+def latent_shape_of(model: nn.Module, latent_shape: Any = None) -> Any:
+    """The per-example latent shape: ``latent_shape`` if given, else ``model.latent_shapes``.
+
+    A callable ``latent_shapes`` is called. This is how `shortinfer.train.Trainer` and the
+    report read the shape of ``z`` that ``log_joint(x, z)`` expects.
+
+    Raises:
+        TypeError: If neither is given (the message says how to fix it).
+
+    Examples:
+        >>> import torch
+        >>> from shortinfer.models import MultiLayerGenerator
+        >>> model = MultiLayerGenerator(image_size=28, channels=1, latent_sizes=(2, 3),
+        ...                             num_filters=2)
+        >>> latent_shape_of(model) == model.latent_shapes, latent_shape_of(model, (5,))
+        (True, (5,))
+        >>> latent_shape_of(torch.nn.Linear(2, 2))
+        Traceback (most recent call last):
+        ...
+        shortinfer._checks.ArgumentTypeError: cannot tell the latent shape of Linear: ...
+    """
+    if latent_shape is not None:
+        return latent_shape
+    shapes = model.latent_shapes if isinstance(model, HasLatentShapes) else None
+    if callable(shapes):
+        shapes = shapes()
+    if shapes is None:
+        raise ArgumentTypeError(
+            f"cannot tell the latent shape of {type(model).__name__}: it has no attribute "
+            "latent_shapes. Pass latent_shape=(D,) (or a dict of block name to shape) to "
+            "Trainer, or give the model a latent_shapes attribute."
+        )
+    return shapes

@@ -32,7 +32,8 @@ from shortinfer._markdown import cell, image_section, table
 from shortinfer._modules import model_method
 from shortinfer.metrics.reconstruction import reconstruction_mse
 from shortinfer.posterior import short_run
-from shortinfer.train.trainer import METRICS_NAME, _latent_shape_of, frozen_parameters
+from shortinfer.train.contract import latent_shape_of
+from shortinfer.train.trainer import METRICS_NAME, frozen_parameters
 
 __all__ = [
     "INPAINTING_MASKS",
@@ -266,7 +267,7 @@ def reconstruct(
         >>> reconstruct(model, torch.zeros(3, 1, 28, 28), num_steps=2, step_size=0.05).shape
         torch.Size([3, 1, 28, 28])
     """
-    shape = _latent_shape_of(model, latent_shape)
+    shape = latent_shape_of(model, latent_shape)
     model_log_joint = model_method(model, "log_joint")
     decode = model_method(model, "decode")
     outputs = []

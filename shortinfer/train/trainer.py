@@ -81,7 +81,13 @@ from shortinfer.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from shortinfer.train.contract import Decodes, HasConfig, HasLatentShapes, HasSigma, LogJointModel
+from shortinfer.train.contract import (
+    Decodes,
+    HasConfig,
+    HasSigma,
+    LogJointModel,
+    latent_shape_of,
+)
 from shortinfer.train.distributed import (
     LogJointModule,
     broadcast_from_main,
@@ -467,21 +473,6 @@ def _describe_step_size(value: Any) -> str:
     return describe_step_size(_jsonable(value))
 
 
-def _latent_shape_of(model: nn.Module, latent_shape: LatentShape | None) -> Any:
-    if latent_shape is not None:
-        return latent_shape
-    shapes = model.latent_shapes if isinstance(model, HasLatentShapes) else None
-    if callable(shapes):
-        shapes = shapes()
-    if shapes is None:
-        raise ArgumentTypeError(
-            f"cannot tell the latent shape of {type(model).__name__}: it has no attribute "
-            "latent_shapes. Pass latent_shape=(D,) (or a dict of block name to shape) to "
-            "Trainer, or give the model a latent_shapes attribute."
-        )
-    return shapes
-
-
 def _log_joint_of(model: nn.Module) -> Callable[..., Tensor]:
     """The model's ``log_joint``, typed by the contract (`LogJointModel`)."""
     return cast(LogJointModel, model).log_joint
@@ -711,7 +702,7 @@ class Trainer:
         self.sigma_schedule = sigma
         # Short-run inference needs the latent shape; other methods bring their own.
         self.latent_shape: Any = (
-            _latent_shape_of(model, latent_shape) if method is None else latent_shape
+            latent_shape_of(model, latent_shape) if method is None else latent_shape
         )
         self.seed = _check_int("seed", seed, 0)
         self.output_dir = Path(output_dir) if output_dir is not None else None

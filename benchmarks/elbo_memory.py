@@ -38,7 +38,7 @@ from _common import (  # noqa: E402
 )
 
 from shortinfer import short_run  # noqa: E402
-from shortinfer.models.generator import MultiLayerGenerator  # noqa: E402
+from shortinfer.models._generator import MultiLayerGenerator  # noqa: E402
 
 
 def child(config: dict) -> None:
@@ -65,7 +65,14 @@ def child(config: dict) -> None:
         elbo = posterior.elbo(objective="conditional", differentiable=config["differentiable"])
         values.append(float(elbo.detach().sum()))
 
-    emit({**run_measured(call), "elbo_sum": values[0]})
+    try:
+        emit({**run_measured(call), "elbo_sum": values[0]})
+    except Exception as err:  # torch's allocator error, or LogJointError wrapping it
+        out_of_memory = "allocate memory" in str(err) or isinstance(err, MemoryError)
+        first_line = (str(err).splitlines() or [""])[0][:120]
+        emit(
+            {"error": "out of memory" if out_of_memory else f"{type(err).__name__}: {first_line}"}
+        )
 
 
 def main() -> None:
@@ -111,19 +118,21 @@ def main() -> None:
         "differentiable=True s | memory ratio | same ELBO |",
         "|---|---|---|---|---|---|---|---|",
     ]
+
+    def cells(result: dict) -> str:
+        if "error" in result:
+            return f"{result['error']} (limit {args.memory_limit_gib:g} GiB) | —"
+        return f"{result['peak_mib']:.0f} | {result['seconds']:.1f}"
+
     for row in rows:
         plain, kept = row["False"], row["True"]
-        if "error" in plain or "error" in kept:
-            lines.append(
-                f"| {row['K']} | {row['B']} | {plain.get('error', plain.get('peak_mib'))} | | "
-                f"{kept.get('error', kept.get('peak_mib'))} | | | |"
-            )
-            continue
-        same = abs(plain["elbo_sum"] - kept["elbo_sum"]) <= 1e-3 * abs(plain["elbo_sum"])
+        ratio = same = "—"
+        if "error" not in plain and "error" not in kept:
+            ratio = f"{kept['peak_mib'] / plain['peak_mib']:.1f}×"
+            close = abs(plain["elbo_sum"] - kept["elbo_sum"]) <= 1e-3 * abs(plain["elbo_sum"])
+            same = "yes" if close else "NO"
         lines.append(
-            f"| {row['K']} | {row['B']} | {plain['peak_mib']:.0f} | {plain['seconds']:.1f} | "
-            f"{kept['peak_mib']:.0f} | {kept['seconds']:.1f} | "
-            f"{kept['peak_mib'] / plain['peak_mib']:.1f}× | {'yes' if same else 'NO'} |"
+            f"| {row['K']} | {row['B']} | {cells(plain)} | {cells(kept)} | {ratio} | {same} |"
         )
     markdown = "\n".join(lines)
     print(markdown)

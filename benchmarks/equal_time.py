@@ -1,10 +1,10 @@
 r"""Short-run inference against the Ladder-VAE at equal training time (issue 14, part 4).
 
-Both methods train the same generator (`shortinfer.bench.runner.build_trainer` with the
+Both methods train the same generator (`shortinfer.bench._runner.build_trainer` with the
 ``cpu`` preset's model and schedules: L = ``--num-layers``, 16 filters) through
 `shortinfer.train.Trainer`: short-run inference by Algorithm 1 (the default objective and
 re-tuning, K = ``--steps``, optionally ``--compile``), the Ladder-VAE through
-`shortinfer.train.methods.LadderVAEMethod`. Each method trains in stages,
+`shortinfer.train.LadderVAEMethod`. Each method trains in stages,
 ``trainer.fit(max_seconds=...)`` up to each budget of ``--budgets`` (minutes of training
 time, `shortinfer.train.Trainer.train_seconds`); after each stage the held-out
 reconstruction MSE per pixel (on the [-1, 1] scale; short-run: one chain at the trained step
@@ -43,10 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, environment_markdown, set_threads  # noqa: E402
 
 from shortinfer import short_run  # noqa: E402
-from shortinfer.bench.presets import get_preset  # noqa: E402
-from shortinfer.bench.runner import BenchData, Cell, build_trainer  # noqa: E402
-from shortinfer.metrics.reconstruction import reconstruction_mse  # noqa: E402
-from shortinfer.models.ladder_vae import LadderVAE  # noqa: E402
+from shortinfer.bench._presets import get_preset  # noqa: E402
+from shortinfer.bench._runner import BenchData, Cell, build_trainer  # noqa: E402
+from shortinfer.metrics._reconstruction import reconstruction_mse  # noqa: E402
+from shortinfer.models._ladder_vae import LadderVAE  # noqa: E402
 
 METHODS = ("short_run", "ladder_vae")
 SOURCES = {"mnist5k": "mnist5k", "fashion": "fashion_mnist"}
@@ -121,18 +121,23 @@ def measured_rate(method: str, data: BenchData, args: argparse.Namespace) -> flo
     probe = make_trainer(method, data, args, 10**6)
     warm_compile(probe, data, args)  # compiling is not part of the rate
     probe.fit(max_seconds=args.probe_seconds)
-    # The first step-size tuning can outlast a short probe; a rate from a handful of updates
-    # would make T (and so the whole schedule) far too short. Probe on to enough updates.
+    # Training re-tunes the step size every `interval` updates, and a tuning costs as much as
+    # tens of updates: a probe that saw one tuning in 30 updates measured a third of the real
+    # rate, so the schedule's T was too short and training ended at a third of the budget.
+    # Probe one whole interval (its tuning included), as the run pays it.
+    interval = probe.tuning.interval if probe.tuning is not None else 0
+    wanted = max(_PROBE_MIN_UPDATES, interval + 1)
     for _ in range(_PROBE_MAX_ROUNDS):
-        if probe.iteration >= _PROBE_MIN_UPDATES:
+        if probe.iteration >= wanted:
             break
         probe.fit(resume=False, max_seconds=args.probe_seconds)
     return probe.iteration / max(probe.train_seconds, 1e-9)
 
 
-#: A probe runs until at least this many updates (at most this many extra rounds).
+#: A probe runs until at least this many updates, or one tuning interval and one update
+#: (at most this many extra rounds of ``--probe-seconds``).
 _PROBE_MIN_UPDATES = 30
-_PROBE_MAX_ROUNDS = 10
+_PROBE_MAX_ROUNDS = 30
 
 
 def warm_compile(trainer: Any, data: BenchData, args: argparse.Namespace) -> float:
@@ -178,6 +183,7 @@ def run_method(method: str, data: BenchData, args: argparse.Namespace) -> dict[s
             "iterations": trainer.iteration,
             "mse": mse,
             "eval_seconds": time.perf_counter() - started,
+            "step_size": str(trainer.step_size) if method == "short_run" else None,
         }
         print(json.dumps(point), flush=True)
         points.append(point)
@@ -187,6 +193,10 @@ def run_method(method: str, data: BenchData, args: argparse.Namespace) -> dict[s
         "num_iterations": iterations,
         "compile_seconds": compile_seconds,
         "final_step_size": str(trainer.step_size) if method == "short_run" else None,
+        "step_size_history": [
+            {"iteration": record.iteration, "step_size": str(record.step_size)}
+            for record in trainer.history
+        ],
         "points": points,
     }
 

@@ -15,7 +15,7 @@ For each objective of `shortinfer.objectives.OBJECTIVES`, on each setting, this 
 
 **Settings.** Linear-Gaussian models (latent dimension $d$, noise $\sigma$, steps
 $K$ varied), whose KL is closed-form
-(`shortinfer.models.linear_gaussian.LinearGaussian.kl_to_posterior`), and two 2-D
+(`shortinfer.models.LinearGaussian.kl_to_posterior`), and two 2-D
 nonlinear posteriors: a banana ($x = z_2 + b z_1^2 + \sigma\eta$) and a small tanh
 decoder ($x = W_2 \tanh(W_1 z + b_1) + \sigma\eta$, 6 observed coordinates).
 
@@ -67,7 +67,7 @@ from _common import (  # noqa: E402
 
 from shortinfer.langevin import autograd_score, rollout  # noqa: E402
 from shortinfer.likelihoods import standard_normal_log_prob  # noqa: E402
-from shortinfer.models.linear_gaussian import LinearGaussian  # noqa: E402
+from shortinfer.models._linear_gaussian import LinearGaussian  # noqa: E402
 from shortinfer.objectives import EntropyEstimator, semi_implicit_bounds  # noqa: E402
 from shortinfer.tuning import gradient_search  # noqa: E402
 

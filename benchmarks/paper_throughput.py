@@ -1,7 +1,7 @@
 r"""Training images per second of the paper preset's L = 5 cell, and the full run's wall time.
 
 Builds the trainer of ``shortinfer bench celeba --preset paper``'s ``short_run-L5-K25`` cell
-(`shortinfer.bench.runner.build_trainer` with the ``paper`` preset: the L = 5 generator with
+(`shortinfer.bench._runner.build_trainer` with the ``paper`` preset: the L = 5 generator with
 latents (64, 64, 64, 96, 128), 64 filters, 32×32×3 images, batch 100, K = 25, grid re-tuning
 every 1000 updates with the paper's objective) on **synthetic** images of CelebA's shape
 (uniform in [-1, 1]; the cost of an update does not depend on the pixels), then
@@ -44,8 +44,8 @@ from _common import (  # noqa: E402
     write_result,
 )
 
-from shortinfer.bench.presets import get_preset  # noqa: E402
-from shortinfer.bench.runner import BenchData, Cell, build_trainer, cell_config  # noqa: E402
+from shortinfer.bench._presets import get_preset  # noqa: E402
+from shortinfer.bench._runner import BenchData, Cell, build_trainer, cell_config  # noqa: E402
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 r"""Markdown pieces shared by the two report writers: the training report's ``summary.md``
-(`shortinfer.train.report`) and the benchmark's ``results.md`` (`shortinfer.bench.results`)."""
+(`shortinfer.train._report`) and the benchmark's ``results.md`` (`shortinfer.bench._results`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 r"""The command lines' runtime: the torch device they run on and the CPU cores they may use.
 
-Shared by ``shortinfer`` (`shortinfer.cli`) and ``shortinfer bench`` (`shortinfer.bench.cli`).
+Shared by ``shortinfer`` (`shortinfer.cli`) and ``shortinfer bench`` (`shortinfer.bench._cli`).
 `spare_cores` reads the machine's load from ``/proc/stat`` so that ``shortinfer demo`` does
 not start more torch threads than there are idle cores: PyTorch's OpenMP threads spin-wait, and
 on cores busy with other work a second thread slows every training step (the measurement is in

@@ -9,7 +9,7 @@ Subcommands:
   ``--resume`` continues from ``<output-dir>/latest.pt``. Under ``torchrun`` it trains
   data-parallel.
 - ``shortinfer sample | reconstruct | inpaint``: PNG grids from a checkpoint.
-- ``shortinfer bench``: the bundled benchmark (`shortinfer.bench.cli`).
+- ``shortinfer bench``: the bundled benchmark (`shortinfer.bench._cli`).
 
 Bad input (a missing data folder, an empty dataset, a checkpoint for another model, ...)
 ends with a one-line ``shortinfer: error: ...`` and exit code 2; set ``SHORTINFER_DEBUG=1``
@@ -39,12 +39,12 @@ from shortinfer._argtypes import (
 )
 from shortinfer._runtime import UsageError, checked_device, spare_cores
 from shortinfer._step_size import delta_of, describe_step_size
-from shortinfer.train.checkpoint import LATEST_NAME
-from shortinfer.train.trainer import METRICS_NAME
+from shortinfer.train._checkpoint import LATEST_NAME
+from shortinfer.train._trainer import METRICS_NAME
 from shortinfer.tuning import DEFAULT_OBJECTIVE
 
 if TYPE_CHECKING:
-    from shortinfer.data.registry import DatasetName
+    from shortinfer.data._registry import DatasetName
 
 __all__ = [
     "DEMO_SETTINGS",
@@ -106,7 +106,7 @@ def _entropy_methods() -> tuple[str, ...]:
 
 
 def _tuning_methods() -> tuple[str, ...]:
-    from shortinfer.train.trainer import StepSizeTuning
+    from shortinfer.train._trainer import StepSizeTuning
 
     hint = get_type_hints(StepSizeTuning)["method"]  # Literal[...] | None
     literal = next(arg for arg in get_args(hint) if get_args(arg))
@@ -118,7 +118,7 @@ def _add_runtime(
     *,
     threads_help: str = "torch CPU threads (default: torch's choice)",
 ) -> None:
-    from shortinfer.train.trainer import Trainer
+    from shortinfer.train._trainer import Trainer
 
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument(
@@ -165,7 +165,7 @@ def _add_progress(parser: argparse.ArgumentParser) -> None:
 
 def _add_data(parser: argparse.ArgumentParser, *, split: str | None) -> None:
     from shortinfer.data import DATASETS
-    from shortinfer.models.generator import IMAGE_SIZES
+    from shortinfer.models._generator import IMAGE_SIZES
 
     parser.add_argument("--dataset", choices=DATASETS, default="mnist5k", help="dataset name")
     parser.add_argument(
@@ -245,8 +245,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     from shortinfer.objectives import EntropyEstimator
-    from shortinfer.train.trainer import StepSizeTuning as Tuning
-    from shortinfer.train.trainer import Trainer
+    from shortinfer.train._trainer import StepSizeTuning as Tuning
+    from shortinfer.train._trainer import Trainer
     from shortinfer.tuning import DEFAULT_GRID
 
     inference = parser.add_argument_group("short-run inference")
@@ -322,10 +322,10 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_optimisation_options(parser: argparse.ArgumentParser) -> None:
-    from shortinfer.train.schedules import PAPER_NUM_ITERATIONS
-    from shortinfer.train.schedules import LearningRateSchedule as Rate
-    from shortinfer.train.schedules import SigmaSchedule as Sigma
-    from shortinfer.train.trainer import Trainer
+    from shortinfer.train._schedules import PAPER_NUM_ITERATIONS
+    from shortinfer.train._schedules import LearningRateSchedule as Rate
+    from shortinfer.train._schedules import SigmaSchedule as Sigma
+    from shortinfer.train._trainer import Trainer
 
     optimisation = parser.add_argument_group("optimisation")
     optimisation.add_argument(
@@ -354,8 +354,8 @@ def _add_optimisation_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
-    from shortinfer.train.distributed import DEFAULT_PROCESS_GROUP_TIMEOUT
-    from shortinfer.train.trainer import Trainer
+    from shortinfer.train._distributed import DEFAULT_PROCESS_GROUP_TIMEOUT
+    from shortinfer.train._trainer import Trainer
 
     output = parser.add_argument_group("output")
     output.add_argument(
@@ -425,7 +425,7 @@ def _add_train_parser(commands: Any) -> None:
 
 
 def _add_checkpoint_parser(commands: Any, name: str, text: str) -> None:
-    from shortinfer.train.report import INPAINTING_MASKS, write_report
+    from shortinfer.train._report import INPAINTING_MASKS, write_report
 
     sub = commands.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
     sub.add_argument("checkpoint", help=f"checkpoint file or folder holding {LATEST_NAME}")
@@ -487,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in _CHECKPOINT_COMMANDS:
         _add_checkpoint_parser(commands, name, text)
     try:
-        from shortinfer.bench.cli import add_bench_subparser
+        from shortinfer.bench._cli import add_bench_subparser
     except ImportError:  # the benchmark is optional: the other commands work without it
         pass
     else:
@@ -543,21 +543,23 @@ def _load_images(
 def _model_from_checkpoint(path: str, device: Any) -> tuple[Any, dict[str, Any]]:
     """The generator of a checkpoint: a `MultiLayerGenerator`'s, or a bench `LadderVAE` cell's."""
     from shortinfer.models import LadderVAE, MultiLayerGenerator
-    from shortinfer.train.checkpoint import (
+    from shortinfer.train._checkpoint import (
         check_finite_weights,
         check_model_compatible,
         load_checkpoint,
     )
 
     checkpoint = load_checkpoint(path, map_location=device)
-    classes = {
-        f"{kind.__module__}.{kind.__qualname__}": kind for kind in (MultiLayerGenerator, LadderVAE)
-    }
-    kind = classes.get(str(checkpoint.get("model_class")))
+    # By class name within shortinfer.models: checkpoints name the defining module, which
+    # was shortinfer.models.generator (ladder_vae) before the modules became private.
+    classes = {kind.__qualname__: kind for kind in (MultiLayerGenerator, LadderVAE)}
+    module, _, name = str(checkpoint.get("model_class")).rpartition(".")
+    kind = classes.get(name) if module.startswith("shortinfer.models") else None
     if kind is None or not checkpoint.get("model_config"):
         raise UsageError(
             f"checkpoint {path!r} holds a {checkpoint.get('model_class')!r}; the command line "
-            f"loads only {sorted(classes)}. Load other models in Python with load_checkpoint()."
+            f"loads only {sorted(f'shortinfer.models.{name}' for name in classes)}. Load other "
+            "models in Python with load_checkpoint()."
         )
     model = kind.from_config(checkpoint["model_config"])
     check_model_compatible(checkpoint, model)
@@ -592,9 +594,9 @@ def _run_training(
     title: str,
     started: float,
 ) -> dict[str, Any]:
-    from shortinfer.train.distributed import is_main_process
-    from shortinfer.train.report import write_report
-    from shortinfer.train.trainer import Trainer
+    from shortinfer.train._distributed import is_main_process
+    from shortinfer.train._report import write_report
+    from shortinfer.train._trainer import Trainer
 
     trainer = Trainer(
         model,
@@ -667,8 +669,8 @@ def demo_training(
     """
     from shortinfer.models import MultiLayerGenerator
     from shortinfer.objectives import EntropyEstimator
-    from shortinfer.train.schedules import LearningRateSchedule, SigmaSchedule
-    from shortinfer.train.trainer import StepSizeTuning
+    from shortinfer.train._schedules import LearningRateSchedule, SigmaSchedule
+    from shortinfer.train._trainer import StepSizeTuning
 
     settings = DEMO_SETTINGS
     iterations = settings["iterations"] if iterations is None else iterations
@@ -829,7 +831,7 @@ def _latent_sizes(args: argparse.Namespace) -> tuple[int, ...]:
 
 def _training_images(args: argparse.Namespace) -> tuple[Any, Any]:
     """The training images and the held-out ones for the report (the test split if any)."""
-    from shortinfer.models.generator import IMAGE_SIZES
+    from shortinfer.models._generator import IMAGE_SIZES
 
     images = _load_images(args.dataset, args.data_root, args.split, args.image_size)
     channels, height, width = images.shape[1:]
@@ -851,7 +853,7 @@ def _training_images(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def _train(args: argparse.Namespace) -> int:
     from shortinfer._lock import folder_lock
-    from shortinfer.train.distributed import init_distributed, is_main_process
+    from shortinfer.train._distributed import init_distributed, is_main_process
 
     if args.overwrite and args.resume:
         raise UsageError(
@@ -878,7 +880,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _clear_output(args: argparse.Namespace, output_dir: Path) -> None:
     """``--overwrite``: delete the old run; otherwise refuse to start over an existing one."""
-    from shortinfer.train.distributed import is_main_process
+    from shortinfer.train._distributed import is_main_process
 
     if args.overwrite:
         # Only rank 0 deletes; the other ranks must not then trip over the file it is
@@ -896,7 +898,7 @@ def _clear_output(args: argparse.Namespace, output_dir: Path) -> None:
 def _tuning_from_args(args: argparse.Namespace) -> Any:
     """The `StepSizeTuning` the flags describe, or ``None`` for ``--tune none``."""
     from shortinfer.objectives import MIXTURE_OBJECTIVES, EntropyEstimator
-    from shortinfer.train.trainer import StepSizeTuning
+    from shortinfer.train._trainer import StepSizeTuning
 
     if args.tune == "none":
         return None
@@ -919,7 +921,7 @@ def _tuning_from_args(args: argparse.Namespace) -> Any:
 
 def _trainer_options(args: argparse.Namespace, device: Any) -> dict[str, Any]:
     """The `shortinfer.train.Trainer` keyword arguments of ``shortinfer train``."""
-    from shortinfer.train.schedules import LearningRateSchedule, SigmaSchedule
+    from shortinfer.train._schedules import LearningRateSchedule, SigmaSchedule
 
     return {
         "num_iterations": args.iterations,
@@ -947,7 +949,7 @@ def _train_in(
     test_images: Any,
 ) -> int:
     from shortinfer.models import MultiLayerGenerator
-    from shortinfer.train.distributed import is_main_process
+    from shortinfer.train._distributed import is_main_process
 
     _clear_output(args, output_dir)
     channels, height, width = images.shape[1:]
@@ -993,7 +995,7 @@ def _train_in(
 
 
 def _default_num_steps() -> int:
-    from shortinfer.train.trainer import Trainer
+    from shortinfer.train._trainer import Trainer
 
     return library_default(Trainer, "num_steps")
 
@@ -1001,7 +1003,7 @@ def _default_num_steps() -> int:
 def _command_from_checkpoint(args: argparse.Namespace) -> int:
     import torch
 
-    from shortinfer.train.report import inpainting_mask, reconstruct, save_image_grid
+    from shortinfer.train._report import inpainting_mask, reconstruct, save_image_grid
 
     device = _setup_runtime(args)
     model, checkpoint = _model_from_checkpoint(args.checkpoint, device)
@@ -1096,7 +1098,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args.argv = words  # recorded by `shortinfer bench` in its results
     from shortinfer._checks import ShortinferError
-    from shortinfer.train.trainer import TrainingDivergedError
+    from shortinfer.train._trainer import TrainingDivergedError
 
     handlers = {
         "demo": _command_demo,

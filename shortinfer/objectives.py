@@ -310,7 +310,7 @@ def linearized_estimate(
     the conditional estimate plus the mutual information $I(z_K; \epsilon)$ of the
     linearised (Gaussian-channel) chain. $\mathbb{E}[\hat H] = H(z_K)$ exactly when the
     chain is affine and the prior Gaussian (e.g.
-    `shortinfer.models.linear_gaussian.LinearGaussian`); **not a bound** otherwise. On
+    `shortinfer.models.LinearGaussian`); **not a bound** otherwise. On
     curved posteriors at large $s$ (locally expanding steps, $s \lambda > 2$ for
     some Hessian eigenvalue $\lambda$) it overestimates the entropy.
 

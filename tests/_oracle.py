@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from shortinfer.models.linear_gaussian import LinearGaussian
+from shortinfer.models._linear_gaussian import LinearGaussian
 
 
 def make_linear_gaussian(

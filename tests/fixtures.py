@@ -14,9 +14,9 @@ import numpy as np
 
 from shortinfer._checks import ArgumentError, ArgumentTypeError, ExistingFileError
 from shortinfer.data._arguments import check_path
+from shortinfer.data._celeba import _PARTITION_NAME, _split_by_rule
 from shortinfer.data._images import require_pillow
-from shortinfer.data.celeba import _PARTITION_NAME, _split_by_rule
-from shortinfer.data.mnist import _IDX_DTYPES
+from shortinfer.data._mnist import _IDX_DTYPES
 
 __all__ = ["make_synthetic_celeba", "write_idx"]
 

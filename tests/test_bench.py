@@ -11,12 +11,12 @@ import torch
 
 import shortinfer
 from shortinfer.bench import BenchData, Cell, get_preset, plan_cells, run_cell
-from shortinfer.bench.cli import add_bench_subparser, main, run_bench
-from shortinfer.bench.runner import run_fid
+from shortinfer.bench._cli import add_bench_subparser, main, run_bench
+from shortinfer.bench._runner import run_fid
 from shortinfer.cli import main as cli_main
 from shortinfer.models import latent_sizes_for
-from shortinfer.train.checkpoint import CheckpointError, load_checkpoint
-from shortinfer.train.schedules import SigmaSchedule, step_decay_learning_rate
+from shortinfer.train._checkpoint import CheckpointError, load_checkpoint
+from shortinfer.train._schedules import SigmaSchedule, step_decay_learning_rate
 from shortinfer.tuning import DEFAULT_OBJECTIVE, PAPER_GRID
 
 from .fixtures import make_synthetic_celeba

@@ -73,3 +73,16 @@ def test_equal_time_quick_writes_table_and_plot(tmp_path: Path) -> None:
         first, second = run["points"]
         assert second["train_seconds"] >= first["train_seconds"]
     assert "| short_run |" in (out / "equal_time.md").read_text()
+
+
+def test_elbo_memory_quick_writes_a_row_with_the_same_value_both_ways(tmp_path: Path) -> None:
+    done = _run(
+        [sys.executable, "benchmarks/elbo_memory.py", "--quick", "--results-dir", str(tmp_path)],
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    record = json.loads((tmp_path / "elbo_memory_quick.json").read_text())
+    (row,) = record["rows"]
+    assert "error" not in row["False"] and "error" not in row["True"], row
+    assert row["False"]["elbo_sum"] == pytest.approx(row["True"]["elbo_sum"], rel=1e-6)
+    assert "| 10 | 1 |" in (tmp_path / "elbo_memory_quick.md").read_text()

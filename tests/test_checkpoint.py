@@ -1,4 +1,4 @@
-"""Tests for shortinfer.train.checkpoint: atomic writes, weights-only loads, config checks."""
+"""Tests for shortinfer.train._checkpoint: atomic writes, weights-only loads, config checks."""
 
 import json
 import os
@@ -18,7 +18,7 @@ import torch
 from shortinfer.models import MultiLayerGenerator
 
 # The module's public names, listed like the trainer's import of them: nothing to share.
-from shortinfer.train.checkpoint import (
+from shortinfer.train._checkpoint import (
     CHECKPOINT_FORMAT,
     LATEST_NAME,
     CheckpointError,
@@ -246,7 +246,7 @@ _TRAIN = textwrap.dedent(
     """
     import os, signal, sys, torch
     torch.set_num_threads(1)
-    import shortinfer.train.checkpoint as checkpoint
+    import shortinfer.train._checkpoint as checkpoint
     from shortinfer.models import MultiLayerGenerator
     from shortinfer.train import StepSizeTuning, Trainer
 
@@ -426,7 +426,7 @@ def test_resume_with_another_iteration_count(tmp_path):
 
 
 def test_nan_weights_are_refused(tmp_path, _finished_run):
-    from shortinfer.train.checkpoint import check_finite_weights
+    from shortinfer.train._checkpoint import check_finite_weights
 
     state = load_checkpoint(_finished_run)
     name = next(iter(state["model_state"]))

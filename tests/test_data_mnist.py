@@ -1,4 +1,4 @@
-"""Tests for shortinfer.data.mnist: idx files (MNIST, Fashion-MNIST) and the MNIST-5k CSV."""
+"""Tests for shortinfer.data._mnist: idx files (MNIST, Fashion-MNIST) and the MNIST-5k CSV."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from shortinfer.data import (
     load_mnist5k,
     read_idx,
 )
-from shortinfer.data import mnist as mnist_module
-from shortinfer.data.mnist import _DEBIAN_FASHION_MNIST_ROOT as FASHION_MNIST_DEFAULT_ROOT
+from shortinfer.data import _mnist as mnist_module
+from shortinfer.data._mnist import _DEBIAN_FASHION_MNIST_ROOT as FASHION_MNIST_DEFAULT_ROOT
 
 from .fixtures import write_idx
 

@@ -1,4 +1,4 @@
-"""Tests for shortinfer.data.registry (load_dataset) and the package's import contract."""
+"""Tests for shortinfer.data._registry (load_dataset) and the package's import contract."""
 
 from __future__ import annotations
 

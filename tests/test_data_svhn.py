@@ -1,4 +1,4 @@
-"""Tests for shortinfer.data.svhn: the official {train,test}_32x32.mat layout."""
+"""Tests for shortinfer.data._svhn: the official {train,test}_32x32.mat layout."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from shortinfer.data import _svhn as svhn_module
 from shortinfer.data import load_svhn
-from shortinfer.data import svhn as svhn_module
 
 scipy_io = pytest.importorskip("scipy.io")
 

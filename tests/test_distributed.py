@@ -1,4 +1,4 @@
-"""Tests for shortinfer.train.distributed: sharding, seeds, and 2-process DDP training on gloo."""
+"""Tests for shortinfer.train._distributed: sharding, seeds, and 2-process DDP training on gloo."""
 
 import json
 import os
@@ -12,7 +12,7 @@ from shortinfer.models import MultiLayerGenerator
 from shortinfer.train import StepSizeTuning, Trainer
 
 # The module's helpers, listed like the trainer's import of them: nothing to share.
-from shortinfer.train.distributed import (
+from shortinfer.train._distributed import (
     LogJointModule,
     broadcast_from_main,
     derive_seed,
@@ -163,7 +163,7 @@ def _faulty_rank(rank, port, fault, out_dir):
     import signal
     import time
 
-    from shortinfer.train.distributed import init_distributed
+    from shortinfer.train._distributed import init_distributed
 
     os.environ.update(
         {"WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank)}

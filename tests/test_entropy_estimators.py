@@ -21,7 +21,7 @@ from shortinfer.entropy import (
     stochastic_log_det,
 )
 from shortinfer.langevin import autograd_score, rollout
-from shortinfer.models.generator import MultiLayerGenerator
+from shortinfer.models._generator import MultiLayerGenerator
 from shortinfer.objectives import EntropyEstimator
 from shortinfer.tuning import (
     FORWARD_MAX_PARAMETERS,

@@ -1,4 +1,4 @@
-"""Tests for shortinfer.metrics.frechet and shortinfer.metrics.inception.
+"""Tests for shortinfer.metrics._frechet and shortinfer.metrics._inception.
 
 The network runs on CPU at 299×299, so tests use a handful of images and share one
 randomly initialized network.

@@ -1,4 +1,4 @@
-"""Tests for shortinfer.models.generator (the paper's multi-layer generator, Table 4)."""
+"""Tests for shortinfer.models._generator (the paper's multi-layer generator, Table 4)."""
 
 from __future__ import annotations
 

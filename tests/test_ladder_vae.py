@@ -1,4 +1,4 @@
-"""Tests for shortinfer.models.ladder_vae (the Ladder-VAE baseline of Table 1)."""
+"""Tests for shortinfer.models._ladder_vae (the Ladder-VAE baseline of Table 1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for shortinfer.metrics.reconstruction."""
+"""Tests for shortinfer.metrics._reconstruction."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for shortinfer.train.report: grids, masks, masked inference, plots and summary."""
+"""Tests for shortinfer.train._report: grids, masks, masked inference, plots and summary."""
 
 import sys
 
@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from shortinfer.models import MultiLayerGenerator
-from shortinfer.train.report import (
+from shortinfer.train._report import (
     INPAINTING_MASKS,
     image_grid,
     inpainting_mask,

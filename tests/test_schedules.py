@@ -1,8 +1,8 @@
-"""Tests for shortinfer.train.schedules: the paper's learning-rate decay and sigma annealing."""
+"""Tests for shortinfer.train._schedules: the paper's learning-rate decay and sigma annealing."""
 
 import pytest
 
-from shortinfer.train.schedules import (
+from shortinfer.train._schedules import (
     LearningRateSchedule,
     SigmaSchedule,
     annealed_sigma,

@@ -1,4 +1,4 @@
-"""Tests for shortinfer.train.trainer: Algorithm 1, schedules, logging, checkpoints, resuming."""
+"""Tests for shortinfer.train._trainer: Algorithm 1, schedules, logging, checkpoints, resuming."""
 
 import json
 import sys

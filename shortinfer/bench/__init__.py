@@ -7,9 +7,9 @@ generated images and the per-image ELBO; `write_report` lays them out beside the
 numbers in ``results.md``.
 """
 
-from shortinfer.bench.presets import PRESETS, Preset, get_preset
-from shortinfer.bench.results import image_grid, write_report
-from shortinfer.bench.runner import BenchData, Cell, plan_cells, run_benchmark, run_cell, run_fid
+from shortinfer.bench._presets import PRESETS, Preset, get_preset
+from shortinfer.bench._results import image_grid, write_report
+from shortinfer.bench._runner import BenchData, Cell, plan_cells, run_benchmark, run_cell, run_fid
 
 __all__ = [
     "PRESETS",

@@ -17,10 +17,10 @@ Arguments shared by the loaders:
 - ``use_cache``: if false, neither read nor write the cache.
 """
 
+from shortinfer.data._celeba import CELEBA_SPLITS, load_celeba
+from shortinfer.data._folder import load_image_folder
 from shortinfer.data._image_data import ImageData
-from shortinfer.data.celeba import CELEBA_SPLITS, load_celeba
-from shortinfer.data.folder import load_image_folder
-from shortinfer.data.mnist import (
+from shortinfer.data._mnist import (
     MNIST5K_INSTALL_HINT,
     find_mnist5k_csv,
     load_fashion_mnist,
@@ -28,8 +28,8 @@ from shortinfer.data.mnist import (
     load_mnist5k,
     read_idx,
 )
-from shortinfer.data.registry import DATASETS, load_dataset
-from shortinfer.data.svhn import SVHN_SPLITS, load_svhn
+from shortinfer.data._registry import DATASETS, load_dataset
+from shortinfer.data._svhn import SVHN_SPLITS, load_svhn
 
 __all__ = [
     "CELEBA_SPLITS",

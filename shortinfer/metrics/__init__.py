@@ -1,9 +1,9 @@
 r"""Evaluation metrics: reconstruction error and FID with a plain-PyTorch Inception-v3."""
 
-from ._weights import load_inception, resolve_inception_weights
-from .frechet import FIDStatistics, feature_statistics, fid, frechet_distance
-from .inception import FIDInceptionV3
-from .reconstruction import reconstruction_mse
+from shortinfer.metrics._frechet import FIDStatistics, feature_statistics, fid, frechet_distance
+from shortinfer.metrics._inception import FIDInceptionV3
+from shortinfer.metrics._reconstruction import reconstruction_mse
+from shortinfer.metrics._weights import load_inception, resolve_inception_weights
 
 __all__ = [
     "FIDInceptionV3",

@@ -30,8 +30,7 @@ from torch import Tensor
 from shortinfer._atomic import atomic_write
 from shortinfer._cache_dir import CACHE_ENV_VAR, default_cache_dir
 from shortinfer._checks import ArgumentError, MissingFileError
-
-from .inception import FIDInceptionV3
+from shortinfer.metrics._inception import FIDInceptionV3
 
 __all__ = [
     "CACHE_ENV",

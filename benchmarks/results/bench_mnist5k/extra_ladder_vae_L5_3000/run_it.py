@@ -4,7 +4,7 @@ from pathlib import Path
 import torch
 
 from shortinfer.bench import Cell, get_preset, run_cell
-from shortinfer.bench.cli import load_bench_data
+from shortinfer.bench._cli import load_bench_data
 
 torch.set_num_threads(1)
 data = load_bench_data(

@@ -2,12 +2,10 @@ r"""``shortinfer bench {celeba,svhn,mnist}``: the command-line face of the bench
 
 The ``shortinfer`` command wires this in with::
 
-    from shortinfer.bench.cli import add_bench_subparser
+    from shortinfer.bench._cli import add_bench_subparser
     add_bench_subparser(subparsers)      # sets func=run_bench on the parsed namespace
     ...
     args = parser.parse_args(argv); return args.func(args)
-
-It can also be run on its own: ``python -m shortinfer.bench.cli celeba --data-root DIR``.
 """
 
 from __future__ import annotations
@@ -24,8 +22,8 @@ import torch
 
 from shortinfer._argtypes import HelpFormatter, library_default, positive_int
 from shortinfer._runtime import checked_device
-from shortinfer.bench.presets import PRESETS, Preset, get_preset
-from shortinfer.bench.runner import BenchData, cell_config, plan_cells, run_benchmark
+from shortinfer.bench._presets import PRESETS, Preset, get_preset
+from shortinfer.bench._runner import BenchData, cell_config, plan_cells, run_benchmark
 from shortinfer.objectives import ObjectiveName
 from shortinfer.tuning import DEFAULT_OBJECTIVE
 
@@ -254,7 +252,7 @@ def run_bench(args: argparse.Namespace) -> int:
     r"""Run the benchmark described by parsed ``bench`` arguments; returns the exit code 0.
 
     With ``--print-config`` it prints every cell's resolved configuration
-    (`shortinfer.bench.runner.cell_config`) as JSON instead, and trains nothing.
+    (`shortinfer.bench._runner.cell_config`) as JSON instead, and trains nothing.
     """
     overrides = _preset_overrides(args)
     if getattr(args, "objective", None):
@@ -300,7 +298,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point for ``python -m shortinfer.bench.cli``."""
+    """Parse ``argv`` (the arguments after ``shortinfer bench``) and run the benchmark."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = ["bench", *argv]

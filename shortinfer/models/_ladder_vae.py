@@ -61,8 +61,8 @@ from torch import Tensor, nn
 
 from shortinfer._checks import ArgumentError, ArgumentTypeError
 from shortinfer.likelihoods import gaussian_log_likelihood
+from shortinfer.models._generator import MultiLayerGenerator
 from shortinfer.models._layers import Head, ResidualBlock, is_int, positive_scale
-from shortinfer.models.generator import MultiLayerGenerator
 
 __all__ = ["LadderPosteriorSample", "LadderVAE"]
 

@@ -30,10 +30,10 @@ from torch import Tensor, nn
 from shortinfer._checks import ArgumentError, MissingDependencyError
 from shortinfer._markdown import cell, image_section, table
 from shortinfer._modules import model_method
-from shortinfer.metrics.reconstruction import reconstruction_mse
+from shortinfer.metrics._reconstruction import reconstruction_mse
 from shortinfer.posterior import short_run
-from shortinfer.train.contract import latent_shape_of
-from shortinfer.train.trainer import METRICS_NAME, frozen_parameters
+from shortinfer.train._contract import latent_shape_of
+from shortinfer.train._trainer import METRICS_NAME, frozen_parameters
 
 __all__ = [
     "INPAINTING_MASKS",

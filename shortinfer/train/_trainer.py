@@ -20,7 +20,7 @@ Each iteration $t = 0, \dots, T - 1$ (Section 4.4, Algorithm 1):
    $t \equiv 0 \pmod{T_s}$, so the first update already uses a tuned step size.
 
 `train_step` is steps 2-4 as a plain function; `Trainer` adds batching, the
-learning-rate and $\sigma$ schedules (`shortinfer.train.schedules`), step-size
+learning-rate and $\sigma$ schedules (`shortinfer.train._schedules`), step-size
 tuning and its history, logging, checkpoints, resuming and data-parallel training.
 
 The model can be the reference `shortinfer.models.MultiLayerGenerator` or any
@@ -67,7 +67,7 @@ from shortinfer._step_size import delta_of, describe_step_size
 from shortinfer._version import __version__
 from shortinfer.objectives import EntropyEstimator
 from shortinfer.posterior import short_run
-from shortinfer.train.checkpoint import (
+from shortinfer.train._checkpoint import (
     CHECKPOINT_FORMAT,
     LATEST_NAME,
     CheckpointError,
@@ -81,14 +81,14 @@ from shortinfer.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from shortinfer.train.contract import (
+from shortinfer.train._contract import (
     Decodes,
     HasConfig,
     HasSigma,
     LogJointModel,
     latent_shape_of,
 )
-from shortinfer.train.distributed import (
+from shortinfer.train._distributed import (
     LogJointModule,
     broadcast_from_main,
     derive_seed,
@@ -98,8 +98,8 @@ from shortinfer.train.distributed import (
     mean_all_reduce,
     shard_indices,
 )
-from shortinfer.train.methods import TrainingMethod
-from shortinfer.train.schedules import LearningRateSchedule, SigmaSchedule
+from shortinfer.train._methods import TrainingMethod
+from shortinfer.train._schedules import LearningRateSchedule, SigmaSchedule
 
 __all__ = [
     "METRICS_NAME",
@@ -349,7 +349,7 @@ def train_step(
         generator: Generator for $z_0$ and the Langevin noise.
         update_module: What computes $\log p_\theta(x, z)$ for the update (default
             ``model.log_joint``); the trainer passes a DistributedDataParallel-wrapped
-            `shortinfer.train.distributed.LogJointModule` in data-parallel runs.
+            `shortinfer.train.LogJointModule` in data-parallel runs.
         all_reduce: Maps a local scalar to its mean over processes; used to agree on a
             non-finite loss before ``backward`` so that no process waits on the others.
         validate: Probe ``log_joint`` once (see `shortinfer.short_run`).
@@ -546,7 +546,7 @@ class Trainer:
     **Outputs** (with ``output_dir``, written by rank 0 only):
 
     - ``latest.pt``: the checkpoint, replaced atomically every ``checkpoint_interval``
-      iterations and at the end (format: `shortinfer.train.checkpoint`);
+      iterations and at the end (format: `shortinfer.train._checkpoint`);
     - ``metrics.jsonl``: one JSON object per logged iteration with ``iteration`` (updates
       completed), ``loss`` ($-\frac1m\sum\log p(x, z_K)$, nats per example), ``mse``
       (per-pixel reconstruction error $\|x - g(z_K)\|^2$ of the batch, when the model
@@ -555,14 +555,14 @@ class Trainer:
       ``objective`` and ``tune_seconds``.
 
     **Reproducibility.** Batches come from a per-epoch permutation and all chain noise from
-    generators seeded by `shortinfer.train.distributed.derive_seed` ``(seed, purpose,
+    generators seeded by `shortinfer.train.derive_seed` ``(seed, purpose,
     iteration, rank)``, so a run resumed from a checkpoint takes bit-for-bit the same steps
     as an uninterrupted one (same device, thread count and world size).
 
     **Data-parallel.** Under ``torchrun`` (a process group initialised before the trainer is
     built), each process takes ``batch_size`` examples from its shard, inference runs on the
     unwrapped model, the θ-update goes through ``DistributedDataParallel``, and the tuning
-    objective is averaged over processes; see `shortinfer.train.distributed`.
+    objective is averaged over processes; see `shortinfer.train._distributed`.
 
     Arguments:
         model: The model: an ``nn.Module`` with ``log_joint(x, z) -> (B,)``.
@@ -589,7 +589,7 @@ class Trainer:
             ``None`` shows it only when stderr is a terminal.
         device: Where to train (default: the model's device); batches are moved there.
         method: ``None`` (default) trains by Algorithm 1, short-run inference; a
-            `shortinfer.train.methods.TrainingMethod` (`LadderVAEMethod`,
+            `shortinfer.train.TrainingMethod` (`LadderVAEMethod`,
             `PersistentChainsMethod`) trains the same model with another loss under the same
             data order, schedules, checkpoints and logs (``tuning`` is then ignored).
         compile: ``False`` (default), ``True`` or a ``torch.compile`` mode: run each
@@ -854,7 +854,7 @@ class Trainer:
         r"""Everything needed to resume exactly, as a ``weights_only``-loadable dict.
 
         Returns:
-            The checkpoint dict described in `shortinfer.train.checkpoint`.
+            The checkpoint dict described in `shortinfer.train._checkpoint`.
         """
         model_type = type(self.model)
         config = self.model.config if isinstance(self.model, HasConfig) else None

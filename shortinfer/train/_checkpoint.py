@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from shortinfer._atomic import atomic_write
 from shortinfer._checks import ArgumentTypeError, MissingFileError, ShortinferError
-from shortinfer.train.contract import HasConfig
+from shortinfer.train._contract import HasConfig
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -127,7 +127,7 @@ def check_trainer_checkpoint(state: Mapping[str, Any], where: str = "checkpoint"
         >>> check_trainer_checkpoint({"format": CHECKPOINT_FORMAT})
         Traceback (most recent call last):
         ...
-        shortinfer.train.checkpoint.CheckpointError: checkpoint is partial: ...
+        shortinfer.train._checkpoint.CheckpointError: checkpoint is partial: ...
     """
     problems = []
     for key, kind in _TRAINER_KEYS.items():
@@ -187,7 +187,7 @@ def compare_settings(
         >>> compare_settings({"batch_size": 64}, {"batch_size": 32}, iteration=3)
         Traceback (most recent call last):
         ...
-        shortinfer.train.checkpoint.CheckpointError: cannot resume: ... batch_size (--batch-size): checkpoint 64, now 32...
+        shortinfer.train._checkpoint.CheckpointError: cannot resume: ... batch_size (--batch-size): checkpoint 64, now 32...
     """  # noqa: E501
     if not isinstance(stored, Mapping):
         return
@@ -375,7 +375,7 @@ def check_model_compatible(checkpoint: Mapping[str, Any], model: nn.Module) -> N
         >>> check_model_compatible({"model_state": torch.nn.Linear(2, 4).state_dict()}, model)
         Traceback (most recent call last):
         ...
-        shortinfer.train.checkpoint.CheckpointError: checkpoint does not fit this model: ...
+        shortinfer.train._checkpoint.CheckpointError: checkpoint does not fit this model: ...
     """
     stored_config = checkpoint.get("model_config")
     own_config = _model_config(model)
@@ -428,7 +428,7 @@ def check_finite_weights(checkpoint: Mapping[str, Any], where: str = "checkpoint
         >>> check_finite_weights({"model_state": {"w": torch.tensor([1.0, float("nan")])}})
         Traceback (most recent call last):
         ...
-        shortinfer.train.checkpoint.CheckpointError: checkpoint has non-finite weights: w (1 of 2 values); ...
+        shortinfer.train._checkpoint.CheckpointError: checkpoint has non-finite weights: w (1 of 2 values); ...
     """  # noqa: E501
     state = checkpoint.get("model_state")
     if not isinstance(state, Mapping):

@@ -1,7 +1,7 @@
 r"""Fréchet Inception Distance: feature statistics and the distance itself.
 
 FID compares two image sets through the Gaussian fitted to their Inception pool3 features
-(`shortinfer.metrics.inception.FIDInceptionV3`):
+(`shortinfer.metrics.FIDInceptionV3`):
 
 $$
 \mathrm{FID} = \lVert \mu_1 - \mu_2 \rVert_2^2
@@ -29,8 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from shortinfer._checks import ArgumentError, ArgumentTypeError
-
-from ._weights import load_inception
+from shortinfer.metrics._weights import load_inception
 
 __all__ = [
     "FIDStatistics",

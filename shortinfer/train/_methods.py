@@ -183,7 +183,7 @@ class PersistentChainsMethod:
         z0 = self.chains[rows_cpu].to(x.device, x.dtype)
         noise = torch.randn(self.num_steps, *z0.shape, generator=self._generator)
         steps = torch.full((self.num_steps, 1), self.step_size, dtype=x.dtype, device=x.device)
-        from shortinfer.train.trainer import frozen_parameters  # trainer imports this module
+        from shortinfer.train._trainer import frozen_parameters  # trainer imports this module
 
         with frozen_parameters(model):
             score = autograd_score(lambda z: log_joint(x, unflatten(z)))

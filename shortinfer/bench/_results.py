@@ -17,7 +17,7 @@ from torch import Tensor
 from shortinfer._atomic import atomic_write
 from shortinfer._markdown import grid_with_deltas, image_section, table
 from shortinfer._step_size import describe_step_size
-from shortinfer.train.report import image_grid
+from shortinfer.train._report import image_grid
 
 __all__ = [
     "PAPER_TABLE1",
@@ -83,7 +83,7 @@ def _paper_column(dataset: str, image_size: int) -> str | None:
 
 
 def save_png(pixels: Tensor, path: str | Path) -> None:
-    """Save ``(H, W, C)`` uint8 pixels from `shortinfer.train.report.image_grid` as a PNG (needs
+    """Save ``(H, W, C)`` uint8 pixels from `shortinfer.train._report.image_grid` as a PNG (needs
     Pillow); one channel is saved as RGB grey."""
     from PIL import Image
 
@@ -198,7 +198,7 @@ def write_report(out: str | Path, *, note: str | None = None) -> Path:
     r"""Write ``OUT/results.md`` (and the PNG grids) from the cells finished so far.
 
     Arguments:
-        out: The run folder written by `shortinfer.bench.runner.run_benchmark`.
+        out: The run folder written by `shortinfer.bench.run_benchmark`.
         note: A line to print under the tables (e.g. why FID was skipped).
 
     Returns:

@@ -54,7 +54,7 @@ def load_image_folder(
     r"""Load every image under ``root`` (recursively) as one tensor.
 
     Which files are taken, how they are decoded and resized, and what happens to corrupt
-    ones is described in `shortinfer.data.folder` (the module).
+    ones is described in `shortinfer.data._folder` (the module).
 
     Arguments:
         root: Directory of images.

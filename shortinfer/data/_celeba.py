@@ -191,7 +191,7 @@ def load_celeba(
     r"""Load CelebA faces, center-cropped and resized, as one tensor in [-1, 1].
 
     The layout, the split rule, the preprocessing and ``subset`` are described in
-    `shortinfer.data.celeba` (the module); the decoded images are cached (`shortinfer.data`).
+    `shortinfer.data._celeba` (the module); the decoded images are cached (`shortinfer.data`).
 
     Arguments:
         root: The CelebA root (see the module).

@@ -20,11 +20,11 @@ from typing import Any, Literal
 
 from shortinfer._checks import ArgumentError, ArgumentTypeError
 from shortinfer.data._arguments import check_choice
+from shortinfer.data._celeba import load_celeba
+from shortinfer.data._folder import load_image_folder
 from shortinfer.data._image_data import ImageData
-from shortinfer.data.celeba import load_celeba
-from shortinfer.data.folder import load_image_folder
-from shortinfer.data.mnist import load_fashion_mnist, load_mnist, load_mnist5k
-from shortinfer.data.svhn import load_svhn
+from shortinfer.data._mnist import load_fashion_mnist, load_mnist, load_mnist5k
+from shortinfer.data._svhn import load_svhn
 
 __all__ = ["DATASETS", "load_dataset"]
 
@@ -71,7 +71,7 @@ def load_dataset(
 ) -> ImageData:
     r"""Load a dataset by name from local files, as float32 images in [-1, 1].
 
-    The names and their loaders are listed in `shortinfer.data.registry` (the module).
+    The names and their loaders are listed in `shortinfer.data._registry` (the module).
 
     Arguments that are ``None`` take the loader's default (e.g. ``split="train"``, and
     ``image_size=64`` for CelebA). Images are scaled as $u / 127.5 - 1$ for uint8 pixels

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shortinfer._checks import ArgumentError, ArgumentTypeError
-from shortinfer.models.generator import latent_sizes_for
-from shortinfer.train.schedules import (
+from shortinfer.models._generator import latent_sizes_for
+from shortinfer.train._schedules import (
     PAPER_NUM_ITERATIONS,
     LearningRateSchedule,
     SigmaSchedule,
@@ -247,7 +247,7 @@ class Preset:
             >>> [round(cpu.kl_weight_at(t), 4) for t in (0, 15, 30, 299)]
             [0.0, 0.5, 1.0, 1.0]
         """
-        from shortinfer.train.methods import LadderVAEMethod
+        from shortinfer.train._methods import LadderVAEMethod
 
         method = LadderVAEMethod(kl_warmup_fraction=max(0.0, self.kl_warmup_fraction))
         return method.kl_weight(iteration, self.num_iterations)

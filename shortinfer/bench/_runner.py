@@ -8,14 +8,14 @@ and, for short-run inference, a number of Langevin steps K. A run lays its cells
     OUT/
       run.json                      dataset, preset, device, versions, command
       data_fid_stats.npz            Inception statistics of the data (cached)
-      cells/<cell>/latest.pt        the cell's checkpoint (`shortinfer.train.checkpoint`)
+      cells/<cell>/latest.pt        the cell's checkpoint (`shortinfer.train._checkpoint`)
       cells/<cell>/metrics.jsonl    loss, lr, sigma, step size (and delta) during training
       cells/<cell>/result.json      MSE, ELBO, budget, wall time: the cell is done
       cells/<cell>/fid.json         FID (a separate pass, so it can be added later)
       cells/<cell>/images.pt        samples and test reconstructions for the grids
 
 Every cell is trained by `shortinfer.train.Trainer`, the engine behind ``shortinfer train``:
-short-run cells by Algorithm 1, the baselines through a `shortinfer.train.methods`
+short-run cells by Algorithm 1, the baselines through a `shortinfer.train._methods`
 method, so a cell folder is an ordinary training-run folder (``shortinfer sample
 --checkpoint cells/<cell>`` works on it). A rerun skips every cell whose ``result.json``
 exists and resumes an interrupted cell from its ``latest.pt``; the FID pass likewise skips
@@ -39,15 +39,15 @@ from torch import Tensor
 from shortinfer._atomic import atomic_write
 from shortinfer._checks import ArgumentError
 from shortinfer._version import __version__
-from shortinfer.bench.presets import Preset
+from shortinfer.bench._presets import Preset
 from shortinfer.langevin import delta_from_step_size, step_size_from_delta
 from shortinfer.metrics import reconstruction_mse
 from shortinfer.models import LadderVAE, MultiLayerGenerator
 from shortinfer.objectives import EntropyEstimator
 from shortinfer.posterior import ShortRunPosterior, short_run
-from shortinfer.train.checkpoint import LATEST_NAME, load_checkpoint
-from shortinfer.train.methods import LadderVAEMethod, PersistentChainsMethod, TrainingMethod
-from shortinfer.train.trainer import StepSizeTuning, Trainer
+from shortinfer.train._checkpoint import LATEST_NAME, load_checkpoint
+from shortinfer.train._methods import LadderVAEMethod, PersistentChainsMethod, TrainingMethod
+from shortinfer.train._trainer import StepSizeTuning, Trainer
 
 __all__ = [
     "METHODS",
@@ -136,7 +136,7 @@ def plan_cells(preset: Preset, *, abp: bool = False) -> list[Cell]:
     shared, not trained twice), then optionally ABP with L = 1 (Table 2's baseline).
 
     Examples:
-        >>> from shortinfer.bench.presets import get_preset
+        >>> from shortinfer.bench._presets import get_preset
         >>> [cell.key for cell in plan_cells(get_preset("paper"))]
         ['short_run-L1-K25', 'ladder_vae-L1', 'short_run-L3-K25', 'ladder_vae-L3',
          'short_run-L5-K25', 'ladder_vae-L5', 'short_run-L5-K5', 'short_run-L5-K10',
@@ -207,7 +207,7 @@ def cell_config(cell: Cell, preset: Preset, *, image_size: int, channels: int) -
     builds, so a user can see what a run will train before spending GPU-days on it.
 
     Examples:
-        >>> from shortinfer.bench.presets import get_preset
+        >>> from shortinfer.bench._presets import get_preset
         >>> config = cell_config(Cell("short_run", 5, 25), get_preset("paper"), image_size=32,
         ...                      channels=3)
         >>> config["model"]["latent_sizes"], config["tuning"]["objective"]
@@ -281,7 +281,7 @@ def build_trainer(
     from the same seed.
 
     Examples:
-        >>> from shortinfer.bench.presets import get_preset
+        >>> from shortinfer.bench._presets import get_preset
         >>> data = BenchData("mnist5k", torch.rand(8, 1, 28, 28) * 2 - 1, torch.rand(4, 1, 28, 28))
         >>> trainer = build_trainer(Cell("ladder_vae", 1, 25), data, get_preset("smoke"), None)
         >>> type(trainer.model).__name__, trainer.method.name
@@ -708,7 +708,7 @@ def run_benchmark(
         seed: Base seed.
         command: The command line, recorded in ``run.json``.
         report: The function writing the report; defaults to
-            `shortinfer.bench.results.write_report`.
+            `shortinfer.bench.write_report`.
 
     Returns:
         The result dicts of all cells, in plan order.
@@ -736,7 +736,7 @@ def run_benchmark(
     cells = plan_cells(preset, abp=abp)
     _write_run_info(out, data, preset, cells, device=device, command=command)
     if report is None:
-        from shortinfer.bench.results import write_report as report
+        from shortinfer.bench._results import write_report as report
     # Table 1's cells first, with their FID and a report, so that an interrupted run has the
     # headline comparison; then the K ablation, cheapest first.
     first = [cell for cell in cells if "table1" in cell.tables]

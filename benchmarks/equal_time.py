@@ -257,6 +257,7 @@ def write_outputs(runs: list[dict[str, Any]], args: argparse.Namespace, env: dic
         lines.append(
             f"| {run['method']} | {run['probe_updates_per_second']:.2f} | "
             f"{run['num_iterations']} | {run['compile_seconds']:.1f} |"
+            + (f" (reused from `{run['reused_from']}`)" if run.get("reused_from") else "")
         )
     lines += ["", "![MSE against training time](equal_time.png)"]
     (out / "equal_time.md").write_text("\n".join(lines) + "\n")
@@ -305,6 +306,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--quick", action="store_true", help="toy run: seconds, tiny subset")
+    parser.add_argument(
+        "--reuse",
+        metavar="JSON",
+        default=None,
+        help="take the runs of the methods not in --methods from this earlier equal_time.json "
+        "(same data and budgets), e.g. to rerun only short-run after changing it",
+    )
     args = parser.parse_args()
     if args.quick:
         args.budgets = [0.02, 0.05]
@@ -315,6 +323,11 @@ def main() -> None:
     data = load(args)
     args.train_size, args.test_size = data.train.shape[0], data.test.shape[0]
     runs = [run_method(method, data, args) for method in args.methods]
+    if args.reuse:
+        earlier = json.loads(Path(args.reuse).read_text())
+        for run in earlier["runs"]:
+            if run["method"] not in args.methods:
+                runs.append({**run, "reused_from": args.reuse})
     write_outputs(runs, args, env)
 
 

@@ -159,7 +159,6 @@ from").
 """
 
 
-# Same parameters as `jacobian` on purpose: each public estimator takes the chain's inputs.
 def log_abs_det_jacobian(
     log_joint: Callable[[Tensor], Tensor],
     z0: Tensor,
@@ -327,7 +326,6 @@ def _score_and_hvp(
     return score(z), torch.func.vmap(push)
 
 
-# Same parameters and Arguments as `jacobian` on purpose: each public function documents itself.
 def per_step_log_abs_det(
     log_joint: Callable[[Tensor], Tensor],
     z0: Tensor,
@@ -403,7 +401,6 @@ def _rademacher(shape: tuple[int, ...], generator: torch.Generator | None, like:
     return (2 * signs - 1).to(dtype=like.dtype, device=like.device)
 
 
-# Arguments worded as `per_step_log_abs_det`'s on purpose: each public docstring stands alone.
 def stochastic_log_det(
     log_joint: Callable[[Tensor], Tensor],
     z0: Tensor,
@@ -534,7 +531,6 @@ def auto_log_det_method(latent_dim: int) -> Literal["per_step_exact", "stochasti
     return "per_step_exact" if latent_dim <= AUTO_EXACT_MAX_DIM else "stochastic"
 
 
-# Parameters as those of the estimators it dispatches to, on purpose: a public entry point.
 def estimate_log_det(
     log_joint: Callable[[Tensor], Tensor],
     z0: Tensor,

@@ -60,7 +60,7 @@ from shortinfer.objectives import DEFAULT_NUM_MIXTURE, OBJECTIVES, EntropyEstima
 from shortinfer.tuning import (
     DEFAULT_GRID,
     DEFAULT_OBJECTIVE,
-    STABILITY_MARGIN,
+    STABILITY_GROWTH,
     STABILITY_QUANTILE,
     bracket_final,
     bracket_init,
@@ -71,6 +71,7 @@ from shortinfer.tuning import (
     gradient_search,
     grid_edge,
     grid_search,
+    stable_step_bound,
 )
 
 __all__ = [
@@ -148,7 +149,7 @@ class TuningTrace(NamedTuple):
             uses it by default.
         rejected: Step sizes the stability check refused, each ``(step_size, reason)``:
             their chains diverged on more chains than the tuning saw, or
-            $s \hat\lambda_{\max}$ exceeded `shortinfer.tuning.STABILITY_MARGIN`.
+            $s \hat\lambda_{\max}$ exceeded `shortinfer.tuning.stable_step_bound`.
         dropped: For a grid: one line per candidate scored ``inf`` (its chain diverged, or
             ``log_joint`` raised there), saying why; empty when none was.
 
@@ -849,7 +850,6 @@ class ShortRunPosterior:
         _, entropy = self._terms(self.draw_noise(num_samples), None, estimator)
         return self._per_example(entropy)
 
-    # Its Examples build the same posterior as `entropy`'s on purpose: each doctest stands alone.
     def elbo(
         self,
         *,
@@ -1056,7 +1056,7 @@ class ShortRunPosterior:
           chains but diverge on others: the chosen $s$ is rerun on
           ``STABILITY_CHAINS_FACTOR`` times as many chains (at least
           ``STABILITY_MIN_CHAINS``), and refused if any diverges or if
-          $s\,\hat\lambda_{\max} >$ `shortinfer.tuning.STABILITY_MARGIN` on the median
+          $s\,\hat\lambda_{\max} >$ `shortinfer.tuning.stable_step_bound` ``(K)`` on the median
           chain, with $\hat\lambda_{\max}$ the largest curvature of $-\log p$ at their end
           points (`shortinfer.langevin.max_curvature`). A refused candidate gives way to the
           next best; a refused gradient result is halved until it passes. Refusals are
@@ -1243,9 +1243,11 @@ class ShortRunPosterior:
         per_chain = max_curvature(self._flat_log_joint(per_example), u_k, num_iterations=10)
         curvature = float(torch.quantile(per_chain.double(), STABILITY_QUANTILE))
         worst = float(step_sizes.max()) * curvature
-        if worst > STABILITY_MARGIN:
+        bound = stable_step_bound(self.num_steps)
+        if worst > bound:
             return (
-                f"s * lambda_max = {worst:.3g} > {STABILITY_MARGIN} on more than "
+                f"s * lambda_max = {worst:.3g} > {bound:.3g} (K = {self.num_steps} steps would "
+                f"amplify the stiffest direction more than {STABILITY_GROWTH:g}x) on more than "
                 f"{1 - STABILITY_QUANTILE:.0%} of {count} check chains (lambda_max at the "
                 f"{STABILITY_QUANTILE:.0%} quantile: {curvature:.4g})"
             )
@@ -1424,7 +1426,6 @@ class _Search:
         return found.step_size, trace
 
 
-# The parameters repeat `ShortRunPosterior`'s on purpose: the public factory spells them out.
 def short_run(
     log_joint: LogJoint,
     x: Observations,

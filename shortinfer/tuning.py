@@ -33,7 +33,7 @@ __all__ = [
     "FORWARD_MIN_ELEMENTS",
     "PAPER_DELTA_GRID",
     "PAPER_GRID",
-    "STABILITY_MARGIN",
+    "STABILITY_GROWTH",
     "STABILITY_QUANTILE",
     "AdamState",
     "BracketState",
@@ -52,6 +52,7 @@ __all__ = [
     "golden_section_search",
     "grid_edge",
     "objective_and_gradient",
+    "stable_step_bound",
 ]
 
 DerivativeMode = Literal["auto", "forward", "reverse"]
@@ -141,18 +142,50 @@ the authors' step ($s = 0.00125$, $\delta = 0.05$) and above the stability bound
 $2/\lambda_{\max}$ of the paper's 5-layer generator; read as $\delta$ they bracket it.
 ``docs/benchmark.md`` gives the evidence."""
 
-STABILITY_MARGIN: float = 2.0
-r"""Largest $s \cdot \hat\lambda_{\max}$ a tuned step size may have on most chains.
+STABILITY_GROWTH: float = 100.0
+r"""Largest amplification $|1 - s\hat\lambda_{\max}|^K$ the K steps may give the stiffest
+direction of a chain (on most chains), for a tuned step size.
 
 A Langevin step on a quadratic with curvature $\lambda$ contracts iff $s\lambda < 2$;
-$\hat\lambda_{\max}$ is the largest curvature of $-\log p(x, z)$ found by power iteration
-at the end point of each of many chains (`shortinfer.langevin.max_curvature`). Beyond the
-bound the linearised entropy *grows* with $s$ ($\log|1 - s\lambda|$), so an entropy-based
-objective can reward an oscillating chain: the check refuses such step sizes."""
+beyond, it multiplies that direction by $|1 - s\lambda| > 1$, and the linearised entropy
+credits the chain with $\log|1 - s\lambda|$ per step for the expansion, so an entropy-based
+objective can reward an oscillating chain. A short-run chain is not run to equilibrium: over
+its K steps the credit is $K \log|1 - s\lambda|$, so bounding the amplification by $G$
+bounds the credit by $\log G$ (4.6 nats per direction for $G = 100$). The largest accepted
+$s\hat\lambda_{\max}$ is `stable_step_bound` ``(K)`` $= 1 + G^{1/K}$: 2.58 at $K = 10$,
+2.20 at $K = 25$, 2.10 at $K = 50$, approaching the infinite-chain bound 2.
+$\hat\lambda_{\max}$ is the largest curvature of $-\log p(x, z)$ found by power iteration at
+the end point of each of many chains (`shortinfer.langevin.max_curvature`). Why not the bound 2
+itself: ``docs/performance.md`` ("Where the defaults come from")."""
+
+
+def stable_step_bound(num_steps: int, growth: float = STABILITY_GROWTH) -> float:
+    r"""Largest $s\hat\lambda_{\max}$ for which K steps amplify a direction at most ``growth``.
+
+    $$
+    |1 - s\lambda|^K \le G \iff s\lambda \le 1 + G^{1/K} \quad (s\lambda \ge 2)
+    $$
+
+    Arguments:
+        num_steps: K, the chain's number of steps (``>= 1``).
+        growth: $G \ge 1$ (default `STABILITY_GROWTH`).
+
+    Examples:
+        >>> round(stable_step_bound(10), 3), round(stable_step_bound(25), 3)
+        (2.585, 2.202)
+        >>> stable_step_bound(25, growth=1.0)  # no growth at all: the infinite-chain bound
+        2.0
+    """
+    if not (isinstance(num_steps, int) and num_steps >= 1):
+        raise ArgumentError(f"num_steps must be an int >= 1; received {num_steps!r}.")
+    if not growth >= 1:
+        raise ArgumentError(f"growth must be >= 1; received {growth!r}.")
+    return 1.0 + growth ** (1.0 / num_steps)
+
 
 STABILITY_QUANTILE: float = 0.5
 r"""The quantile of the check chains' $s \hat\lambda_{\max}$ that must stay below
-`STABILITY_MARGIN`: the median, so the typical chain is stable.
+`stable_step_bound`: the median, so the typical chain is stable.
 
 For a Gaussian posterior every chain has the same curvature and this is the exact bound. For a
 nonlinear model the curvature at the chains' end points is heavy-tailed, and a bound on every

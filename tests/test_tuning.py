@@ -125,12 +125,34 @@ def test_stability_check_refuses_step_sizes_that_diverge_on_rare_chains():
 def test_stability_check_shrinks_a_diverging_gradient_result():
     model = make_linear_gaussian(4, 8, 0.2)  # lambda_max = 54.9
     x = model.sample_observations(4, generator=torch.Generator().manual_seed(1))
-    post = short_run(model.log_joint, x, latent_shape=(4,), num_steps=5, step_size=0.05)
-    # One Adam step of a negligible learning rate: s stays 0.05, which is unstable.
-    tuned = post.tune_step_size("gradient", num_iterations=1, learning_rate=1e-9)
     lam = float(torch.linalg.eigvalsh(model.precision().detach()).max())
-    assert tuned.step_size * lam <= 2.0
-    assert tuned.trace.rejected and tuned.trace.rejected[0][0] == pytest.approx(0.05)
+    bound = tuning.stable_step_bound(5)  # 3.51: |1 - s lambda|^5 <= 100
+    start = 1.25 * bound / lam  # above the bound; half of it is below
+    post = short_run(model.log_joint, x, latent_shape=(4,), num_steps=5, step_size=start)
+    # One Adam step of a negligible learning rate: s stays where it started, which is unstable.
+    tuned = post.tune_step_size("gradient", num_iterations=1, learning_rate=1e-9)
+    assert tuned.step_size * lam <= bound
+    assert tuned.trace.rejected and tuned.trace.rejected[0][0] == pytest.approx(start)
+    assert "amplify the stiffest direction more than 100x" in tuned.trace.rejected[0][1]
+
+
+@pytest.mark.parametrize("num_steps", [5, 25])
+def test_stability_bound_is_where_the_stiffest_direction_grows_by_the_allowed_factor(num_steps):
+    # Oracle: on a Gaussian posterior every chain has curvature lambda_max, so a step size
+    # just below the bound passes and one just above is refused; the bound is where
+    # |1 - s lambda|^K equals STABILITY_GROWTH.
+    bound = tuning.stable_step_bound(num_steps)
+    assert abs(1 - bound) ** num_steps == pytest.approx(tuning.STABILITY_GROWTH)
+    model = make_linear_gaussian(4, 8, 0.2)
+    x = model.sample_observations(4, generator=torch.Generator().manual_seed(1))
+    lam = float(torch.linalg.eigvalsh(model.precision().detach()).max())
+    for factor, refused in ((0.98, False), (1.02, True)):
+        post = short_run(
+            model.log_joint, x, latent_shape=(4,), num_steps=num_steps, step_size=0.01
+        )
+        step_size = factor * bound / lam
+        tuned = post.tune_step_size(grid=[step_size], num_samples=4)
+        assert bool(tuned.trace.rejected) is refused, tuned.trace.rejected
 
 
 def test_max_curvature_matches_the_precision_of_a_gaussian():

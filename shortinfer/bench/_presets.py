@@ -261,9 +261,6 @@ class Preset:
         return {key: plain(value) for key, value in dataclasses.asdict(self).items()}
 
 
-# The presets list the same fields with different values on purpose: each is a budget to read
-# and compare at a glance (and the cpu preset is the record behind the committed results), so
-# none is derived from another.
 #: The shipped presets by name: ``"smoke"`` (a CI check of a few CPU minutes), ``"cpu"`` (the
 #: budget of the committed MNIST-5k results) and ``"paper"`` (Appendix 7.1's schedule). Look
 #: one up, with overrides, through `get_preset`.

@@ -286,7 +286,6 @@ def reconstruct(
                 def log_joint(data: Any, z: Any) -> Tensor:
                     return model_log_joint(data[0], z, mask=data[1])
 
-            # train_step makes a like call: short_run itself is the shared piece, nothing to merge.
             posterior = short_run(
                 log_joint,
                 observed,

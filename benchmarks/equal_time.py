@@ -257,8 +257,10 @@ def write_outputs(runs: list[dict[str, Any]], args: argparse.Namespace, env: dic
         lines.append(
             f"| {run['method']} | {run['probe_updates_per_second']:.2f} | "
             f"{run['num_iterations']} | {run['compile_seconds']:.1f} |"
-            + (f" (reused from `{run['reused_from']}`)" if run.get("reused_from") else "")
         )
+    for run in runs:
+        if run.get("reused_from"):
+            lines += ["", f"The {run['method']} run is reused from `{run['reused_from']}`."]
     lines += ["", "![MSE against training time](equal_time.png)"]
     (out / "equal_time.md").write_text("\n".join(lines) + "\n")
     plot(runs, out / "equal_time.png", f"{args.source}: held-out MSE at equal training time")

@@ -181,7 +181,7 @@ def reference_generator(
     Weights are a fixed random initialisation (no trained checkpoint ships with the package);
     parameters do not require grad, so timings measure inference only.
     """
-    from shortinfer.models._generator import MultiLayerGenerator
+    from shortinfer.models import MultiLayerGenerator
 
     torch.manual_seed(seed)
     model = MultiLayerGenerator(

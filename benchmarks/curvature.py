@@ -29,7 +29,7 @@ from _common import add_device_options, environment, environment_markdown, setup
 from shortinfer import short_run
 from shortinfer.langevin import max_curvature
 from shortinfer.models import LadderVAE, MultiLayerGenerator
-from shortinfer.train._checkpoint import load_checkpoint
+from shortinfer.train import load_checkpoint
 
 
 def measure(model: MultiLayerGenerator, x: torch.Tensor, step_size: float) -> dict[str, float]:

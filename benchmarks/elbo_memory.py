@@ -38,7 +38,7 @@ from _common import (  # noqa: E402
 )
 
 from shortinfer import short_run  # noqa: E402
-from shortinfer.models._generator import MultiLayerGenerator  # noqa: E402
+from shortinfer.models import MultiLayerGenerator  # noqa: E402
 
 
 def child(config: dict) -> None:

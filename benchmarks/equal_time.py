@@ -43,10 +43,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import environment, environment_markdown, set_threads  # noqa: E402
 
 from shortinfer import short_run  # noqa: E402
-from shortinfer.bench._presets import get_preset  # noqa: E402
-from shortinfer.bench._runner import BenchData, Cell, build_trainer  # noqa: E402
-from shortinfer.metrics._reconstruction import reconstruction_mse  # noqa: E402
-from shortinfer.models._ladder_vae import LadderVAE  # noqa: E402
+from shortinfer.bench import BenchData, Cell, get_preset  # noqa: E402
+from shortinfer.bench._runner import build_trainer  # noqa: E402
+from shortinfer.metrics import reconstruction_mse  # noqa: E402
+from shortinfer.models import LadderVAE  # noqa: E402
+from shortinfer.train import frozen_parameters  # noqa: E402
 
 METHODS = ("short_run", "ladder_vae")
 SOURCES = {"mnist5k": "mnist5k", "fashion": "fashion_mnist"}
@@ -123,7 +124,6 @@ def measured_rate(method: str, data: BenchData, args: argparse.Namespace) -> flo
         # first changes (after the first update); a few updates of a throw-away trainer pay
         # both, and the compiled graphs are shared with every later trainer of this model.
         warm_up = make_trainer(method, data, args, 10**6)
-        warm_compile(warm_up, data, args)
         while warm_up.iteration < 3:
             warm_up.fit(max_seconds=1.0)
     probe = make_trainer(method, data, args, 10**6)
@@ -153,9 +153,7 @@ def warm_compile(trainer: Any, data: BenchData, args: argparse.Namespace) -> flo
         return 0.0
     model, x = trainer.model, data.train[: args.batch_size].to(trainer.device)
     started = time.perf_counter()
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)  # as the trainer samples (frozen_parameters)
+    with torch.no_grad(), frozen_parameters(model):  # as the trainer samples
         short_run(
             model.log_joint,
             x,
@@ -165,8 +163,6 @@ def warm_compile(trainer: Any, data: BenchData, args: argparse.Namespace) -> flo
             validate=False,
             compile=args.compile,
         ).sample()
-        for parameter in model.parameters():
-            parameter.requires_grad_(True)
     return time.perf_counter() - started
 
 

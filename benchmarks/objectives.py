@@ -67,7 +67,7 @@ from _common import (  # noqa: E402
 
 from shortinfer.langevin import autograd_score, rollout  # noqa: E402
 from shortinfer.likelihoods import standard_normal_log_prob  # noqa: E402
-from shortinfer.models._linear_gaussian import LinearGaussian  # noqa: E402
+from shortinfer.models import LinearGaussian  # noqa: E402
 from shortinfer.objectives import EntropyEstimator, semi_implicit_bounds  # noqa: E402
 from shortinfer.tuning import gradient_search  # noqa: E402
 

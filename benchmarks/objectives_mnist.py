@@ -34,8 +34,7 @@ from _common import (
 from shortinfer.cli import DEMO_SETTINGS, demo_training
 from shortinfer.data import load_dataset
 from shortinfer.metrics import reconstruction_mse
-from shortinfer.train import Trainer
-from shortinfer.train._report import reconstruct
+from shortinfer.train import Trainer, reconstruct
 
 # (objective, chains per example while tuning): sandwich and semi_implicit mix over the other
 # chains of an example, so they need several; conditional and linearized use one, as the demo.

@@ -44,7 +44,7 @@ from _common import (  # noqa: E402
     write_result,
 )
 
-from shortinfer.bench._presets import get_preset  # noqa: E402
+from shortinfer.bench import get_preset  # noqa: E402
 from shortinfer.bench._runner import BenchData, Cell, build_trainer, cell_config  # noqa: E402
 
 

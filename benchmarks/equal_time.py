@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import sys
@@ -86,6 +87,14 @@ def make_trainer(method: str, data: BenchData, args: argparse.Namespace, iterati
     )
     if method == "short_run":
         trainer.compile = args.compile
+        if args.per_step and trainer.tuning is not None:
+            # One step size per Langevin step, tuned by Adam on log s_k through the chain and
+            # the log-determinant, warm-started from the current vector at each re-tuning.
+            start = float(trainer.step_size)
+            trainer.step_size = [start] * args.steps
+            trainer.tuning = dataclasses.replace(
+                trainer.tuning, method="gradient", num_iterations=args.per_step
+            )
     return trainer
 
 
@@ -159,7 +168,7 @@ def warm_compile(trainer: Any, data: BenchData, args: argparse.Namespace) -> flo
             x,
             latent_shape=model.latent_shapes,
             num_steps=args.steps,
-            step_size=0.01,
+            step_size=trainer.step_size,
             validate=False,
             compile=args.compile,
         ).sample()
@@ -243,8 +252,8 @@ def write_outputs(runs: list[dict[str, Any]], args: argparse.Namespace, env: dic
         "",
         f"## Environment\n\n{environment_markdown(env)}",
         "",
-        f"L = {args.num_layers}, batch {args.batch_size}, short-run K = {args.steps}, compile "
-        f"= {args.compile}, {data_sizes(args)}.",
+        f"L = {args.num_layers}, batch {args.batch_size}, short-run K = {args.steps} "
+        f"({step_sizes(args)}), compile = {args.compile}, {data_sizes(args)}.",
         "",
         "| method | budget (min) | training s | updates | held-out MSE | eval s (not counted) |",
         "|---|---:|---:|---:|---:|---:|",
@@ -268,6 +277,12 @@ def write_outputs(runs: list[dict[str, Any]], args: argparse.Namespace, env: dic
     (out / "equal_time.md").write_text("\n".join(lines) + "\n")
     plot(runs, out / "equal_time.png", f"{args.source}: held-out MSE at equal training time")
     print(f"wrote {out / 'equal_time.md'}", flush=True)
+
+
+def step_sizes(args: argparse.Namespace) -> str:
+    if args.per_step:
+        return f"one step size per step, {args.per_step} Adam iterations per re-tuning"
+    return "one step size"
 
 
 def data_sizes(args: argparse.Namespace) -> str:
@@ -302,6 +317,14 @@ def main() -> None:
         default=None,
         help="re-tune the short-run step size every N updates (default: the cpu preset's 100; "
         "0: keep the initial s)",
+    )
+    parser.add_argument(
+        "--per-step",
+        type=int,
+        default=0,
+        metavar="ITERATIONS",
+        help="short-run: one step size per Langevin step, re-tuned by this many Adam iterations "
+        "on log s_k (method 'gradient', warm-started); default 0: one scalar s (the preset's grid)",
     )
     parser.add_argument("--num-test", type=int, default=500, help="held-out images")
     parser.add_argument("--train-subset", type=int, default=None, help="first N train images")

@@ -3,11 +3,11 @@ r"""The tuning's stability rule during training: which step sizes it lets throug
 Trains the ``cpu`` bench preset's L = 3 generator on MNIST-5k by Algorithm 1 with K = 10
 (`equal_time.py`'s trainer: the preset's grid tuning every 100 updates, a schedule of
 ``--schedule`` updates), once per growth bound $G$ of the stability check
-(`shortinfer.tuning.stable_step_bound`: a tuned $s$ is refused when the median chain's
-$s\hat\lambda_{\max} > 1 + G^{1/K}$). $G = 1$ is the former rule $s\hat\lambda_{\max} \le 2$;
-the library ships `shortinfer.tuning.STABILITY_GROWTH`. Records the step size after each
-re-tuning, what the check refused, and the held-out MSE (500 images) every 100 updates.
-Every run has the same seeds, so the runs differ only by the rule.
+(`shortinfer.tuning.step_amplification`: a tuned $s$ is refused when the median chain's
+$s\hat\lambda_{\max} > 1 + G^{1/K}$, `shortinfer.tuning.stable_step_bound`). $G = 1$ is the
+former rule $s\hat\lambda_{\max} \le 2$; the library ships `shortinfer.tuning.STABILITY_GROWTH`.
+Records the step size after each re-tuning, what the check refused, and the held-out MSE
+(500 images) every 100 updates. Every run has the same seeds, so the runs differ only by the rule.
 
 Run from the repository root::
 
@@ -37,7 +37,7 @@ from shortinfer import tuning  # noqa: E402
 
 
 def run(growth: float, args: argparse.Namespace, data) -> dict:
-    posterior_module.stable_step_bound = lambda k: tuning.stable_step_bound(k, growth=growth)
+    posterior_module.STABILITY_GROWTH = growth  # the check's G
     refused: list[dict] = []
     original = posterior_module.ShortRunPosterior.tune_step_size
 
@@ -60,7 +60,7 @@ def run(growth: float, args: argparse.Namespace, data) -> dict:
             print(json.dumps({"growth": growth, **points[-1]}), flush=True)
     finally:
         posterior_module.ShortRunPosterior.tune_step_size = original
-        posterior_module.stable_step_bound = tuning.stable_step_bound
+        posterior_module.STABILITY_GROWTH = tuning.STABILITY_GROWTH
     history = [{"iteration": r.iteration, "step_size": str(r.step_size)} for r in trainer.history]
     return {"growth": growth, "points": points, "history": history, "refused": refused}
 
@@ -78,6 +78,7 @@ def main() -> None:
     args.source, args.data_root, args.num_test, args.train_subset = "mnist5k", None, 500, None
     args.batch_size, args.num_layers, args.tune_every = 16, 3, None
     args.compile, args.eval_batch_size = ("default" if args.compile else False), 100
+    args.tune_method, args.per_step = "grid", 0  # equal_time's defaults: the preset's grid
     if args.quick:
         args.growth, args.updates, args.every, args.schedule = [1.0, 100.0], 4, 2, 8
         args.train_subset, args.num_test, args.steps, args.tune_every = 32, 16, 3, 2

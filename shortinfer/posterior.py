@@ -71,7 +71,7 @@ from shortinfer.tuning import (
     gradient_search,
     grid_edge,
     grid_search,
-    stable_step_bound,
+    step_amplification,
 )
 
 __all__ = [
@@ -149,7 +149,8 @@ class TuningTrace(NamedTuple):
             uses it by default.
         rejected: Step sizes the stability check refused, each ``(step_size, reason)``:
             their chains diverged on more chains than the tuning saw, or
-            $s \hat\lambda_{\max}$ exceeded `shortinfer.tuning.stable_step_bound`.
+            the K steps would amplify the stiffest direction more than
+            `shortinfer.tuning.STABILITY_GROWTH`-fold (`shortinfer.tuning.step_amplification`).
         dropped: For a grid: one line per candidate scored ``inf`` (its chain diverged, or
             ``log_joint`` raised there), saying why; empty when none was.
 
@@ -1055,10 +1056,14 @@ class ShortRunPosterior:
         - ``check_stability=True`` guards against step sizes that look fine on the tuning
           chains but diverge on others: the chosen $s$ is rerun on
           ``STABILITY_CHAINS_FACTOR`` times as many chains (at least
-          ``STABILITY_MIN_CHAINS``), and refused if any diverges or if
-          $s\,\hat\lambda_{\max} >$ `shortinfer.tuning.stable_step_bound` ``(K)`` on the median
-          chain, with $\hat\lambda_{\max}$ the largest curvature of $-\log p$ at their end
-          points (`shortinfer.langevin.max_curvature`). A refused candidate gives way to the
+          ``STABILITY_MIN_CHAINS``), and refused if any diverges or if on the median chain
+          the K steps would amplify its stiffest direction more than
+          `shortinfer.tuning.STABILITY_GROWTH`-fold,
+          $\prod_k \max(1, |1 - s_k\hat\lambda_{\max}|) > G$
+          (`shortinfer.tuning.step_amplification`; for one step size,
+          $s\,\hat\lambda_{\max} >$ `shortinfer.tuning.stable_step_bound` ``(K)``), with
+          $\hat\lambda_{\max}$ the largest curvature of $-\log p$ at their end points
+          (`shortinfer.langevin.max_curvature`). A refused candidate gives way to the
           next best; a refused gradient result is halved until it passes. Refusals are
           listed in ``trace.rejected``.
 
@@ -1242,14 +1247,15 @@ class ShortRunPosterior:
         u_k = self._transform.inverse(z_k)  # the chain's own coordinates
         per_chain = max_curvature(self._flat_log_joint(per_example), u_k, num_iterations=10)
         curvature = float(torch.quantile(per_chain.double(), STABILITY_QUANTILE))
-        worst = float(step_sizes.max()) * curvature
-        bound = stable_step_bound(self.num_steps)
-        if worst > bound:
+        amplification = step_amplification(step_sizes, curvature)
+        if amplification > STABILITY_GROWTH:
+            worst = float(step_sizes.max()) * curvature
             return (
-                f"s * lambda_max = {worst:.3g} > {bound:.3g} (K = {self.num_steps} steps would "
-                f"amplify the stiffest direction more than {STABILITY_GROWTH:g}x) on more than "
-                f"{1 - STABILITY_QUANTILE:.0%} of {count} check chains (lambda_max at the "
-                f"{STABILITY_QUANTILE:.0%} quantile: {curvature:.4g})"
+                f"K = {self.num_steps} steps at s * lambda_max up to {worst:.3g} would amplify "
+                f"the stiffest direction {amplification:.3g}x, more than the "
+                f"{STABILITY_GROWTH:g}x allowed, on more than {1 - STABILITY_QUANTILE:.0%} of "
+                f"{count} check chains (lambda_max at the {STABILITY_QUANTILE:.0%} quantile: "
+                f"{curvature:.4g})"
             )
         return None
 

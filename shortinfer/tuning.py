@@ -53,6 +53,7 @@ __all__ = [
     "grid_edge",
     "objective_and_gradient",
     "stable_step_bound",
+    "step_amplification",
 ]
 
 DerivativeMode = Literal["auto", "forward", "reverse"]
@@ -153,7 +154,9 @@ objective can reward an oscillating chain. A short-run chain is not run to equil
 its K steps the credit is $K \log|1 - s\lambda|$, so bounding the amplification by $G$
 bounds the credit by $\log G$ (4.6 nats per direction for $G = 100$). The largest accepted
 $s\hat\lambda_{\max}$ is `stable_step_bound` ``(K)`` $= 1 + G^{1/K}$: 2.58 at $K = 10$,
-2.20 at $K = 25$, 2.10 at $K = 50$, approaching the infinite-chain bound 2.
+2.20 at $K = 25$, 2.10 at $K = 50$, approaching the infinite-chain bound 2. With one step size
+per step the check bounds the product of the expanding steps' factors instead
+(`step_amplification`).
 $\hat\lambda_{\max}$ is the largest curvature of $-\log p(x, z)$ found by power iteration at
 the end point of each of many chains (`shortinfer.langevin.max_curvature`). Why not the bound 2
 itself: ``docs/performance.md`` ("Where the defaults come from")."""
@@ -181,6 +184,38 @@ def stable_step_bound(num_steps: int, growth: float = STABILITY_GROWTH) -> float
     if not growth >= 1:
         raise ArgumentError(f"growth must be >= 1; received {growth!r}.")
     return 1.0 + growth ** (1.0 / num_steps)
+
+
+def step_amplification(step_sizes: Tensor, curvature: float) -> float:
+    r"""How much K steps can stretch a direction of curvature $\lambda$, expansions only.
+
+    $$
+    A(s, \lambda) = \prod_{k=0}^{K-1} \max\big(1, \lvert 1 - s_k \lambda \rvert\big)
+    $$
+
+    A step multiplies that direction by $1 - s_k\lambda$ on a quadratic; only the expanding
+    steps count, so a contracting step cannot excuse a later exploding one. For one step size
+    $A = \max(1, |1 - s\lambda|)^K$, and $A \le G$ is $s\lambda \le$ `stable_step_bound`
+    ``(K, G)``; for one step size per step it allows a few large steps where the bound on
+    $\max_k s_k$ would refuse them. The stability check refuses a tuned step size with
+    $A > G$ = `STABILITY_GROWTH` at the check chains' curvature.
+
+    Arguments:
+        step_sizes: $s_k$ with shape ``(K,)``, or ``(K, D)`` (the largest of each row is used).
+        curvature: $\lambda \ge 0$.
+
+    Returns:
+        $A \ge 1$, a float.
+
+    Examples:
+        >>> step_amplification(torch.full((10,), 0.25), 12.0)  # |1 - 3|^10
+        1024.0
+        >>> step_amplification(torch.tensor([0.05, 0.5, 0.05]), 10.0)  # one step of 1 - 5
+        4.0
+    """
+    per_step = step_sizes.detach().double().reshape(step_sizes.shape[0], -1).amax(dim=1)
+    factors = (1.0 - per_step * curvature).abs().clamp_min(1.0)
+    return float(factors.prod())
 
 
 STABILITY_QUANTILE: float = 0.5

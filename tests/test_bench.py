@@ -176,6 +176,7 @@ def test_cell_resumes_from_checkpoint_then_skips(tmp_path):
     assert result["elbo"] < 0 and result["num_elbo_images"] == 2
     assert result["objective"] == DEFAULT_OBJECTIVE
     assert result["delta"] == pytest.approx((2 * result["step_size"]) ** 0.5)
+    assert isinstance(result["tuning_rejected"], list)  # the stability check's refusals
 
     before = (folder / "result.json").stat().st_mtime_ns
     assert run_cell(cell, _data(), preset, tmp_path)["mse"] == result["mse"]

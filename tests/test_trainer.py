@@ -201,6 +201,25 @@ def test_tuning_runs_every_interval_and_passes_the_objective_through(monkeypatch
         StepSizeTuning(interval=3, estimator=EntropyEstimator("bogus"), grid=(0.01,))
 
 
+def test_stability_refusals_reach_the_traces_the_log_and_the_checkpoint(monkeypatch, tmp_path):
+    original = shortinfer.posterior.ShortRunPosterior.tune_step_size
+
+    def refusing(self, method=None, **kwargs):  # as if the check refused the argmin 0.02
+        tuned = original(self, method, **kwargs)
+        assert tuned.trace is not None
+        return tuned._replace(tuned._table, tuned.trace._replace(rejected=((0.02, "unstable"),)))
+
+    monkeypatch.setattr(shortinfer.posterior.ShortRunPosterior, "tune_step_size", refusing)
+    trainer = _tiny_trainer(tmp_path, num_iterations=4)
+    trainer.fit()
+    assert [trace["rejected"] for trace in trainer.traces] == [[[0.02, "unstable"]]] * 2
+    rows = [row for row in _rows(tmp_path / "metrics.jsonl") if "objective" in row]
+    assert [row["tuning_rejected"] for row in rows] == [[[0.02, "unstable"]]] * 2
+    resumed = _tiny_trainer(tmp_path, num_iterations=4)
+    resumed.fit(resume=True)  # the checkpoint keeps them (weights_only=True load)
+    assert [trace["rejected"] for trace in resumed.traces] == [[[0.02, "unstable"]]] * 2
+
+
 def test_gradient_tuning_of_a_per_step_step_size(tmp_path):
     trainer = _tiny_trainer(
         tmp_path,

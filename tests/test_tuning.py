@@ -133,7 +133,7 @@ def test_stability_check_shrinks_a_diverging_gradient_result():
     tuned = post.tune_step_size("gradient", num_iterations=1, learning_rate=1e-9)
     assert tuned.step_size * lam <= bound
     assert tuned.trace.rejected and tuned.trace.rejected[0][0] == pytest.approx(start)
-    assert "amplify the stiffest direction more than 100x" in tuned.trace.rejected[0][1]
+    assert "more than the 100x allowed" in tuned.trace.rejected[0][1]
 
 
 @pytest.mark.parametrize("num_steps", [5, 25])
@@ -152,6 +152,49 @@ def test_stability_bound_is_where_the_stiffest_direction_grows_by_the_allowed_fa
         )
         step_size = factor * bound / lam
         tuned = post.tune_step_size(grid=[step_size], num_samples=4)
+        assert bool(tuned.trace.rejected) is refused, tuned.trace.rejected
+
+
+def test_step_amplification_of_one_step_size_is_the_bound():
+    # For one step size, A <= G exactly where s * lambda <= stable_step_bound(K, G).
+    for num_steps in (1, 5, 25):
+        bound = tuning.stable_step_bound(num_steps)
+        for ratio in (0.5, 1.0, 1.9, 2.0, 0.99 * bound, 1.01 * bound, 4.0):
+            table = torch.full((num_steps,), ratio / 7.0, dtype=torch.float64)
+            amplification = tuning.step_amplification(table, 7.0)
+            assert (amplification <= tuning.STABILITY_GROWTH) is (ratio <= bound)
+            assert amplification == pytest.approx(max(1.0, abs(1 - ratio)) ** num_steps)
+
+
+def test_step_amplification_is_the_stiffest_singular_value_of_the_linear_map():
+    # Oracle: on a quadratic the K-step map is prod_k (I - s_k H); along the eigenvector of
+    # the largest eigenvalue, with every factor expanding, it stretches by exactly A.
+    lam = 10.0
+    table = torch.tensor([0.25, 0.31, 0.4, 0.22], dtype=torch.float64)  # 1 - s lam < -1
+    hessian = torch.diag(torch.tensor([lam, 1.0], dtype=torch.float64))
+    jacobian = torch.eye(2, dtype=torch.float64)
+    for s_k in table:
+        jacobian = (torch.eye(2, dtype=torch.float64) - s_k * hessian) @ jacobian
+    largest = float(torch.linalg.matrix_norm(jacobian, ord=2))
+    assert tuning.step_amplification(table, lam) == pytest.approx(largest)
+    # A contracting step does not excuse an expanding one; a (K, D) table uses each row's max.
+    assert tuning.step_amplification(torch.tensor([0.1, 0.5]), lam) == pytest.approx(4.0)
+    assert tuning.step_amplification(torch.tensor([[0.5, 0.01], [0.01, 0.01]]), lam) == 4.0
+
+
+def test_stability_check_lets_one_large_step_of_a_per_step_table_pass():
+    # K = 5 on a Gaussian: a per-step table with one step at s lambda = 4 (|1 - 4| = 3) and
+    # the rest at 1 (no growth) amplifies 3x and passes, though max_k s_k lambda = 4 is above
+    # the one-step-size bound 3.51; one step with |1 - s lambda| > 100 is refused.
+    model = make_linear_gaussian(4, 8, 0.2)
+    x = model.sample_observations(4, generator=torch.Generator().manual_seed(1))
+    lam = float(torch.linalg.eigvalsh(model.precision().detach()).max())
+    assert 4.0 > tuning.stable_step_bound(5)
+    for large, refused in ((4.0, False), (1.0 + 1.05 * tuning.STABILITY_GROWTH, True)):
+        table = torch.full((5,), 1.0 / lam)
+        table[2] = large / lam
+        post = short_run(model.log_joint, x, latent_shape=(4,), num_steps=5, step_size=table)
+        tuned = post.tune_step_size("gradient", num_iterations=1, learning_rate=1e-9)
         assert bool(tuned.trace.rejected) is refused, tuned.trace.rejected
 
 

@@ -550,6 +550,11 @@ def _cell_result(
             {"iteration": record.iteration, "step_size": record.step_size}
             for record in trainer.history
         ],
+        "tuning_rejected": [
+            {"iteration": trace["iteration"], "step_size": step, "reason": reason}
+            for trace in trainer.traces
+            for step, reason in trace.get("rejected", ())
+        ],
         "train_seconds": trainer.train_seconds,
         "device": str(device),
     }

@@ -552,7 +552,8 @@ class Trainer:
       (per-pixel reconstruction error $\|x - g(z_K)\|^2$ of the batch, when the model
       has ``decode``), ``step_size``, ``lr``, ``sigma``, ``images_per_second`` (training
       throughput over all processes, tuning excluded), and on tuning iterations
-      ``objective`` and ``tune_seconds``.
+      ``objective``, ``tune_seconds`` and, when the stability check refused candidates,
+      ``tuning_rejected`` (``[step_size, reason]`` pairs, also in `traces`).
 
     **Reproducibility.** Batches come from a per-epoch permutation and all chain noise from
     generators seeded by `shortinfer.train.derive_seed` ``(seed, purpose,
@@ -1064,6 +1065,7 @@ class Trainer:
                     "method": trace.method,
                     "step_sizes": trace.step_sizes.detach().cpu().to(torch.float64),
                     "objectives": trace.objectives.detach().cpu().to(torch.float64),
+                    "rejected": [[step, reason] for step, reason in trace.rejected],
                 }
             )
         record = StepSizeRecord(iteration, _jsonable(self.step_size), objective)
@@ -1101,6 +1103,8 @@ class Trainer:
             metrics["objective"] = record.objective
             metrics["tuning_objective"] = self.tuning.estimator.objective
             metrics["tune_seconds"] = time.perf_counter() - started
+            if self.traces and self.traces[-1]["iteration"] == t and self.traces[-1]["rejected"]:
+                metrics["tuning_rejected"] = self.traces[-1]["rejected"]
         started = time.perf_counter()
         try:
             out = train_step(

@@ -127,7 +127,9 @@ def test_frechet_distance_is_symmetric_and_zero_on_identical_inputs() -> None:
     forward = frechet_distance(mu1, sigma1, mu2, sigma2).item()
     backward = frechet_distance(mu2, sigma2, mu1, sigma1).item()
     assert forward > 1.0
-    assert forward == pytest.approx(backward, rel=1e-9)
+    # sigma1 is singular, so the square root loses digits: 2.7e-9 apart on one CPU (Intel
+    # MKL), within 1e-9 on another; the reference test above uses the same 1e-7.
+    assert forward == pytest.approx(backward, rel=1e-7)
     scale = sigma1.trace().item()
     assert frechet_distance(mu1, sigma1, mu1, sigma1).item() < 1e-9 * scale
 

@@ -201,10 +201,10 @@ def format_step_size(value: Any) -> str:
 def recalibrate(trainer: Any, seconds: float) -> bool:
     """Re-derive T from the run's own rate so far, while the schedules still allow it.
 
-    The probe's rate is an estimate (it missed by 15% in a 3-minute run); the run's own rate
-    over its first stages is a better one. Until the first learning-rate decay (T/3) the
-    schedules depend on T only through σ's annealing and the KL warm-up, which a change of T
-    moves by a few percent of their range, so T is re-derived after every stage that ends
+    The probe's rate is an estimate (it missed by 15-35% in the runs of 2026-12-02); the run's
+    own rate over its first stages is a better one. Until the first learning-rate decay (T/3)
+    the schedules depend on T only through σ's annealing and the KL warm-up, which a change of
+    T moves by a few percent of their range, so T is re-derived after every stage that ends
     before T/3. Returns whether T changed.
     """
     if trainer.iteration >= trainer.num_iterations / 3 or trainer.train_seconds <= 0:
@@ -308,7 +308,7 @@ def write_outputs(runs: list[dict[str, Any]], args: argparse.Namespace, env: dic
             f"{row['iterations']} | {row.get('schedule_length', '')} | {row['mse']:.4f} | "
             f"{format_step_size(row.get('step_size'))} | {row['eval_seconds']:.1f} |"
         )
-    lines += ["", "| method | probe updates/s | schedule length T | compile s (not counted) |"]
+    lines += ["", "| method | probe updates/s | T from the probe | compile s (not counted) |"]
     lines += ["|---|---:|---:|---:|"]
     for run in runs:
         lines.append(

@@ -1248,7 +1248,7 @@ class ShortRunPosterior:
         per_chain = max_curvature(self._flat_log_joint(per_example), u_k, num_iterations=10)
         curvature = float(torch.quantile(per_chain.double(), STABILITY_QUANTILE))
         amplification = step_amplification(step_sizes, curvature)
-        if amplification > STABILITY_GROWTH:
+        if not amplification <= STABILITY_GROWTH:  # a NaN curvature is refused too
             worst = float(step_sizes.max()) * curvature
             return (
                 f"K = {self.num_steps} steps at s * lambda_max up to {worst:.3g} would amplify "

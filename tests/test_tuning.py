@@ -198,6 +198,19 @@ def test_stability_check_lets_one_large_step_of_a_per_step_table_pass():
         assert bool(tuned.trace.rejected) is refused, tuned.trace.rejected
 
 
+def test_stability_check_refuses_a_non_finite_curvature(monkeypatch):
+    import shortinfer.posterior as posterior_module
+
+    nan = lambda log_joint, z, num_iterations: torch.full((z.shape[0],), float("nan"))  # noqa: E731
+    monkeypatch.setattr(posterior_module, "max_curvature", nan)
+    model = make_linear_gaussian(4, 8, 0.2)
+    x = model.sample_observations(4, generator=torch.Generator().manual_seed(1))
+    post = short_run(model.log_joint, x, latent_shape=(4,), num_steps=5, step_size=0.001)
+    # Refused at every halving, so the search gives up with the reason rather than pass it.
+    with pytest.raises(FloatingPointError, match="stiffest direction nanx"):
+        post.tune_step_size("gradient", num_iterations=1, learning_rate=1e-9)
+
+
 def test_max_curvature_matches_the_precision_of_a_gaussian():
     model = make_linear_gaussian(4, 8, 0.2)
     x = model.sample_observations(3, generator=torch.Generator().manual_seed(1))

@@ -181,13 +181,9 @@ def warm_compile(trainer: Any, data: BenchData, args: argparse.Namespace) -> flo
     return time.perf_counter() - started
 
 
-def plain_step_size(value: Any) -> float | list[float]:
-    """A step size as JSON: a float, or one float per Langevin step."""
-    if isinstance(value, torch.Tensor):
-        value = value.tolist()
-    if isinstance(value, list):
-        return [float(f"{float(v):.4g}") for v in value]
-    return float(f"{float(value):.4g}")
+def current_step_size(trainer: Any) -> Any:
+    """The trainer's step size as JSON (a float, or a list per step): its last tuning record."""
+    return trainer.history[-1].step_size if trainer.history else trainer.step_size
 
 
 def format_step_size(value: Any) -> str:
@@ -236,7 +232,7 @@ def run_method(method: str, data: BenchData, args: argparse.Namespace) -> dict[s
             "iterations": trainer.iteration,
             "mse": mse,
             "eval_seconds": time.perf_counter() - started,
-            "step_size": plain_step_size(trainer.step_size) if method == "short_run" else None,
+            "step_size": current_step_size(trainer) if method == "short_run" else None,
             "schedule_length": trainer.num_iterations,
             "recalibrated": recalibrated,
         }
@@ -247,9 +243,9 @@ def run_method(method: str, data: BenchData, args: argparse.Namespace) -> dict[s
         "probe_updates_per_second": rate,
         "num_iterations": iterations,
         "compile_seconds": compile_seconds,
-        "final_step_size": plain_step_size(trainer.step_size) if method == "short_run" else None,
+        "final_step_size": current_step_size(trainer) if method == "short_run" else None,
         "step_size_history": [
-            {"iteration": record.iteration, "step_size": plain_step_size(record.step_size)}
+            {"iteration": record.iteration, "step_size": record.step_size}
             for record in trainer.history
         ],
         "points": points,

@@ -219,8 +219,9 @@ def step_amplification(step_sizes: Tensor, curvature: float) -> float:
 
 
 STABILITY_QUANTILE: float = 0.5
-r"""The quantile of the check chains' $s \hat\lambda_{\max}$ that must stay below
-`stable_step_bound`: the median, so the typical chain is stable.
+r"""The quantile of the check chains' $\hat\lambda_{\max}$ at which the K steps'
+amplification (`step_amplification`) must stay within `STABILITY_GROWTH`: the median, so the
+typical chain is stable.
 
 For a Gaussian posterior every chain has the same curvature and this is the exact bound. For a
 nonlinear model the curvature at the chains' end points is heavy-tailed, and a bound on every
